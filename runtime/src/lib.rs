@@ -3,7 +3,12 @@
 //! (The user manual lands here as the API grows.)
 
 pub mod bootstrap;
+mod comm;
 pub mod engine;
+pub mod env;
 mod types;
+mod universe;
 
+pub use comm::Comm;
 pub use types::{ContextId, Rank, Tag};
+pub use universe::{InitError, Placement, Universe, init};

@@ -1,0 +1,36 @@
+//! `mprun`: launch an SPMD job of N ranked processes and supervise it.
+//!
+//! See `mprun --help` and the README for usage; DESIGN §3 for the contract
+//! between `mprun` and its ranks.
+
+mod bootserver;
+mod cli;
+mod hostfile;
+mod job;
+mod output;
+mod placement;
+mod spawn;
+mod supervisor;
+
+use clap::Parser;
+
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some(spawn::GUARD_ARG) {
+        spawn::guard_main();
+    }
+    let args = cli::Args::parse_from(cli::normalize(std::env::args()));
+    let job = match job::prepare(&args) {
+        Ok(job) => job,
+        Err(error) => {
+            eprintln!("mprun: {error}");
+            std::process::exit(2);
+        }
+    };
+    match supervisor::run(job.listener, job.secret, job.ranks, job.options) {
+        Ok(code) => std::process::exit(code),
+        Err(error) => {
+            eprintln!("mprun: supervision failed: {error}");
+            std::process::exit(1);
+        }
+    }
+}

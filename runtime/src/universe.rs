@@ -1,0 +1,195 @@
+//! `init`, the [`Universe`] and finalization.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use thiserror::Error;
+
+use crate::bootstrap::card::Card;
+use crate::bootstrap::client::{BootstrapError, Connected, Registered};
+use crate::comm::Comm;
+use crate::env::{EnvError, JobEnv};
+
+/// Set once per process: MPI allows one initialization.
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
+
+/// Why [`init`] failed.
+#[derive(Debug, Error)]
+pub enum InitError {
+    /// `init` was already called in this process.
+    #[error("mpr::init was already called in this process")]
+    AlreadyInitialized,
+    /// The `MPR_*` job variables are inconsistent.
+    #[error("bad job environment: {0}")]
+    Env(#[from] EnvError),
+    /// Registering with the launcher failed.
+    #[error("bootstrap failed: {0}")]
+    Bootstrap(#[from] BootstrapError),
+    /// A rank published a business card that does not decode.
+    #[error("rank {rank} published an invalid business card: {source}")]
+    BadCard {
+        /// Whose card.
+        rank: u32,
+        /// Decoder error.
+        source: postcard::Error,
+    },
+}
+
+/// Placement of this rank in the job, as the launcher decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Rank among the ranks on this host.
+    pub local_rank: u32,
+    /// Number of ranks on this host.
+    pub local_size: u32,
+    /// Index of this host in the job.
+    pub node: u32,
+    /// Job id (empty for a singleton).
+    pub job: String,
+}
+
+/// An initialized runtime. Dropping it finalizes: the launcher learns that
+/// this rank ended cleanly.
+#[derive(Debug)]
+pub struct Universe {
+    world: Comm,
+    placement: Placement,
+    bootstrap: Option<Arc<Connected>>,
+    cards: Vec<Card>,
+}
+
+/// Initializes the runtime: reads the job environment, registers with the
+/// launcher, exchanges business cards at a fence and returns the
+/// [`Universe`]. Without `MPR_*` variables the program is a singleton: a
+/// world of one rank.
+///
+/// ```
+/// let universe = mpr::init()?;
+/// let world = universe.world();
+/// assert!(world.rank() < world.size());
+/// # Ok::<(), mpr::InitError>(())
+/// ```
+pub fn init() -> Result<Universe, InitError> {
+    if INITIALIZED.swap(true, Ordering::SeqCst) {
+        return Err(InitError::AlreadyInitialized);
+    }
+    let Some(job) = JobEnv::from_process()? else {
+        return Ok(Universe::singleton());
+    };
+    let registered = Registered::connect(&job.bootstrap, job.rank, job.secret.as_bytes())?;
+    let card = Card {
+        host: host_name(),
+        pid: std::process::id(),
+        addrs: Vec::new(),
+    };
+    let (connected, raw_cards) = registered.fence(card.encode())?;
+    let cards = raw_cards
+        .iter()
+        .enumerate()
+        .map(|(rank, bytes)| {
+            Card::decode(bytes).map_err(|source| InitError::BadCard {
+                rank: rank as u32,
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let connected = Arc::new(connected);
+    install_panic_abort(Arc::clone(&connected), job.rank);
+    Ok(Universe {
+        world: Comm::world(job.rank, job.size),
+        placement: Placement {
+            local_rank: job.local_rank,
+            local_size: job.local_size,
+            node: job.node,
+            job: job.job,
+        },
+        bootstrap: Some(connected),
+        cards,
+    })
+}
+
+/// Makes a panic anywhere in a launched rank abort the whole job, with the
+/// panic message, before the default hook prints it.
+fn install_panic_abort(link: Arc<Connected>, rank: u32) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = format!("rank {rank} panicked: {info}");
+        let _ = link.abort(101, &message);
+        previous(info);
+    }));
+}
+
+/// This machine's host name, or `localhost` if it has none.
+pub(crate) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+impl Universe {
+    fn singleton() -> Universe {
+        Universe {
+            world: Comm::world(0, 1),
+            placement: Placement {
+                local_rank: 0,
+                local_size: 1,
+                node: 0,
+                job: String::new(),
+            },
+            bootstrap: None,
+            cards: vec![Card {
+                host: host_name(),
+                pid: std::process::id(),
+                addrs: Vec::new(),
+            }],
+        }
+    }
+
+    /// The world communicator: every rank of the job.
+    pub fn world(&self) -> &Comm {
+        &self.world
+    }
+
+    /// Where the launcher placed this rank.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// Host name of every rank, indexed by world rank.
+    pub fn hosts(&self) -> impl Iterator<Item = &str> {
+        self.cards.iter().map(|card| card.host.as_str())
+    }
+
+    /// Aborts the whole job: the launcher stops every rank and exits with
+    /// `code`. Never returns.
+    pub fn abort(&self, code: i32, message: &str) -> ! {
+        if let Some(link) = &self.bootstrap {
+            let _ = link.abort(code, message);
+        }
+        eprintln!("mpr: rank {} aborts the job (code {code}): {message}", self.world.rank());
+        std::process::exit(code)
+    }
+
+    /// Finalizes explicitly, reporting a failure to reach the launcher.
+    /// Dropping the universe does the same and ignores that error.
+    pub fn finalize(mut self) -> Result<(), BootstrapError> {
+        self.finalize_once()
+    }
+
+    fn finalize_once(&mut self) -> Result<(), BootstrapError> {
+        match self.bootstrap.take() {
+            Some(link) => link.finalize(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Universe {
+    fn drop(&mut self) {
+        if let Err(error) = self.finalize_once() {
+            eprintln!("mpr: rank {}: finalize failed: {error}", self.world.rank());
+        }
+    }
+}
