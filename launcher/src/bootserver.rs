@@ -93,7 +93,10 @@ impl BootServer {
 
     /// A connection closed (or was closed): forget it.
     pub(crate) fn on_close(&mut self, conn: ConnId) {
-        if let Some(Conn { rank: Some(rank), .. }) = self.conns.remove(&conn) {
+        if let Some(Conn {
+            rank: Some(rank), ..
+        }) = self.conns.remove(&conn)
+        {
             if let Some(slot) = self.ranks.get_mut(rank as usize) {
                 slot.conn = None;
             }
@@ -102,17 +105,26 @@ impl BootServer {
 
     /// Number of connections that have not proven the secret yet.
     pub(crate) fn unauthenticated(&self) -> usize {
-        self.conns.values().filter(|conn| conn.rank.is_none()).count()
+        self.conns
+            .values()
+            .filter(|conn| conn.rank.is_none())
+            .count()
     }
 
     /// Whether some rank waits at a fence that `rank` has not reached.
     pub(crate) fn fence_waits_for(&self, rank: u32) -> bool {
-        self.fence_arrived > 0 && self.fence_cards.get(rank as usize).is_some_and(Option::is_none)
+        self.fence_arrived > 0
+            && self
+                .fence_cards
+                .get(rank as usize)
+                .is_some_and(Option::is_none)
     }
 
     /// Whether `rank` has finalized.
     pub(crate) fn finalized(&self, rank: u32) -> bool {
-        self.ranks.get(rank as usize).is_some_and(|slot| slot.finalized)
+        self.ranks
+            .get(rank as usize)
+            .is_some_and(|slot| slot.finalized)
     }
 
     /// Connections of registered ranks, to tell them about a failed peer.
@@ -133,7 +145,9 @@ impl BootServer {
             let message = match state.reader.next_message() {
                 Ok(Some(message)) => message,
                 Ok(None) => return,
-                Err(error) => return self.close(conn, format!("invalid bootstrap message: {error}"), actions),
+                Err(error) => {
+                    return self.close(conn, format!("invalid bootstrap message: {error}"), actions);
+                }
             };
             let rank = state.rank;
             match rank {
@@ -168,11 +182,21 @@ impl BootServer {
         actions.push(Action::Report(Report::Initialized(rank)));
     }
 
-    fn on_rank_message(&mut self, conn: ConnId, rank: u32, message: Message, actions: &mut Vec<Action>) {
+    fn on_rank_message(
+        &mut self,
+        conn: ConnId,
+        rank: u32,
+        message: Message,
+        actions: &mut Vec<Action>,
+    ) {
         match message {
             Message::Fence { epoch, card } => {
                 if epoch != self.fence_epoch || self.fence_cards[rank as usize].is_some() {
-                    return self.close(conn, format!("rank {rank} sent fence {epoch} out of turn"), actions);
+                    return self.close(
+                        conn,
+                        format!("rank {rank} sent fence {epoch} out of turn"),
+                        actions,
+                    );
                 }
                 self.fence_cards[rank as usize] = Some(card);
                 self.fence_arrived += 1;
@@ -186,14 +210,26 @@ impl BootServer {
                 actions.push(Action::Report(Report::Finalized(rank)));
             }
             Message::Abort { code, message } => {
-                actions.push(Action::Report(Report::Aborted { rank, code, message }));
+                actions.push(Action::Report(Report::Aborted {
+                    rank,
+                    code,
+                    message,
+                }));
             }
-            other => self.close(conn, format!("rank {rank} sent an unexpected {other:?}"), actions),
+            other => self.close(
+                conn,
+                format!("rank {rank} sent an unexpected {other:?}"),
+                actions,
+            ),
         }
     }
 
     fn complete_fence(&mut self, actions: &mut Vec<Action>) {
-        let cards: Vec<Vec<u8>> = self.fence_cards.iter_mut().map(|card| card.take().unwrap_or_default()).collect();
+        let cards: Vec<Vec<u8>> = self
+            .fence_cards
+            .iter_mut()
+            .map(|card| card.take().unwrap_or_default())
+            .collect();
         let done = Message::FenceDone {
             epoch: self.fence_epoch,
             cards,
@@ -234,19 +270,42 @@ mod tests {
         }
         assert_eq!(
             actions.drain(..).collect::<Vec<_>>(),
-            [Action::Report(Report::Initialized(0)), Action::Report(Report::Initialized(1))]
+            [
+                Action::Report(Report::Initialized(0)),
+                Action::Report(Report::Initialized(1))
+            ]
         );
-        server.on_bytes(10, &Message::Fence { epoch: 0, card: vec![1] }.encode(), &mut actions);
+        server.on_bytes(
+            10,
+            &Message::Fence {
+                epoch: 0,
+                card: vec![1],
+            }
+            .encode(),
+            &mut actions,
+        );
         assert!(actions.is_empty());
         assert!(server.fence_waits_for(1) && !server.fence_waits_for(0));
-        server.on_bytes(11, &Message::Fence { epoch: 0, card: vec![2] }.encode(), &mut actions);
+        server.on_bytes(
+            11,
+            &Message::Fence {
+                epoch: 0,
+                card: vec![2],
+            }
+            .encode(),
+            &mut actions,
+        );
         let done = Message::FenceDone {
             epoch: 0,
             cards: vec![vec![1], vec![2]],
         }
         .encode();
         assert_eq!(actions.len(), 2);
-        assert!(actions.iter().all(|action| matches!(action, Action::Send(_, bytes) if *bytes == done)));
+        assert!(
+            actions
+                .iter()
+                .all(|action| matches!(action, Action::Send(_, bytes) if *bytes == done))
+        );
         actions.clear();
         server.on_bytes(11, &Message::Finalize.encode(), &mut actions);
         assert_eq!(
@@ -280,7 +339,9 @@ mod tests {
         actions.clear();
         server.on_connect(5);
         server.on_bytes(5, &hello(9, b"secret"), &mut actions);
-        assert!(matches!(&actions[..], [Action::Close(5, reason)] if reason.contains("out of range")));
+        assert!(
+            matches!(&actions[..], [Action::Close(5, reason)] if reason.contains("out of range"))
+        );
         assert_eq!(server.unauthenticated(), 0);
         assert_eq!(server.rank_conns().collect::<Vec<_>>(), [3]);
     }

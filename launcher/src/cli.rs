@@ -20,7 +20,12 @@ pub(crate) struct Args {
     pub(crate) ranks: Option<u32>,
 
     /// Hostfile listing hosts and slots (Open MPI `host slots=N` or MPICH `host:N`).
-    #[arg(short = 'f', long = "hostfile", visible_alias = "machinefile", value_name = "FILE")]
+    #[arg(
+        short = 'f',
+        long = "hostfile",
+        visible_alias = "machinefile",
+        value_name = "FILE"
+    )]
     pub(crate) hostfile: Option<PathBuf>,
 
     /// Comma-separated hosts, each optionally `:SLOTS` (e.g. `a,b:2`).
@@ -52,13 +57,29 @@ pub(crate) struct Args {
     pub(crate) wdir: Option<PathBuf>,
 
     /// Program to run, then its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM [ARGS]...")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PROGRAM [ARGS]..."
+    )]
     pub(crate) command: Vec<String>,
 }
 
 /// Options that take a value, to find where the program starts.
 const OPTIONS_WITH_VALUE: &[&str] = &[
-    "-n", "--np", "-np", "-f", "--hostfile", "--machinefile", "-H", "--host", "--map-by", "-x", "--timeout", "--wdir",
+    "-n",
+    "--np",
+    "-np",
+    "-f",
+    "--hostfile",
+    "--machinefile",
+    "-H",
+    "--host",
+    "--map-by",
+    "-x",
+    "--timeout",
+    "--wdir",
     "--wd",
 ];
 
@@ -107,7 +128,9 @@ mod tests {
 
     #[test]
     fn open_mpi_and_mpich_spellings_parse() {
-        let args = parse("mprun -n 2 -f hosts -x A=1 -x B --map-by node --oversubscribe -l --timeout 5 hostname");
+        let args = parse(
+            "mprun -n 2 -f hosts -x A=1 -x B --map-by node --oversubscribe -l --timeout 5 hostname",
+        );
         assert_eq!(args.hostfile, Some(PathBuf::from("hosts")));
         assert_eq!(args.export, ["A=1", "B"]);
         assert_eq!(args.map_by, MapBy::Node);

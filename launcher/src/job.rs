@@ -85,10 +85,11 @@ pub(crate) fn prepare(args: &Args) -> Result<Job, LaunchError> {
         Some(secs) => return Err(LaunchError::BadTimeout(secs)),
         None => None,
     };
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| LaunchError::Io {
-        what: "cannot open the bootstrap port",
-        source,
-    })?;
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| LaunchError::Io {
+            what: "cannot open the bootstrap port",
+            source,
+        })?;
     let bootstrap = listener.local_addr().map_err(|source| LaunchError::Io {
         what: "cannot read the bootstrap address",
         source,
@@ -168,7 +169,9 @@ fn is_local(name: &str) -> bool {
     name == "localhost"
         || name == me
         || name == short
-        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `-x VAR` and `-x VAR=VALUE` as pairs.

@@ -93,7 +93,11 @@ pub(crate) fn spawn_rank(rank: &RankCommand, group: i32) -> std::io::Result<Chil
         .args(args)
         .envs(rank.env.iter().map(|(k, v)| (k, v)))
         .process_group(group)
-        .stdin(if rank.stdin { Stdio::piped() } else { Stdio::null() })
+        .stdin(if rank.stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(dir) = &rank.wdir {

@@ -122,7 +122,9 @@ struct Supervisor {
 
 impl std::fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Supervisor").field("ranks", &self.ranks.len()).finish()
+        f.debug_struct("Supervisor")
+            .field("ranks", &self.ranks.len())
+            .finish()
     }
 }
 
@@ -137,9 +139,11 @@ pub(crate) fn run(
     let poll = Poll::new()?;
     listener.set_nonblocking(true)?;
     let mut listener = TcpListener::from_std(listener);
-    poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
     let mut signals = Signals::new([SIGCHLD, SIGINT, SIGTERM, SIGHUP])?;
-    poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)?;
     let size = ranks.len() as u32;
     let mut supervisor = Supervisor {
         poll,
@@ -201,7 +205,11 @@ impl Supervisor {
                         if let Some(mut pipe) = pipe {
                             let token = Token(PIPE_BASE + 2 * rank + stream);
                             if pipe.set_nonblocking(true).is_ok()
-                                && self.poll.registry().register(&mut pipe, token, Interest::READABLE).is_ok()
+                                && self
+                                    .poll
+                                    .registry()
+                                    .register(&mut pipe, token, Interest::READABLE)
+                                    .is_ok()
                             {
                                 state.pipes[stream] = Some(pipe);
                             }
@@ -214,7 +222,10 @@ impl Supervisor {
                     state.status = Some(ExitStatus::from_raw(127 << 8));
                     self.ranks.push(state);
                     let program = spec.command.command.first().cloned().unwrap_or_default();
-                    self.fail(rank as u32, Cause::Spawn(format!("cannot start {program:?}: {error}")));
+                    self.fail(
+                        rank as u32,
+                        Cause::Spawn(format!("cannot start {program:?}: {error}")),
+                    );
                 }
             }
         }
@@ -255,11 +266,16 @@ impl Supervisor {
         if self.ranks.iter().any(|rank| rank.status.is_none()) {
             return false;
         }
-        let open = self.ranks.iter().any(|rank| rank.pipes.iter().any(Option::is_some));
+        let open = self
+            .ranks
+            .iter()
+            .any(|rank| rank.pipes.iter().any(Option::is_some));
         if !open {
             return true;
         }
-        let deadline = *self.drain_deadline.get_or_insert_with(|| Instant::now() + DRAIN_GRACE);
+        let deadline = *self
+            .drain_deadline
+            .get_or_insert_with(|| Instant::now() + DRAIN_GRACE);
         Instant::now() >= deadline
     }
 
@@ -290,7 +306,9 @@ impl Supervisor {
     }
 
     fn accept(&mut self) {
-        let Some(listener) = &self.listener else { return };
+        let Some(listener) = &self.listener else {
+            return;
+        };
         loop {
             match listener.accept() {
                 Ok((mut stream, _)) => {
@@ -303,7 +321,11 @@ impl Supervisor {
                     if self
                         .poll
                         .registry()
-                        .register(&mut stream, Token(id), Interest::READABLE | Interest::WRITABLE)
+                        .register(
+                            &mut stream,
+                            Token(id),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )
                         .is_ok()
                     {
                         self.server.on_connect(id);
@@ -348,6 +370,7 @@ impl Supervisor {
         if !self.write_outbox(id) || closed {
             self.close_conn(id);
         }
+        self.check_fence_stall();
     }
 
     /// Writes what is queued for `id`; false if the connection broke.
@@ -393,7 +416,11 @@ impl Supervisor {
                     }
                 }
                 Action::Report(Report::Finalized(_)) => {}
-                Action::Report(Report::Aborted { rank, code, message }) => {
+                Action::Report(Report::Aborted {
+                    rank,
+                    code,
+                    message,
+                }) => {
                     self.fail(rank, Cause::Abort { code, message });
                 }
             }
@@ -413,7 +440,9 @@ impl Supervisor {
     /// Collects exited ranks and applies the supervision rules.
     fn reap(&mut self) {
         for rank in 0..self.ranks.len() {
-            let Some(child) = self.ranks[rank].child.as_mut() else { continue };
+            let Some(child) = self.ranks[rank].child.as_mut() else {
+                continue;
+            };
             let status = match child.try_wait() {
                 Ok(Some(status)) => status,
                 Ok(None) | Err(_) => continue,
@@ -434,6 +463,12 @@ impl Supervisor {
                 self.fail(rank, Cause::Signal(signal));
             }
         }
+        self.check_fence_stall();
+    }
+
+    /// Fails the job if ranks wait at a fence that an exited rank never
+    /// reached (checked on exits and on fence arrivals, whichever is last).
+    fn check_fence_stall(&mut self) {
         for rank in 0..self.ranks.len() as u32 {
             if self.ranks[rank as usize].status.is_some() && self.server.fence_waits_for(rank) {
                 self.fail(rank, Cause::LeftFence);
@@ -442,9 +477,17 @@ impl Supervisor {
     }
 
     fn read_pipe(&mut self, rank: usize, stream: usize) {
-        let Some(state) = self.ranks.get_mut(rank) else { return };
-        let Some(pipe) = state.pipes[stream].as_mut() else { return };
-        let out = if stream == 0 { &mut self.stdout } else { &mut self.stderr };
+        let Some(state) = self.ranks.get_mut(rank) else {
+            return;
+        };
+        let Some(pipe) = state.pipes[stream].as_mut() else {
+            return;
+        };
+        let out = if stream == 0 {
+            &mut self.stdout
+        } else {
+            &mut self.stderr
+        };
         let mut buffer = [0u8; 64 * 1024];
         let eof = loop {
             match pipe.read(&mut buffer) {
@@ -505,7 +548,12 @@ impl Supervisor {
         let Some(rank) = rank else { return };
         let notice = mpr::bootstrap::wire::Message::PeerFailed { rank }.encode();
         let conns: Vec<ConnId> = self.server.rank_conns().collect();
-        self.apply(conns.into_iter().map(|id| Action::Send(id, notice.clone())).collect());
+        self.apply(
+            conns
+                .into_iter()
+                .map(|id| Action::Send(id, notice.clone()))
+                .collect(),
+        );
     }
 
     fn signal_running(&self, signal: Signal) {
@@ -541,21 +589,32 @@ impl Supervisor {
 fn describe(cause: &Cause) -> String {
     match cause {
         Cause::Exit(code) => format!("exited with code {code}"),
-        Cause::Signal(signal) => format!("was killed by signal {signal} ({})", signal_name(*signal)),
+        Cause::Signal(signal) => {
+            format!("was killed by signal {signal} ({})", signal_name(*signal))
+        }
         Cause::Abort { code, message } => {
             let message = message.trim().replace('\n', ": ");
             format!("aborted the job with code {code}: {message}")
         }
-        Cause::NoFinalize => "exited without finalizing (it called mpr::init but did not drop the Universe)".into(),
-        Cause::LeftFence => "exited without calling mpr::init while the other ranks wait for it".into(),
+        Cause::NoFinalize => {
+            "exited without finalizing (it called mpr::init but did not drop the Universe)".into()
+        }
+        Cause::LeftFence => {
+            "exited without calling mpr::init while the other ranks wait for it".into()
+        }
         Cause::Spawn(reason) => reason.clone(),
-        Cause::Timeout(limit) => format!("the job ran past its timeout of {} s (--timeout)", limit.as_secs_f64()),
+        Cause::Timeout(limit) => format!(
+            "the job ran past its timeout of {} s (--timeout)",
+            limit.as_secs_f64()
+        ),
         Cause::Interrupted(signal) => format!("received {}", signal_name(*signal)),
     }
 }
 
 fn signal_name(signal: i32) -> &'static str {
-    Signal::try_from(signal).map(Signal::as_str).unwrap_or("unknown signal")
+    Signal::try_from(signal)
+        .map(Signal::as_str)
+        .unwrap_or("unknown signal")
 }
 
 /// Writes forwarded output to `mprun`'s stdout (0) or stderr (1).
@@ -565,7 +624,10 @@ fn flush(buffer: &mut Vec<u8>, stream: usize) {
     }
     // A closed or broken terminal must not stop supervision: drop the bytes.
     let _ = if stream == 0 {
-        std::io::stdout().lock().write_all(buffer).and_then(|()| std::io::stdout().flush())
+        std::io::stdout()
+            .lock()
+            .write_all(buffer)
+            .and_then(|()| std::io::stdout().flush())
     } else {
         std::io::stderr().lock().write_all(buffer)
     };
@@ -575,7 +637,9 @@ fn flush(buffer: &mut Vec<u8>, stream: usize) {
 /// Copies `mprun`'s stdin to rank 0 on a thread of its own (stdin may be a
 /// terminal, which must stay blocking).
 fn forward_stdin(mut rank_stdin: std::process::ChildStdin) {
-    let _ = std::thread::Builder::new().name("mprun-stdin".into()).spawn(move || {
-        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut rank_stdin);
-    });
+    let _ = std::thread::Builder::new()
+        .name("mprun-stdin".into())
+        .spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut rank_stdin);
+        });
 }

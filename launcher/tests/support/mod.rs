@@ -1,0 +1,121 @@
+//! Helpers shared by the launcher's integration tests: run `mprun` with a
+//! bounded wait, find the workspace's binaries.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The `mprun` binary under test.
+pub fn mprun() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mprun"))
+}
+
+/// A binary of the workspace built next to `mprun` (examples, benches).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let dir = mprun()
+        .parent()
+        .expect("mprun has a directory")
+        .to_path_buf();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (it builds every binary)",
+        path.display()
+    );
+    path
+}
+
+/// A cargo example of this package (built by `cargo test`).
+pub fn example(name: &str) -> PathBuf {
+    let dir = mprun()
+        .parent()
+        .expect("mprun has a directory")
+        .join("examples");
+    dir.join(name)
+}
+
+/// What a finished `mprun` run produced.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// Runs `mprun ARGS` with `stdin` fed in, killing it if it runs past
+/// `limit` (a hung launcher fails the test instead of hanging it).
+pub fn run_mprun(args: &[&str], stdin: &[u8], limit: Duration) -> Run {
+    let started = Instant::now();
+    let mut child = Command::new(mprun())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mprun starts");
+    let mut input = child.stdin.take().expect("stdin is piped");
+    input.write_all(stdin).expect("stdin accepts input");
+    drop(input);
+    let pid = child.id();
+    let (done, finished) = mpsc::channel::<Output>();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output().expect("mprun can be waited for"));
+    });
+    let output = match finished.recv_timeout(limit) {
+        Ok(output) => output,
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("mprun {args:?} did not finish within {limit:?}");
+        }
+    };
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Whether a process with this pid still exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Waits (bounded) until none of `pids` is alive; false if some survive.
+pub fn all_gone(pids: &[u32], limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if pids.iter().all(|&pid| !alive(pid)) {
+            return true;
+        }
+        std::thread::yield_now();
+    }
+    pids.iter().all(|&pid| !alive(pid))
+}
+
+/// Pids of the processes whose environment holds `VAR=VALUE` `mark`.
+pub fn processes_marked(mark: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == mark.as_bytes()))
+        })
+        .collect()
+}
