@@ -26,7 +26,9 @@ pub mod var {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum EnvError {
     /// Some job variables are set but this one is missing.
-    #[error("{name} is not set although other MPR_* job variables are (was this rank started by mprun?)")]
+    #[error(
+        "{name} is not set although other MPR_* job variables are (was this rank started by mprun?)"
+    )]
     Missing {
         /// Name of the missing variable.
         name: &'static str,
@@ -67,8 +69,13 @@ pub struct JobEnv {
 impl JobEnv {
     /// Reads the job variables through `lookup` (normally `std::env::var`).
     /// `Ok(None)` when none is set: the program runs as a singleton.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<JobEnv>, EnvError> {
-        if lookup(var::RANK).is_none() && lookup(var::SIZE).is_none() && lookup(var::BOOTSTRAP).is_none() {
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<JobEnv>, EnvError> {
+        if lookup(var::RANK).is_none()
+            && lookup(var::SIZE).is_none()
+            && lookup(var::BOOTSTRAP).is_none()
+        {
             return Ok(None);
         }
         let text = |name: &'static str| lookup(name).ok_or(EnvError::Missing { name });
@@ -132,7 +139,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |name| map.get(name).cloned()
     }
 
@@ -155,17 +165,29 @@ mod tests {
         ]))
         .unwrap()
         .unwrap();
-        assert_eq!((env.rank, env.size, env.local_rank, env.local_size, env.node), (2, 4, 0, 2, 1));
+        assert_eq!(
+            (env.rank, env.size, env.local_rank, env.local_size, env.node),
+            (2, 4, 0, 2, 1)
+        );
         assert_eq!(env.bootstrap, "127.0.0.1:4000");
     }
 
     #[test]
     fn errors_name_the_variable() {
         let missing = JobEnv::from_lookup(lookup(&[("MPR_RANK", "0"), ("MPR_SIZE", "1")]));
-        assert_eq!(missing, Err(EnvError::Missing { name: "MPR_BOOTSTRAP" }));
+        assert_eq!(
+            missing,
+            Err(EnvError::Missing {
+                name: "MPR_BOOTSTRAP"
+            })
+        );
         let bad = JobEnv::from_lookup(lookup(&[("MPR_RANK", "x"), ("MPR_SIZE", "1")])).unwrap_err();
         assert!(bad.to_string().contains("MPR_RANK=\"x\""), "{bad}");
-        let out_of_range = JobEnv::from_lookup(lookup(&[("MPR_RANK", "4"), ("MPR_SIZE", "4")])).unwrap_err();
-        assert!(out_of_range.to_string().contains("below MPR_SIZE"), "{out_of_range}");
+        let out_of_range =
+            JobEnv::from_lookup(lookup(&[("MPR_RANK", "4"), ("MPR_SIZE", "4")])).unwrap_err();
+        assert!(
+            out_of_range.to_string().contains("below MPR_SIZE"),
+            "{out_of_range}"
+        );
     }
 }

@@ -61,3 +61,10 @@ impl fmt::Display for ContextId {
         self.0.fmt(f)
     }
 }
+
+impl ContextId {
+    /// Point-to-point context of the world communicator.
+    pub(crate) const WORLD_P2P: ContextId = ContextId(0);
+    /// Collective context of the world communicator.
+    pub(crate) const WORLD_COLL: ContextId = ContextId(1);
+}

@@ -7,7 +7,14 @@ use thiserror::Error;
 
 use crate::bootstrap::card::Card;
 use crate::bootstrap::client::{BootstrapError, Connected, Registered};
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::Rank;
 use crate::comm::Comm;
+use crate::engine::Engine;
+use crate::runtime::Runtime;
+use crate::transport::tcp::{Listening, Tcp, TcpConfig};
+use crate::tuning::{ErrorMode, Tuning};
 use crate::env::{EnvError, JobEnv};
 
 /// Set once per process: MPI allows one initialization.
@@ -25,6 +32,9 @@ pub enum InitError {
     /// Registering with the launcher failed.
     #[error("bootstrap failed: {0}")]
     Bootstrap(#[from] BootstrapError),
+    /// The data-plane listener or poller could not be set up.
+    #[error("cannot set up the TCP transport: {0}")]
+    Transport(#[source] std::io::Error),
     /// A rank published a business card that does not decode.
     #[error("rank {rank} published an invalid business card: {source}")]
     BadCard {
@@ -53,6 +63,7 @@ pub struct Placement {
 #[derive(Debug)]
 pub struct Universe {
     world: Comm,
+    runtime: Arc<Runtime>,
     placement: Placement,
     bootstrap: Option<Arc<Connected>>,
     cards: Vec<Card>,
@@ -74,13 +85,14 @@ pub fn init() -> Result<Universe, InitError> {
         return Err(InitError::AlreadyInitialized);
     }
     let Some(job) = JobEnv::from_process()? else {
-        return Ok(Universe::singleton());
+        return Universe::singleton();
     };
     let registered = Registered::connect(&job.bootstrap, job.rank, job.secret.as_bytes())?;
+    let listening = Listening::bind(data_plane_ip()).map_err(InitError::Transport)?;
     let card = Card {
         host: host_name(),
         pid: std::process::id(),
-        addrs: Vec::new(),
+        addrs: vec![listening.addr().map_err(InitError::Transport)?],
     };
     let (connected, raw_cards) = registered.fence(card.encode())?;
     let cards = raw_cards
@@ -95,8 +107,18 @@ pub fn init() -> Result<Universe, InitError> {
         .collect::<Result<Vec<_>, _>>()?;
     let connected = Arc::new(connected);
     install_panic_abort(Arc::clone(&connected), job.rank);
+    let tuning = Tuning::from_env(true, job.local_size);
+    let rank = Rank(job.rank);
+    let addrs = cards.iter().map(|card| card.addrs.clone()).collect();
+    let config = TcpConfig {
+        socket_buffer: tuning.socket_buffer,
+    };
+    let tcp = Tcp::new(rank, listening, addrs, job.secret.into_bytes(), config).map_err(InitError::Transport)?;
+    let engine = Engine::new(rank, job.size, tuning.engine.clone());
+    let runtime = Runtime::new(engine, tcp, tuning, Some(Arc::clone(&connected)));
     Ok(Universe {
-        world: Comm::world(job.rank, job.size),
+        world: Comm::world(Arc::clone(&runtime)),
+        runtime,
         placement: Placement {
             local_rank: job.local_rank,
             local_size: job.local_size,
@@ -110,6 +132,12 @@ pub fn init() -> Result<Universe, InitError> {
 
 /// Makes a panic anywhere in a launched rank abort the whole job, with the
 /// panic message, before the default hook prints it.
+/// The address the data plane listens on. Jobs run on one host so far, so
+/// loopback; remote hosts will pick an interface here.
+fn data_plane_ip() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
 fn install_panic_abort(link: Arc<Connected>, rank: u32) {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -129,9 +157,19 @@ pub(crate) fn host_name() -> String {
 }
 
 impl Universe {
-    fn singleton() -> Universe {
-        Universe {
-            world: Comm::world(0, 1),
+    fn singleton() -> Result<Universe, InitError> {
+        let tuning = Tuning::from_env(false, 1);
+        let listening = Listening::bind(data_plane_ip()).map_err(InitError::Transport)?;
+        let addr = listening.addr().map_err(InitError::Transport)?;
+        let config = TcpConfig {
+            socket_buffer: tuning.socket_buffer,
+        };
+        let tcp = Tcp::new(Rank(0), listening, vec![vec![addr]], Vec::new(), config).map_err(InitError::Transport)?;
+        let engine = Engine::new(Rank(0), 1, tuning.engine.clone());
+        let runtime = Runtime::new(engine, tcp, tuning, None);
+        Ok(Universe {
+            world: Comm::world(Arc::clone(&runtime)),
+            runtime,
             placement: Placement {
                 local_rank: 0,
                 local_size: 1,
@@ -142,14 +180,25 @@ impl Universe {
             cards: vec![Card {
                 host: host_name(),
                 pid: std::process::id(),
-                addrs: Vec::new(),
+                addrs: vec![addr],
             }],
-        }
+        })
     }
 
     /// The world communicator: every rank of the job.
     pub fn world(&self) -> &Comm {
         &self.world
+    }
+
+    /// How communication errors are handled: abort the job (the default in
+    /// a launched job, `MPR_ERRORS=abort`) or return them (`MPR_ERRORS=return`).
+    pub fn error_mode(&self) -> ErrorMode {
+        self.runtime.error_mode()
+    }
+
+    /// Switches the error policy for every communicator of this rank.
+    pub fn set_error_mode(&self, mode: ErrorMode) {
+        self.runtime.set_error_mode(mode);
     }
 
     /// Where the launcher placed this rank.
@@ -168,7 +217,10 @@ impl Universe {
         if let Some(link) = &self.bootstrap {
             let _ = link.abort(code, message);
         }
-        eprintln!("mpr: rank {} aborts the job (code {code}): {message}", self.world.rank());
+        eprintln!(
+            "mpr: rank {} aborts the job (code {code}): {message}",
+            self.world.rank()
+        );
         std::process::exit(code)
     }
 
@@ -179,6 +231,7 @@ impl Universe {
     }
 
     fn finalize_once(&mut self) -> Result<(), BootstrapError> {
+        self.runtime.finalize();
         match self.bootstrap.take() {
             Some(link) => link.finalize(),
             None => Ok(()),

@@ -113,7 +113,10 @@ impl Registered {
 }
 
 /// Reads one whole message from a blocking stream.
-fn read_message(stream: &mut TcpStream, reader: &mut FrameReader) -> Result<Message, BootstrapError> {
+fn read_message(
+    stream: &mut TcpStream,
+    reader: &mut FrameReader,
+) -> Result<Message, BootstrapError> {
     let mut chunk = [0u8; 8192];
     loop {
         if let Some(message) = reader.next_message()? {

@@ -156,7 +156,9 @@ impl Message {
     /// Decodes one frame's content (version, kind and body, without the
     /// length prefix).
     pub fn decode(frame: &[u8]) -> Result<Message, WireError> {
-        let (&version, rest) = frame.split_first().ok_or(WireError::TooShort(frame.len()))?;
+        let (&version, rest) = frame
+            .split_first()
+            .ok_or(WireError::TooShort(frame.len()))?;
         let (&kind, body) = rest.split_first().ok_or(WireError::TooShort(frame.len()))?;
         if version != WIRE_VERSION {
             return Err(WireError::Version(version));

@@ -1,0 +1,406 @@
+//! Per-peer receive path: where the transport reads to, and the parser that
+//! turns those bytes into frames and frames into protocol actions.
+//!
+//! Bytes normally land in a staging buffer (one per peer, allocated on first
+//! use, with at least [`STAGING_SPARE`] bytes free each time). Whole frames
+//! are handled in place: an eager payload that matches a posted receive is
+//! copied once, staging → user buffer. While a rendezvous DATA payload has
+//! more than `direct_read_min` bytes left and nothing is staged,
+//! [`Engine::recv_target`] hands out the rest of the user's buffer instead,
+//! so those bytes go socket → user buffer with no copy; it never hands out
+//! more than the payload's remainder, so the next frame's bytes cannot land
+//! there.
+
+use super::flow::FRAME_COST;
+use super::frame::{FLAG_DISCARD, FLAG_SYNC, HEADER_LEN, Header, Kind};
+use super::protocol::{Body, Message};
+use super::request::{RecvState, SendState};
+use super::{Engine, ProtocolError, RequestId};
+use crate::Rank;
+
+/// Free bytes the staging buffer offers to each read.
+pub(super) const STAGING_SPARE: usize = 64 << 10;
+
+/// Received bytes not parsed yet.
+#[derive(Default)]
+struct Staging {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Staging {
+    /// Free space after the staged bytes: at least `STAGING_SPARE` bytes.
+    fn spare(&mut self) -> &mut [u8] {
+        if self.buf.len() - self.end < STAGING_SPARE {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if self.buf.len() - self.end < STAGING_SPARE {
+                // Room for a partial frame plus the spare, without compacting on every read.
+                self.buf
+                    .resize((self.end + STAGING_SPARE).max(2 * STAGING_SPARE), 0);
+            }
+        }
+        &mut self.buf[self.end..]
+    }
+}
+
+/// What the parser expects next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RxState {
+    /// A frame header (an EAGER frame is handled once it is whole).
+    Header,
+    /// `len - offset` more bytes of a DATA payload for receive `req`.
+    Data {
+        req: RequestId,
+        offset: usize,
+        len: usize,
+    },
+}
+
+/// The receive side of one link.
+pub(super) struct Rx {
+    staging: Staging,
+    pub(super) state: RxState,
+    /// The last `recv_target` was the user's buffer.
+    direct: bool,
+    /// The protocol error that broke this link, if any.
+    error: Option<ProtocolError>,
+}
+
+impl Default for Rx {
+    fn default() -> Self {
+        Rx {
+            staging: Staging::default(),
+            state: RxState::Header,
+            direct: false,
+            error: None,
+        }
+    }
+}
+
+impl Rx {
+    /// The protocol error that broke this link, if any.
+    pub(super) fn error(&self) -> Option<ProtocolError> {
+        self.error.clone()
+    }
+
+    /// Forgets everything in flight (the link is gone).
+    pub(super) fn reset(&mut self) {
+        self.staging = Staging::default();
+        self.state = RxState::Header;
+        self.direct = false;
+    }
+}
+
+impl Engine {
+    /// Where to read the next bytes from `peer`: the rest of a large DATA
+    /// payload in the user's buffer, or the staging buffer (at least 64 KiB).
+    /// Report what was read with [`received`](Self::received). Panics if
+    /// `peer` is not in the world.
+    pub fn recv_target(&mut self, peer: Rank) -> &mut [u8] {
+        let rx = &mut self.peers[peer.index()].rx;
+        rx.direct = false;
+        if let RxState::Data { req, offset, len } = rx.state {
+            if rx.staging.start == rx.staging.end && len - offset > self.config.direct_read_min {
+                if let Some(recv) = self.requests.recv_mut(req) {
+                    if let Some(rest) = recv.buf.bytes_mut().get_mut(offset..len) {
+                        rx.direct = true;
+                        return rest;
+                    }
+                }
+            }
+        }
+        rx.staging.spare()
+    }
+
+    /// Reports that `n` bytes from `peer` landed in the last
+    /// [`recv_target`](Self::recv_target), and acts on them. An error means
+    /// the peer broke the protocol: close the link and call
+    /// [`peer_failed`](Self::peer_failed). Bytes after a failure are ignored.
+    /// Panics if `n` exceeds the target's length.
+    pub fn received(&mut self, peer: Rank, n: usize) -> Result<(), ProtocolError> {
+        let p = &mut self.peers[peer.index()];
+        if let Some(error) = &p.rx.error {
+            return Err(error.clone());
+        }
+        if p.failed || n == 0 {
+            return Ok(());
+        }
+        p.traffic = true;
+        if std::mem::take(&mut p.rx.direct) {
+            let RxState::Data { req, offset, len } = &mut p.rx.state else {
+                unreachable!("a direct target is only handed out for DATA")
+            };
+            assert!(
+                n <= *len - *offset,
+                "received {n} bytes into a {}-byte target",
+                *len - *offset
+            );
+            *offset += n;
+            if *offset == *len {
+                let req = *req;
+                p.rx.state = RxState::Header;
+                self.data_done(req);
+            }
+            return Ok(());
+        }
+        let staging = &mut p.rx.staging;
+        assert!(
+            n <= staging.buf.len() - staging.end,
+            "received more bytes than recv_target offered"
+        );
+        staging.end += n;
+        let mut staging = std::mem::take(staging);
+        let result = self.parse(peer, &mut staging);
+        if staging.start == staging.end {
+            staging.start = 0;
+            staging.end = 0;
+        }
+        let rx = &mut self.peers[peer.index()].rx;
+        rx.staging = staging;
+        if let Err(error) = &result {
+            rx.error = Some(error.clone());
+        }
+        result
+    }
+
+    /// Handles every whole frame in `st`.
+    fn parse(&mut self, peer: Rank, st: &mut Staging) -> Result<(), ProtocolError> {
+        loop {
+            let avail = st.end - st.start;
+            match self.peers[peer.index()].rx.state {
+                RxState::Data { req, offset, len } => {
+                    let k = avail.min(len - offset);
+                    let recv = self
+                        .requests
+                        .recv_mut(req)
+                        .ok_or(ProtocolError::UnknownRecv { peer, id: req.0 })?;
+                    let dst = recv.buf.bytes_mut().get_mut(offset..offset + k);
+                    dst.expect("DATA fits the buffer")
+                        .copy_from_slice(&st.buf[st.start..st.start + k]);
+                    st.start += k;
+                    if offset + k < len {
+                        self.peers[peer.index()].rx.state = RxState::Data {
+                            req,
+                            offset: offset + k,
+                            len,
+                        };
+                        return Ok(());
+                    }
+                    self.peers[peer.index()].rx.state = RxState::Header;
+                    self.data_done(req);
+                }
+                RxState::Header => {
+                    if avail < HEADER_LEN {
+                        return Ok(());
+                    }
+                    let bytes = &st.buf[st.start..st.start + HEADER_LEN];
+                    let header = Header::decode(bytes.try_into().expect("32 bytes"))?;
+                    self.check_header(peer, &header)?;
+                    if header.kind == Kind::Eager {
+                        let end = st.start + HEADER_LEN + header.arg as usize;
+                        if end > st.end {
+                            return Ok(());
+                        }
+                        self.on_eager(peer, &header, &st.buf[st.start + HEADER_LEN..end])?;
+                        st.start = end;
+                    } else {
+                        st.start += HEADER_LEN;
+                        self.on_control(peer, &header)?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks what can be checked before a frame is whole.
+    fn check_header(&self, peer: Rank, h: &Header) -> Result<(), ProtocolError> {
+        let p = &self.peers[peer.index()];
+        if h.source != peer {
+            return Err(ProtocolError::SourceMismatch {
+                peer,
+                claimed: h.source.0,
+            });
+        }
+        if p.goodbye_received {
+            return Err(ProtocolError::AfterGoodbye { peer });
+        }
+        let limit = self.config.eager_limit;
+        if h.kind == Kind::Eager && h.arg > limit as u64 {
+            return Err(ProtocolError::EagerTooLong {
+                peer,
+                len: h.arg,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Charges `cost` credit to `peer`.
+    fn charge(&mut self, peer: Rank, cost: usize) -> Result<(), ProtocolError> {
+        let window = self.config.credit_window;
+        self.peers[peer.index()]
+            .credit
+            .charge(cost)
+            .map_err(|used| ProtocolError::CreditExceeded { peer, used, window })
+    }
+
+    /// A whole EAGER frame.
+    fn on_eager(&mut self, peer: Rank, h: &Header, payload: &[u8]) -> Result<(), ProtocolError> {
+        let cost = FRAME_COST + payload.len();
+        self.charge(peer, cost)?;
+        let ack = (h.flags & FLAG_SYNC != 0).then_some(h.id);
+        if let Some(recv) = self.posted.take_match(h.context, peer, h.tag) {
+            // Fast path: straight from staging into the posted buffer.
+            self.return_credit(peer, cost);
+            if let Some(send_id) = ack {
+                self.queue_ack(peer, send_id);
+            }
+            let status = super::Status {
+                source: peer,
+                tag: h.tag,
+                len: payload.len(),
+            };
+            self.deliver_bytes(recv, status, payload);
+        } else {
+            let body = Body::Eager {
+                payload: payload.to_vec(),
+                ack,
+            };
+            self.arrive(Message {
+                source: peer,
+                tag: h.tag,
+                context: h.context,
+                len: payload.len(),
+                body,
+            });
+        }
+        Ok(())
+    }
+
+    /// Any frame but EAGER, header consumed.
+    fn on_control(&mut self, peer: Rank, h: &Header) -> Result<(), ProtocolError> {
+        match h.kind {
+            Kind::Hello | Kind::HelloAck | Kind::Eager => {
+                return Err(ProtocolError::UnexpectedKind { peer, kind: h.kind });
+            }
+            Kind::Rts => {
+                self.charge(peer, FRAME_COST)?;
+                let len = usize::try_from(h.arg).map_err(|_| ProtocolError::TooLong {
+                    kind: h.kind,
+                    len: h.arg,
+                    max: usize::MAX as u64,
+                })?;
+                let body = Body::Rts { send_id: h.id };
+                self.arrive(Message {
+                    source: peer,
+                    tag: h.tag,
+                    context: h.context,
+                    len,
+                    body,
+                });
+            }
+            Kind::Cts => self.on_cts(peer, h)?,
+            Kind::Data => self.on_data(peer, h)?,
+            Kind::Ack => {
+                let id = RequestId(h.id);
+                match self.requests.send_mut(id) {
+                    Some(s) if s.dest == peer && s.state == SendState::AwaitAck => {
+                        self.send_done(id, Ok(()), None)
+                    }
+                    _ => {
+                        return Err(ProtocolError::UnknownSend {
+                            peer,
+                            kind: h.kind,
+                            id: h.id,
+                        });
+                    }
+                }
+            }
+            Kind::Credit => {
+                let refill = self.peers[peer.index()].credit.refill(h.arg);
+                refill.map_err(|()| ProtocolError::CreditOverflow {
+                    peer,
+                    returned: h.arg,
+                })?;
+                self.pump_waiting(peer);
+            }
+            Kind::Goodbye => {
+                self.peers[peer.index()].goodbye_received = true;
+                self.peer_gone(peer, super::OpError::PeerFinalized { rank: peer }, false);
+            }
+        }
+        Ok(())
+    }
+
+    /// CTS: the receiver matched our RTS.
+    fn on_cts(&mut self, peer: Rank, h: &Header) -> Result<(), ProtocolError> {
+        let id = RequestId(h.id);
+        let unknown = ProtocolError::UnknownSend {
+            peer,
+            kind: h.kind,
+            id: h.id,
+        };
+        let send = match self.requests.send_mut(id) {
+            Some(s) if s.dest == peer && s.state == SendState::AwaitCts => s,
+            _ => return Err(unknown),
+        };
+        if h.flags & FLAG_DISCARD != 0 {
+            self.send_done(id, Ok(()), None);
+            return Ok(());
+        }
+        let buf = send.buf.take().ok_or(unknown)?;
+        send.state = SendState::Transmitting;
+        let mut d = Header::new(Kind::Data, self.rank);
+        d.id = h.arg;
+        d.arg = send.len as u64;
+        let p = &mut self.peers[peer.index()];
+        p.tx.push_data(&d, buf, send.len, id);
+        self.dirty.insert(peer);
+        Ok(())
+    }
+
+    /// DATA header: the payload for one of our receives follows.
+    fn on_data(&mut self, peer: Rank, h: &Header) -> Result<(), ProtocolError> {
+        let id = RequestId(h.id);
+        let recv = self
+            .requests
+            .recv_mut(id)
+            .ok_or(ProtocolError::UnknownRecv { peer, id: h.id })?;
+        let RecvState::AwaitData { peer: from, status } = recv.state else {
+            return Err(ProtocolError::UnknownRecv { peer, id: h.id });
+        };
+        if from != peer {
+            return Err(ProtocolError::UnknownRecv { peer, id: h.id });
+        }
+        if h.arg != status.len as u64 {
+            return Err(ProtocolError::DataLength {
+                peer,
+                expected: status.len as u64,
+                got: h.arg,
+            });
+        }
+        recv.state = RecvState::Receiving { peer, status };
+        if status.len == 0 {
+            self.data_done(id);
+        } else {
+            self.peers[peer.index()].rx.state = RxState::Data {
+                req: id,
+                offset: 0,
+                len: status.len,
+            };
+        }
+        Ok(())
+    }
+
+    /// The last DATA byte for receive `req` landed.
+    fn data_done(&mut self, req: RequestId) {
+        if let Some(recv) = self.requests.recv_mut(req) {
+            if let RecvState::Receiving { status, .. } = recv.state {
+                self.recv_done(req, Ok(status));
+            }
+        }
+    }
+}

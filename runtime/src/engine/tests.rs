@@ -1,0 +1,373 @@
+//! Unit tests of the engine through its API, on small simulated worlds.
+
+use super::sim::{World, payload, small_config};
+use super::*;
+
+pub(super) const C: ContextId = ContextId(0);
+
+pub(super) fn r(rank: u32) -> Rank {
+    Rank(rank)
+}
+
+pub(super) fn from(rank: u32) -> Source {
+    Source::Rank(Rank(rank))
+}
+
+pub(super) fn tag(t: i32) -> TagMatch {
+    TagMatch::Tag(Tag(t))
+}
+
+pub(super) fn send(e: &mut Engine, dest: u32, t: i32, bytes: Vec<u8>, mode: SendMode) -> RequestId {
+    e.post_send(Rank(dest), C, Tag(t), Box::new(bytes), mode)
+}
+
+pub(super) fn recv(e: &mut Engine, source: Source, t: TagMatch, len: usize) -> RequestId {
+    e.post_recv(source, C, t, Box::new(vec![0u8; len]))
+}
+
+/// Takes a completion that must be there; returns the result and the
+/// received bytes (the whole receive buffer).
+pub(super) fn done(e: &mut Engine, id: RequestId) -> (Result<Status, OpError>, Vec<u8>) {
+    let c = e
+        .take_completion(id)
+        .unwrap_or_else(|| panic!("{id:?} not complete"));
+    assert!(
+        e.take_completion(id).is_none(),
+        "a completion is taken once"
+    );
+    let bytes = c
+        .recv_buf
+        .map(|mut b| b.bytes_mut().to_vec())
+        .unwrap_or_default();
+    (c.result, bytes)
+}
+
+pub(super) fn ok(source: u32, t: i32, len: usize) -> Result<Status, OpError> {
+    Ok(Status {
+        source: Rank(source),
+        tag: Tag(t),
+        len,
+    })
+}
+
+#[test]
+fn small_self_send_completes_at_once_and_matches_later() {
+    let mut e = Engine::new(r(0), 1, small_config());
+    let s = send(&mut e, 0, 3, payload(1, 100), SendMode::Standard);
+    assert!(e.is_complete(s), "a small self-send is buffered");
+    assert_eq!(
+        e.iprobe(Source::Any, C, TagMatch::Any),
+        Some(Status {
+            source: r(0),
+            tag: Tag(3),
+            len: 100
+        })
+    );
+    let v = recv(&mut e, Source::Any, TagMatch::Any, 200);
+    assert_eq!(
+        done(&mut e, v),
+        (ok(0, 3, 100), [payload(1, 100), vec![0; 100]].concat())
+    );
+    assert_eq!(done(&mut e, s).0, ok(0, 3, 100));
+    assert_eq!(e.pending_requests(), 0);
+    assert!(!e.wants_transmit(r(0)) && e.peers_with_transmit().next().is_none());
+}
+
+#[test]
+fn large_or_synchronous_self_send_completes_when_matched() {
+    let mut e = Engine::new(r(0), 1, small_config());
+    let big = send(&mut e, 0, 1, payload(2, 1000), SendMode::Standard);
+    let sync = send(&mut e, 0, 2, payload(3, 10), SendMode::Synchronous);
+    assert!(!e.is_complete(big) && !e.is_complete(sync));
+    let v2 = recv(&mut e, from(0), tag(2), 10);
+    assert!(e.is_complete(sync) && !e.is_complete(big));
+    assert_eq!(done(&mut e, v2), (ok(0, 2, 10), payload(3, 10)));
+    let v1 = recv(&mut e, from(0), tag(1), 999);
+    let trunc = OpError::Truncated {
+        source: r(0),
+        tag: Tag(1),
+        message_len: 1000,
+        buffer_len: 999,
+    };
+    assert_eq!(done(&mut e, v1).0, Err(trunc));
+    let c = e
+        .take_completion(big)
+        .expect("sender completes on truncation too");
+    assert_eq!(c.result, ok(0, 1, 1000));
+    assert_eq!(
+        c.send_buf.expect("buffer back").bytes(),
+        &payload(2, 1000)[..]
+    );
+    // Posted first: a self-send matches at once, whatever its size.
+    let v = recv(&mut e, Source::Any, TagMatch::Any, 4000);
+    let s = send(&mut e, 0, 9, payload(4, 3000), SendMode::Synchronous);
+    assert_eq!(done(&mut e, v).1[..3000], payload(4, 3000)[..]);
+    assert_eq!(done(&mut e, s).0, ok(0, 9, 3000));
+}
+
+#[test]
+fn eager_and_synchronous_sends_complete_at_the_right_time() {
+    let mut w = World::new(2, small_config(), 7);
+    let std = send(&mut w.engines[0], 1, 0, payload(1, 50), SendMode::Standard);
+    assert!(
+        w.engines[0].is_complete(std),
+        "standard eager completes at post"
+    );
+    let sync = send(
+        &mut w.engines[0],
+        1,
+        1,
+        payload(2, 50),
+        SendMode::Synchronous,
+    );
+    w.drive(10_000);
+    assert!(
+        !w.engines[0].is_complete(sync),
+        "synchronous waits for the match"
+    );
+    let v = recv(&mut w.engines[1], from(0), tag(1), 50);
+    assert!(w.engines[1].is_complete(v));
+    w.drive(10_000);
+    assert_eq!(done(&mut w.engines[0], sync).0, ok(0, 1, 50));
+    let v0 = recv(&mut w.engines[1], from(0), tag(0), 50);
+    assert_eq!(done(&mut w.engines[1], v0), (ok(0, 0, 50), payload(1, 50)));
+}
+
+#[test]
+fn wildcards_keep_per_sender_order() {
+    let mut w = World::new(3, small_config(), 3);
+    for (i, t) in [1, 2, 1, 3].into_iter().enumerate() {
+        let len = [10, 600, 20, 30][i];
+        send(&mut w.engines[0], 2, t, payload(i, len), SendMode::Standard);
+    }
+    w.drive(10_000);
+    send(&mut w.engines[1], 2, 1, payload(9, 5), SendMode::Standard);
+    w.drive(10_000);
+    let e = &mut w.engines[2];
+    let a = recv(e, from(0), TagMatch::Any, 1000);
+    let b = recv(e, Source::Any, tag(1), 1000);
+    let c = recv(e, from(1), TagMatch::Any, 1000);
+    let d = recv(e, from(0), TagMatch::Any, 1000);
+    w.drive(10_000);
+    let e = &mut w.engines[2];
+    assert_eq!(done(e, a).0, ok(0, 1, 10));
+    assert_eq!(
+        done(e, b).0,
+        ok(0, 1, 20),
+        "ANY_SOURCE takes the earliest arrival"
+    );
+    assert_eq!(done(e, c).0, ok(1, 1, 5));
+    assert_eq!(
+        done(e, d).0,
+        ok(0, 2, 600),
+        "rendezvous keeps its place in the order"
+    );
+    assert_eq!(
+        e.iprobe(Source::Any, C, TagMatch::Any),
+        Some(Status {
+            source: r(0),
+            tag: Tag(3),
+            len: 30
+        })
+    );
+    assert_eq!(
+        e.iprobe(Source::Any, ContextId(1), TagMatch::Any),
+        None,
+        "contexts are separate"
+    );
+}
+
+#[test]
+fn earliest_posted_receive_wins() {
+    let mut w = World::new(2, small_config(), 4);
+    let any = recv(&mut w.engines[1], Source::Any, TagMatch::Any, 100);
+    let exact = recv(&mut w.engines[1], from(0), tag(5), 1000);
+    send(&mut w.engines[0], 1, 5, payload(1, 10), SendMode::Standard);
+    send(&mut w.engines[0], 1, 5, payload(2, 600), SendMode::Standard);
+    w.drive(10_000);
+    assert_eq!(done(&mut w.engines[1], any).1[..10], payload(1, 10)[..]);
+    assert_eq!(done(&mut w.engines[1], exact).1[..600], payload(2, 600)[..]);
+}
+
+#[test]
+fn truncation_consumes_the_message() {
+    let mut w = World::new(2, small_config(), 5);
+    for (i, len) in [100, 1000, 7].into_iter().enumerate() {
+        send(&mut w.engines[0], 1, 0, payload(i, len), SendMode::Standard);
+    }
+    let a = recv(&mut w.engines[1], from(0), tag(0), 99);
+    let b = recv(&mut w.engines[1], from(0), tag(0), 999);
+    let c = recv(&mut w.engines[1], from(0), tag(0), 8);
+    w.drive(10_000);
+    let e = &mut w.engines[1];
+    let t = |message_len, buffer_len| OpError::Truncated {
+        source: r(0),
+        tag: Tag(0),
+        message_len,
+        buffer_len,
+    };
+    assert_eq!(
+        done(e, a),
+        (Err(t(100, 99)), vec![0; 99]),
+        "nothing written"
+    );
+    assert_eq!(done(e, b), (Err(t(1000, 999)), vec![0; 999]));
+    assert_eq!(done(e, c), (ok(0, 0, 7), [payload(2, 7), vec![0]].concat()));
+    assert_eq!(e.unexpected.len(), 0);
+    assert_eq!(
+        w.engines[0].pending_requests(),
+        0,
+        "the truncated rendezvous send completed"
+    );
+}
+
+#[test]
+fn improbe_and_mrecv_take_the_message_out_of_matching() {
+    let mut w = World::new(2, small_config(), 6);
+    send(
+        &mut w.engines[0],
+        1,
+        4,
+        payload(1, 40),
+        SendMode::Synchronous,
+    );
+    send(&mut w.engines[0], 1, 4, payload(2, 700), SendMode::Standard);
+    w.drive(10_000);
+    let e = &mut w.engines[1];
+    let first = Status {
+        source: r(0),
+        tag: Tag(4),
+        len: 40,
+    };
+    assert_eq!(e.iprobe(from(0), C, tag(4)), Some(first));
+    assert_eq!(
+        e.iprobe(from(0), C, tag(4)),
+        Some(first),
+        "iprobe leaves it"
+    );
+    let (h1, s1) = e.improbe(from(0), C, TagMatch::Any).expect("message");
+    assert_eq!(s1, first);
+    let (h2, s2) = e.improbe(Source::Any, C, tag(4)).expect("second message");
+    assert_eq!(s2.len, 700);
+    assert_eq!(e.iprobe(Source::Any, C, TagMatch::Any), None);
+    let later = recv(e, Source::Any, TagMatch::Any, 10);
+    let m2 = e.post_mrecv(h2, Box::new(vec![0; 700]));
+    let m1 = e.post_mrecv(h1, Box::new(vec![0; 40]));
+    w.drive(10_000);
+    let e = &mut w.engines[1];
+    assert_eq!(done(e, m1), (ok(0, 4, 40), payload(1, 40)));
+    assert_eq!(done(e, m2), (ok(0, 4, 700), payload(2, 700)));
+    assert!(!e.is_complete(later));
+    assert_eq!(w.engines[0].pending_requests(), 0, "ACK and DATA went out");
+}
+
+#[test]
+fn cancel_only_unmatched_receives() {
+    let mut w = World::new(2, small_config(), 8);
+    let a = recv(&mut w.engines[1], from(0), tag(1), 100);
+    let b = recv(&mut w.engines[1], Source::Any, TagMatch::Any, 1000);
+    let buf = w.engines[1].cancel_recv(a).expect("unmatched");
+    assert_eq!(buf.len_of(), 100);
+    assert!(w.engines[1].cancel_recv(a).is_none(), "gone");
+    assert!(
+        w.engines[1].take_completion(a).is_none(),
+        "a cancelled request never completes"
+    );
+    send(&mut w.engines[0], 1, 1, payload(1, 600), SendMode::Standard);
+    w.drive(10_000);
+    assert!(w.engines[1].cancel_recv(b).is_none(), "matched");
+    assert_eq!(done(&mut w.engines[1], b).0, ok(0, 1, 600));
+    assert_eq!(w.engines[1].pending_requests(), 0);
+}
+
+trait LenOf {
+    fn len_of(self) -> usize;
+}
+
+impl LenOf for Box<dyn RecvBuf> {
+    fn len_of(mut self) -> usize {
+        self.bytes_mut().len()
+    }
+}
+
+#[test]
+fn flood_of_unexpected_messages_is_bounded_by_credit() {
+    let mut w = World::new(2, small_config(), 9);
+    let window = w.engines[0].config().credit_window;
+    let sends: Vec<RequestId> = (0..200)
+        .map(|i| send(&mut w.engines[0], 1, 0, payload(i, 200), SendMode::Standard))
+        .collect();
+    w.drive(100_000);
+    assert!(w.engines[1].unexpected_bytes(r(0)) <= window);
+    let waiting = w.engines[0].peers[1].waiting.len();
+    assert!(waiting > 100, "most sends wait for credit ({waiting} do)");
+    assert!(w.engines[0].is_complete(sends[0]) && !w.engines[0].is_complete(sends[199]));
+    let recvs: Vec<RequestId> = (0..200)
+        .map(|_| recv(&mut w.engines[1], from(0), tag(0), 200))
+        .collect();
+    w.drive(100_000);
+    for (i, v) in recvs.into_iter().enumerate() {
+        assert_eq!(
+            done(&mut w.engines[1], v),
+            (ok(0, 0, 200), payload(i, 200)),
+            "message {i}"
+        );
+    }
+    assert_eq!(w.engines[0].pending_requests(), 0);
+    let available = w.engines[0].peers[1].credit.available();
+    assert!(
+        available > window - window / 4,
+        "credit comes back in batches: {available} of {window}"
+    );
+}
+
+#[test]
+fn config_is_adjusted() {
+    let e = Engine::new(
+        r(0),
+        2,
+        EngineConfig {
+            eager_limit: 1 << 30,
+            credit_window: 0,
+            direct_read_min: 0,
+        },
+    );
+    assert_eq!(e.config().eager_limit, frame::MAX_EAGER_LEN as usize);
+    assert_eq!(e.config().credit_window, 4 * (e.config().eager_limit + 64));
+}
+
+#[test]
+fn invalid_ranks_fail_the_operation() {
+    let mut e = Engine::new(r(0), 2, small_config());
+    let s = send(&mut e, 5, 0, vec![1], SendMode::Standard);
+    assert_eq!(done(&mut e, s).0, Err(OpError::InvalidRank { rank: r(5) }));
+    let v = recv(&mut e, from(2), tag(0), 1);
+    assert_eq!(done(&mut e, v).0, Err(OpError::InvalidRank { rank: r(2) }));
+}
+
+#[test]
+fn large_payloads_are_read_straight_into_the_user_buffer() {
+    let mut w = World::new(2, small_config(), 10);
+    let v = recv(&mut w.engines[1], from(0), tag(0), 5000);
+    send(
+        &mut w.engines[0],
+        1,
+        0,
+        payload(1, 5000),
+        SendMode::Standard,
+    );
+    // Move everything up to and including the DATA header.
+    while !matches!(w.engines[1].peers[0].rx.state, rx::RxState::Data { .. }) {
+        assert!(w.step(), "DATA never started");
+    }
+    let target = w.engines[1].recv_target(r(0));
+    assert!(
+        target.len() <= 5000 && target.len() > 4000,
+        "the rest of the user buffer, not staging"
+    );
+    w.drive(10_000);
+    assert_eq!(
+        done(&mut w.engines[1], v),
+        (ok(0, 0, 5000), payload(1, 5000))
+    );
+}

@@ -1,0 +1,294 @@
+//! Per-peer transmit queue: frames waiting to be written, in order.
+//!
+//! Small frames (headers, eager payloads, control frames) are appended to
+//! engine-owned byte chunks, so a burst of small messages becomes one
+//! `IoSlice`. A rendezvous DATA frame is its 32-byte header plus the user's
+//! own send buffer, moved in here until its last byte is written: zero copy.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use super::frame::{HEADER_LEN, Header};
+use super::{RequestId, SendBuf};
+use crate::Rank;
+
+/// Small frames are coalesced into chunks of up to this many bytes.
+const CHUNK: usize = 64 * 1024;
+/// At most this many slices per `transmit_slices` call (well under IOV_MAX).
+const MAX_SLICES: usize = 64;
+/// Spare chunks kept for reuse.
+const SPARE_CHUNKS: usize = 4;
+
+/// One queued item.
+enum Item {
+    /// Encoded frames.
+    Bytes(Vec<u8>),
+    /// A DATA header and the send buffer holding its payload.
+    Data {
+        header: [u8; HEADER_LEN],
+        buf: Box<dyn SendBuf>,
+        len: usize,
+        req: RequestId,
+    },
+}
+
+impl Item {
+    fn len(&self) -> usize {
+        match self {
+            Item::Bytes(b) => b.len(),
+            Item::Data { len, .. } => HEADER_LEN + len,
+        }
+    }
+}
+
+/// The transmit queue of one link.
+#[derive(Default)]
+pub(super) struct TxQueue {
+    items: VecDeque<Item>,
+    /// Bytes of `items[0]` already written.
+    head_sent: usize,
+    /// Bytes queued and not yet written.
+    queued: usize,
+    spare: Vec<Vec<u8>>,
+}
+
+impl TxQueue {
+    /// Whether nothing waits to be written.
+    pub(super) fn is_empty(&self) -> bool {
+        self.queued == 0
+    }
+
+    /// Bytes waiting to be written.
+    #[cfg(test)]
+    pub(super) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Queues a frame, copying its header and payload.
+    pub(super) fn push_frame(&mut self, header: &Header, payload: &[u8]) {
+        let len = HEADER_LEN + payload.len();
+        let reuse = matches!(self.items.back(), Some(Item::Bytes(b)) if b.len() + len <= CHUNK);
+        if !reuse {
+            let mut chunk = self.spare.pop().unwrap_or_default();
+            chunk.reserve(len.max(CHUNK.min(4096)));
+            self.items.push_back(Item::Bytes(chunk));
+        }
+        let Some(Item::Bytes(chunk)) = self.items.back_mut() else {
+            unreachable!("just pushed")
+        };
+        chunk.extend_from_slice(&header.encode());
+        chunk.extend_from_slice(payload);
+        self.queued += len;
+    }
+
+    /// Queues a DATA frame whose payload is `buf.bytes()[..len]`.
+    pub(super) fn push_data(
+        &mut self,
+        header: &Header,
+        buf: Box<dyn SendBuf>,
+        len: usize,
+        req: RequestId,
+    ) {
+        debug_assert_eq!(buf.bytes().len(), len);
+        self.queued += HEADER_LEN + len;
+        self.items.push_back(Item::Data {
+            header: header.encode(),
+            buf,
+            len,
+            req,
+        });
+    }
+
+    /// Appends slices covering up to `max_bytes` of the queued bytes.
+    pub(super) fn slices<'a>(&'a self, out: &mut Vec<IoSlice<'a>>, max_bytes: usize) {
+        let mut budget = max_bytes;
+        let mut skip = self.head_sent;
+        let mut count = 0;
+        let mut add = |bytes: &'a [u8], skip: &mut usize, budget: &mut usize| -> bool {
+            if *skip >= bytes.len() {
+                *skip -= bytes.len();
+                return true;
+            }
+            let part = &bytes[*skip..];
+            *skip = 0;
+            let part = &part[..part.len().min(*budget)];
+            if !part.is_empty() {
+                out.push(IoSlice::new(part));
+                count += 1;
+                *budget -= part.len();
+            }
+            *budget > 0 && count < MAX_SLICES
+        };
+        for item in &self.items {
+            let more = match item {
+                Item::Bytes(b) => add(b, &mut skip, &mut budget),
+                Item::Data {
+                    header, buf, len, ..
+                } => {
+                    add(header, &mut skip, &mut budget)
+                        && add(&buf.bytes()[..*len], &mut skip, &mut budget)
+                }
+            };
+            if !more {
+                break;
+            }
+        }
+    }
+
+    /// Marks `n` bytes written; DATA frames written in full are handed to
+    /// `done` with their request and buffer.
+    pub(super) fn advance(&mut self, mut n: usize, done: &mut Vec<(RequestId, Box<dyn SendBuf>)>) {
+        assert!(
+            n <= self.queued,
+            "transmitted {n} bytes but only {} were queued",
+            self.queued
+        );
+        self.queued -= n;
+        // Every item is at least one header long, so `rest > 0` below.
+        while n > 0 {
+            let Some(item) = self.items.front() else {
+                break;
+            };
+            let rest = item.len() - self.head_sent;
+            if n < rest {
+                self.head_sent += n;
+                return;
+            }
+            n -= rest;
+            self.head_sent = 0;
+            match self.items.pop_front() {
+                Some(Item::Bytes(mut chunk))
+                    if self.spare.len() < SPARE_CHUNKS && chunk.capacity() <= 4 * CHUNK =>
+                {
+                    chunk.clear();
+                    self.spare.push(chunk);
+                }
+                Some(Item::Data { buf, req, .. }) => done.push((req, buf)),
+                Some(Item::Bytes(_)) | None => {}
+            }
+        }
+    }
+
+    /// Drops everything queued; returns the buffers of queued DATA frames.
+    pub(super) fn clear(&mut self) -> Vec<(RequestId, Box<dyn SendBuf>)> {
+        let mut out = Vec::new();
+        for item in self.items.drain(..) {
+            if let Item::Data { buf, req, .. } = item {
+                out.push((req, buf));
+            }
+        }
+        self.head_sent = 0;
+        self.queued = 0;
+        out
+    }
+}
+
+/// A set of peers in insertion order with O(1) insert and remove: the peers
+/// with bytes to transmit.
+pub(super) struct PeerSet {
+    list: Vec<Rank>,
+    /// Position of each peer in `list`, or `usize::MAX`.
+    pos: Vec<usize>,
+}
+
+impl PeerSet {
+    /// An empty set over `size` peers.
+    pub(super) fn new(size: usize) -> PeerSet {
+        PeerSet {
+            list: Vec::new(),
+            pos: vec![usize::MAX; size],
+        }
+    }
+
+    /// Adds `peer` if absent.
+    pub(super) fn insert(&mut self, peer: Rank) {
+        if self.pos[peer.index()] == usize::MAX {
+            self.pos[peer.index()] = self.list.len();
+            self.list.push(peer);
+        }
+    }
+
+    /// Removes `peer` if present.
+    pub(super) fn remove(&mut self, peer: Rank) {
+        let at = std::mem::replace(&mut self.pos[peer.index()], usize::MAX);
+        if at != usize::MAX {
+            self.list.swap_remove(at);
+            if let Some(&moved) = self.list.get(at) {
+                self.pos[moved.index()] = at;
+            }
+        }
+    }
+
+    /// The members.
+    pub(super) fn iter(&self) -> impl Iterator<Item = Rank> + '_ {
+        self.list.iter().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::frame::Kind;
+
+    fn gather(q: &TxQueue, max: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        q.slices(&mut out, max);
+        out.iter().flat_map(|s| s.iter().copied()).collect()
+    }
+
+    #[test]
+    fn coalesces_and_streams_data_zero_copy() {
+        let mut q = TxQueue::default();
+        let h = Header::new(Kind::Eager, Rank(0));
+        q.push_frame(&h, b"abc");
+        q.push_frame(&h, b"de");
+        let d = Header::new(Kind::Data, Rank(0));
+        q.push_data(&d, Box::new(vec![7u8; 100]), 100, RequestId(5));
+        q.push_frame(&Header::new(Kind::Ack, Rank(0)), &[]);
+        assert_eq!(q.queued(), 35 + 34 + 132 + 32);
+        let mut out = Vec::new();
+        q.slices(&mut out, usize::MAX);
+        assert_eq!(out.len(), 4, "chunk, data header, data payload, chunk");
+        let all = gather(&q, usize::MAX);
+        let mut done = Vec::new();
+        q.advance(60, &mut done);
+        assert_eq!(gather(&q, 10), all[60..70]);
+        q.advance(69 - 60 + 32 + 50, &mut done);
+        assert!(done.is_empty());
+        q.advance(50, &mut done);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].0, RequestId(5));
+        assert_eq!(gather(&q, usize::MAX), all[all.len() - 32..]);
+        q.advance(32, &mut done);
+        assert!(q.is_empty() && q.items.is_empty());
+    }
+
+    #[test]
+    fn peer_set_insert_remove() {
+        let mut s = PeerSet::new(4);
+        for r in [2, 0, 3, 0] {
+            s.insert(Rank(r));
+        }
+        s.remove(Rank(2));
+        s.remove(Rank(1));
+        assert_eq!(s.iter().collect::<Vec<_>>(), [Rank(3), Rank(0)]);
+        s.remove(Rank(3));
+        s.insert(Rank(1));
+        assert_eq!(s.iter().collect::<Vec<_>>(), [Rank(0), Rank(1)]);
+    }
+
+    #[test]
+    fn empty_data_payload_completes_with_its_header() {
+        let mut q = TxQueue::default();
+        q.push_data(
+            &Header::new(Kind::Data, Rank(0)),
+            Box::new(Vec::new()),
+            0,
+            RequestId(1),
+        );
+        let mut done = Vec::new();
+        q.advance(32, &mut done);
+        assert_eq!(done.len(), 1);
+        assert!(q.is_empty());
+    }
+}

@@ -1,0 +1,295 @@
+//! The per-rank runtime core: the engine and the transport behind one lock,
+//! and the progress loop every blocking call runs.
+//!
+//! Progress is driven by the calling thread: a waiting call polls the
+//! sockets without blocking for up to the spin budget (`MPR_SPIN_US`),
+//! yielding the core between polls when the host is oversubscribed, then
+//! sleeps in the poller until a socket or the waker fires. A thread that
+//! wants the lock while another sleeps in the poller rings the waker first.
+//! With `MPR_ASYNC_PROGRESS=1`, a progress thread also drives the
+//! transport, so communication advances while every user thread computes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use mio::Waker;
+
+use crate::bootstrap::client::Connected;
+use crate::engine::{Completion, Engine, RequestId};
+use crate::transport::tcp::{LinkEvent, Tcp};
+use crate::tuning::{ErrorMode, Tuning};
+use crate::Rank;
+use crate::error::Error;
+
+/// Longest single sleep in the poller, so that launcher notices (failed
+/// peers) are looked at regularly.
+const MAX_BLOCK: Duration = Duration::from_millis(20);
+/// Polls between two looks at the launcher's failed-peer notices while spinning.
+const NOTICE_EVERY: u32 = 256;
+
+/// The engine and its transport: what the lock protects.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) engine: Engine,
+    pub(crate) tcp: Tcp,
+    /// Launcher notices already applied.
+    notices_seen: usize,
+    /// The poller failed once; every peer was failed then.
+    poll_failed: bool,
+}
+
+/// Shared by every communicator of a rank.
+#[derive(Debug)]
+pub(crate) struct Runtime {
+    rank: Rank,
+    size: u32,
+    state: Mutex<State>,
+    waker: Arc<Waker>,
+    sleeping: AtomicBool,
+    tuning: Tuning,
+    bootstrap: Option<Arc<Connected>>,
+    /// Ends the progress thread.
+    shutdown: AtomicBool,
+    finalized: AtomicBool,
+    /// The error policy: abort the job (true) or return errors.
+    abort_on_error: AtomicBool,
+}
+
+impl Runtime {
+    /// A runtime over a wired transport.
+    pub(crate) fn new(
+        engine: Engine,
+        tcp: Tcp,
+        tuning: Tuning,
+        bootstrap: Option<Arc<Connected>>,
+    ) -> Arc<Runtime> {
+        let waker = tcp.waker();
+        let runtime = Arc::new(Runtime {
+            rank: engine.rank(),
+            size: engine.size(),
+            state: Mutex::new(State {
+                engine,
+                tcp,
+                notices_seen: 0,
+                poll_failed: false,
+            }),
+            waker,
+            sleeping: AtomicBool::new(false),
+            abort_on_error: AtomicBool::new(tuning.errors == ErrorMode::Abort),
+            tuning,
+            bootstrap,
+            shutdown: AtomicBool::new(false),
+            finalized: AtomicBool::new(false),
+        });
+        if runtime.tuning.async_progress {
+            let weak = Arc::downgrade(&runtime);
+            let _ = std::thread::Builder::new()
+                .name(format!("mpr-progress-{}", runtime.rank))
+                .spawn(move || progress_thread(weak));
+        }
+        runtime
+    }
+
+    /// World rank of this process.
+    pub(crate) fn rank(&self) -> Rank {
+        self.rank
+    }
+
+    /// World size.
+    pub(crate) fn size(&self) -> u32 {
+        self.size
+    }
+
+    /// The error policy.
+    pub(crate) fn error_mode(&self) -> ErrorMode {
+        if self.abort_on_error.load(Ordering::Relaxed) {
+            ErrorMode::Abort
+        } else {
+            ErrorMode::Return
+        }
+    }
+
+    /// Changes the error policy.
+    pub(crate) fn set_error_mode(&self, mode: ErrorMode) {
+        self.abort_on_error.store(mode == ErrorMode::Abort, Ordering::Relaxed);
+    }
+
+    /// Locks the state, waking a thread asleep in the poller first.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        if self.sleeping.load(Ordering::Acquire) {
+            let _ = self.waker.wake();
+        }
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `post` on the engine and pushes out what it queued at once.
+    pub(crate) fn post<R>(&self, post: impl FnOnce(&mut Engine) -> R) -> R {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let result = post(&mut state.engine);
+        state.tcp.flush(&mut state.engine);
+        result
+    }
+
+    /// Takes the completion of `id` if it is done, after one round of
+    /// non-blocking progress.
+    pub(crate) fn test(&self, id: RequestId) -> Option<Completion> {
+        let mut state = self.lock();
+        self.progress_once(&mut state, Some(Duration::ZERO));
+        state.engine.take_completion(id)
+    }
+
+    /// Blocks until `id` completes and returns its completion.
+    pub(crate) fn wait(&self, id: RequestId) -> Completion {
+        self.wait_until(|engine| engine.take_completion(id))
+    }
+
+    /// Blocks until the first of `ids` completes; returns its index.
+    pub(crate) fn wait_any(&self, ids: &[RequestId]) -> (usize, Completion) {
+        self.wait_until(|engine| {
+            ids.iter()
+                .position(|&id| engine.is_complete(id))
+                .and_then(|index| engine.take_completion(ids[index]).map(|c| (index, c)))
+        })
+    }
+
+    /// Drives progress until `ready` yields a value: spin first, then sleep
+    /// in the poller. Never fails: a broken transport fails every peer, so
+    /// every operation that needs one completes (with an error).
+    pub(crate) fn wait_until<T>(&self, mut ready: impl FnMut(&mut Engine) -> Option<T>) -> T {
+        let started = Instant::now();
+        let mut polls: u32 = 0;
+        loop {
+            let spinning = started.elapsed() < self.tuning.spin;
+            {
+                let mut state = self.lock();
+                if let Some(value) = ready(&mut state.engine) {
+                    return value;
+                }
+                if polls % NOTICE_EVERY == 0 || !spinning {
+                    self.apply_notices(&mut state);
+                }
+                if spinning {
+                    self.progress_once(&mut state, Some(Duration::ZERO));
+                } else {
+                    self.sleeping.store(true, Ordering::Release);
+                    self.progress_once(&mut state, Some(MAX_BLOCK));
+                    self.sleeping.store(false, Ordering::Release);
+                }
+                if let Some(value) = ready(&mut state.engine) {
+                    return value;
+                }
+            }
+            polls = polls.wrapping_add(1);
+            if self.tuning.oversubscribed {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// One round of progress. If the poller itself fails (an OS error, not
+    /// a peer's), every peer is failed so that nothing waits forever.
+    fn progress_once(&self, state: &mut State, timeout: Option<Duration>) {
+        let State { engine, tcp, .. } = state;
+        if let Err(error) = tcp.progress(engine, timeout) {
+            if !state.poll_failed {
+                state.poll_failed = true;
+                eprintln!("mpr: rank {}: the transport's poller failed: {error}", self.rank);
+                for peer in (0..self.size).map(Rank).filter(|&peer| peer != self.rank) {
+                    state.engine.peer_failed(peer);
+                }
+            }
+        }
+        for event in state.tcp.take_events() {
+            let LinkEvent::Failed { peer, protocol } = event;
+            if let Some(protocol) = protocol {
+                eprintln!("mpr: rank {}: closed the link to rank {peer}: {protocol}", self.rank);
+            }
+        }
+    }
+
+    /// Fails operations that involve ranks the launcher reported as failed.
+    fn apply_notices(&self, state: &mut State) {
+        let Some(link) = &self.bootstrap else { return };
+        let failed = link.failed_peers();
+        for &peer in &failed[state.notices_seen.min(failed.len())..] {
+            if peer != self.rank.0 && peer < self.size {
+                state.engine.peer_failed(Rank(peer));
+            }
+        }
+        state.notices_seen = failed.len();
+    }
+
+    /// Says GOODBYE to every peer and waits until each link has delivered
+    /// everything and heard the peer's GOODBYE (or is gone).
+    pub(crate) fn finalize(&self) {
+        if self.finalized.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.post(Engine::queue_goodbye);
+        let me = self.rank;
+        let started = Instant::now();
+        loop {
+            let mut state = self.lock();
+            let state = &mut *state;
+            let done = (0..self.size).map(Rank).filter(|&peer| peer != me).all(|peer| {
+                !state.engine.wants_transmit(peer) && (!state.tcp.is_up(peer) || state.engine.peer_said_goodbye(peer))
+            });
+            if done || state.poll_failed {
+                break;
+            }
+            self.apply_notices(state);
+            let timeout = if started.elapsed() < self.tuning.spin {
+                Duration::ZERO
+            } else {
+                MAX_BLOCK
+            };
+            self.progress_once(state, Some(timeout));
+        }
+        self.shutdown.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+    }
+
+    /// Hands `error` back, or aborts the job with it, per the error policy.
+    pub(crate) fn handle(&self, error: Error) -> Error {
+        if self.error_mode() == ErrorMode::Abort {
+            let message = format!("rank {}: {error} (set MPR_ERRORS=return to handle errors)", self.rank);
+            self.abort(1, &message);
+        }
+        error
+    }
+
+    /// Aborts the job: the launcher stops every rank. Never returns.
+    pub(crate) fn abort(&self, code: i32, message: &str) -> ! {
+        eprintln!("mpr: {message}");
+        if let Some(link) = &self.bootstrap {
+            let _ = link.abort(code, message);
+        }
+        std::process::exit(code)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown.store(true, Ordering::Release);
+    }
+}
+
+/// Drives the transport while user threads compute.
+fn progress_thread(runtime: Weak<Runtime>) {
+    loop {
+        let Some(runtime) = runtime.upgrade() else { return };
+        if runtime.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        let mut state = runtime.lock();
+        runtime.sleeping.store(true, Ordering::Release);
+        let _ = runtime.progress_once(&mut state, Some(Duration::from_millis(1)));
+        runtime.sleeping.store(false, Ordering::Release);
+        drop(state);
+        std::thread::yield_now();
+    }
+}

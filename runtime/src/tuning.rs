@@ -1,0 +1,114 @@
+//! Tunables read from `MPR_*` environment variables (see the crate docs).
+
+use std::time::Duration;
+
+use crate::engine::EngineConfig;
+
+/// What the runtime does when an operation fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorMode {
+    /// Abort the whole job (MPI's `MPI_ERRORS_ARE_FATAL`), the default in a
+    /// launched job.
+    Abort,
+    /// Hand the error back to the caller (`MPI_ERRORS_RETURN`), the default
+    /// for singletons and [`crate::local::run`].
+    Return,
+}
+
+/// Every tunable of a rank's runtime.
+#[derive(Debug, Clone)]
+pub(crate) struct Tuning {
+    pub(crate) engine: EngineConfig,
+    /// How long a waiting thread polls before it sleeps in the poller.
+    pub(crate) spin: Duration,
+    /// More ranks than cores on this host: yield the core while spinning.
+    pub(crate) oversubscribed: bool,
+    /// `SO_SNDBUF`/`SO_RCVBUF`.
+    pub(crate) socket_buffer: Option<usize>,
+    /// Error policy.
+    pub(crate) errors: ErrorMode,
+    /// Run a progress thread.
+    pub(crate) async_progress: bool,
+}
+
+impl Tuning {
+    /// Reads the tunables through `lookup`; `launched` picks the error
+    /// policy default; `local_size` decides oversubscription.
+    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>, launched: bool, local_size: u32) -> Tuning {
+        let bytes = |name: &str| lookup(name).and_then(|v| parse_bytes(&v));
+        let mut engine = EngineConfig::default();
+        if let Some(limit) = bytes("MPR_EAGER_LIMIT") {
+            engine.eager_limit = limit;
+        }
+        if let Some(window) = bytes("MPR_CREDIT_WINDOW") {
+            engine.credit_window = window;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let spin_us = lookup("MPR_SPIN_US").and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(1000);
+        let errors = match lookup("MPR_ERRORS").as_deref().map(str::trim) {
+            Some("return") => ErrorMode::Return,
+            Some("abort") | Some("fatal") => ErrorMode::Abort,
+            _ if launched => ErrorMode::Abort,
+            _ => ErrorMode::Return,
+        };
+        Tuning {
+            engine,
+            spin: Duration::from_micros(spin_us),
+            oversubscribed: local_size as usize > cores,
+            socket_buffer: match bytes("MPR_SOCKET_BUFFER") {
+                Some(0) => None,
+                Some(size) => Some(size),
+                None => Some(4 << 20),
+            },
+            errors,
+            async_progress: matches!(lookup("MPR_ASYNC_PROGRESS").as_deref(), Some("1") | Some("true") | Some("yes")),
+        }
+    }
+
+    /// Reads the tunables from the process environment.
+    pub(crate) fn from_env(launched: bool, local_size: u32) -> Tuning {
+        Self::from_lookup(|name| std::env::var(name).ok(), launched, local_size)
+    }
+}
+
+/// Parses `65536`, `64k`, `64KiB`, `4m`, `4MiB`, `1g`.
+pub(crate) fn parse_bytes(text: &str) -> Option<usize> {
+    let text = text.trim().to_ascii_lowercase();
+    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(digits_end);
+    let value: usize = digits.parse().ok()?;
+    let shift = match unit.trim() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return None,
+    };
+    value.checked_mul(1usize << shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes_parse_with_units() {
+        assert_eq!(parse_bytes("65536"), Some(65536));
+        assert_eq!(parse_bytes("64k"), Some(65536));
+        assert_eq!(parse_bytes("4MiB"), Some(4 << 20));
+        assert_eq!(parse_bytes(" 1g "), Some(1 << 30));
+        assert_eq!(parse_bytes("x"), None);
+        assert_eq!(parse_bytes("12q"), None);
+    }
+
+    #[test]
+    fn error_mode_defaults_depend_on_launch() {
+        let none = |_: &str| None;
+        assert_eq!(Tuning::from_lookup(none, true, 1).errors, ErrorMode::Abort);
+        assert_eq!(Tuning::from_lookup(none, false, 1).errors, ErrorMode::Return);
+        let ret = |name: &str| (name == "MPR_ERRORS").then(|| "return".to_owned());
+        assert_eq!(Tuning::from_lookup(ret, true, 1).errors, ErrorMode::Return);
+        let eager = |name: &str| (name == "MPR_EAGER_LIMIT").then(|| "8k".to_owned());
+        assert_eq!(Tuning::from_lookup(eager, false, 1).engine.eager_limit, 8192);
+    }
+}
