@@ -6,7 +6,15 @@
 fn main() -> Result<(), mpr::InitError> {
     let universe = mpr::init()?;
     let world = universe.world();
-    let host = universe.hosts().nth(world.rank() as usize).unwrap_or("?").to_owned();
-    println!("Hello from rank {} of {} on {host}", world.rank(), world.size());
+    let host = universe
+        .hosts()
+        .nth(world.rank() as usize)
+        .unwrap_or("?")
+        .to_owned();
+    println!(
+        "Hello from rank {} of {} on {host}",
+        world.rank(),
+        world.size()
+    );
     Ok(())
 }

@@ -1,0 +1,109 @@
+//! Command line of `mpr-bench`, with the OSU benchmarks' names and options.
+
+use clap::{Parser, ValueEnum};
+
+/// Which benchmark to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Benchmark {
+    /// One-way latency: ping-pong between ranks 0 and 1, half the round trip.
+    Latency,
+    /// Streaming bandwidth from rank 0 to rank 1 (window of non-blocking sends).
+    Bw,
+    /// Bidirectional bandwidth between ranks 0 and 1.
+    Bibw,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// OSU-style table.
+    Table,
+    /// `size,value` lines with a header.
+    Csv,
+    /// One JSON object.
+    Json,
+}
+
+/// OSU-style micro-benchmarks for mpr.
+#[derive(Debug, Parser)]
+#[command(name = "mpr-bench", version)]
+pub(crate) struct Options {
+    /// The benchmark to run.
+    #[arg(value_enum)]
+    pub(crate) benchmark: Benchmark,
+    /// Message sizes, `min:max` in bytes (powers of two in between; `max` alone also works).
+    #[arg(short = 'm', long = "message-size", value_parser = parse_range)]
+    pub(crate) sizes: Option<(usize, usize)>,
+    /// Timed iterations for small messages (large ones use a tenth).
+    #[arg(short = 'i', long = "iterations")]
+    pub(crate) iterations: Option<usize>,
+    /// Warm-up iterations for small messages (large ones use a tenth).
+    #[arg(short = 'x', long = "warmup")]
+    pub(crate) warmup: Option<usize>,
+    /// Window of non-blocking sends for bandwidth tests.
+    #[arg(short = 'W', long = "window-size", default_value_t = 64)]
+    pub(crate) window: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub(crate) format: Format,
+    /// Shorthand for `--format csv`.
+    #[arg(long)]
+    pub(crate) csv: bool,
+    /// Shorthand for `--format json`.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Messages above this size count as large (OSU's `LARGE_MESSAGE_SIZE`).
+pub(crate) const LARGE_MESSAGE: usize = 8192;
+
+impl Options {
+    /// The output format after the shorthands.
+    pub(crate) fn format(&self) -> Format {
+        if self.csv {
+            Format::Csv
+        } else if self.json {
+            Format::Json
+        } else {
+            self.format
+        }
+    }
+
+    /// Sizes to measure: 0 (latency only), then powers of two.
+    pub(crate) fn sizes(&self, default_max: usize, include_zero: bool) -> Vec<usize> {
+        let (min, max) = self.sizes.unwrap_or((if include_zero { 0 } else { 1 }, default_max));
+        let mut sizes = Vec::new();
+        if min == 0 {
+            sizes.push(0);
+        }
+        let mut size = min.max(1).next_power_of_two();
+        while size <= max {
+            sizes.push(size);
+            size *= 2;
+        }
+        sizes
+    }
+
+    /// (warm-up, timed) iterations for a message size.
+    pub(crate) fn iterations(&self, size: usize, small: (usize, usize), large: (usize, usize)) -> (usize, usize) {
+        let (warmup, iterations) = if size > LARGE_MESSAGE { large } else { small };
+        let scale = |given: Option<usize>, default: usize, small_default: usize| {
+            given.map_or(default, |g| if size > LARGE_MESSAGE { (g * default / small_default).max(1) } else { g })
+        };
+        (scale(self.warmup, warmup, small.0), scale(self.iterations, iterations, small.1))
+    }
+}
+
+fn parse_range(text: &str) -> Result<(usize, usize), String> {
+    let number = |part: &str| part.trim().parse::<usize>().map_err(|_| format!("{part:?} is not a byte count"));
+    match text.split_once(':') {
+        Some((min, max)) => {
+            let (min, max) = (number(min)?, number(max)?);
+            if min > max {
+                return Err(format!("min {min} is above max {max}"));
+            }
+            Ok((min, max))
+        }
+        None => Ok((0, number(text)?)),
+    }
+}

@@ -1,0 +1,113 @@
+//! Point-to-point benchmarks between ranks 0 and 1: latency, bw, bibw.
+
+use mpr::{Comm, Error};
+
+use crate::options::Options;
+use crate::report;
+
+/// Largest point-to-point message by default (OSU: 4 MiB).
+const MAX_P2P: usize = 4 << 20;
+
+fn require_pair(world: &Comm) -> Result<bool, Error> {
+    if world.size() < 2 {
+        eprintln!("mpr-bench: point-to-point benchmarks need at least 2 ranks");
+        world.abort(2);
+    }
+    Ok(world.rank() < 2)
+}
+
+/// OSU latency: ping-pong, half the round-trip time, per size.
+pub(crate) fn latency(world: &Comm, options: &Options) -> Result<(), Error> {
+    if !require_pair(world)? {
+        return Ok(());
+    }
+    let format = options.format();
+    let rank = world.rank();
+    if rank == 0 {
+        report::header(format, "latency", "Latency (us)");
+    }
+    for (index, size) in options.sizes(MAX_P2P, true).into_iter().enumerate() {
+        let (warmup, iterations) = options.iterations(size, (100, 10_000), (10, 1_000));
+        let send = vec![b'a'; size];
+        let mut recv = vec![0u8; size];
+        let mut started = 0.0;
+        for i in 0..warmup + iterations {
+            if i == warmup {
+                started = mpr::wtime();
+            }
+            if rank == 0 {
+                world.send(&send, 1, 1)?;
+                world.recv(&mut recv, 1, 1)?;
+            } else {
+                world.recv(&mut recv, 0, 1)?;
+                world.send(&send, 0, 1)?;
+            }
+        }
+        let latency = (mpr::wtime() - started) * 1e6 / (2.0 * iterations as f64);
+        if rank == 0 {
+            report::row(format, size, latency, index == 0);
+        }
+    }
+    if rank == 0 {
+        report::footer(format);
+    }
+    Ok(())
+}
+
+/// OSU bw (rank 0 streams to rank 1) or bibw (both stream at once): a
+/// window of non-blocking sends, then a short acknowledgement.
+pub(crate) fn bandwidth(world: &Comm, options: &Options, both: bool) -> Result<(), Error> {
+    if !require_pair(world)? {
+        return Ok(());
+    }
+    let format = options.format();
+    let rank = world.rank();
+    let peer = 1 - rank;
+    let window = options.window.max(1);
+    if rank == 0 {
+        report::header(format, if both { "bibw" } else { "bw" }, "Bandwidth (MB/s)");
+    }
+    for (index, size) in options.sizes(MAX_P2P, false).into_iter().enumerate() {
+        let (warmup, iterations) = options.iterations(size, (10, 100), (2, 20));
+        let send = vec![b'a'; size];
+        let mut recv = vec![0u8; size * window];
+        let mut ack = [0u8; 4];
+        let mut started = 0.0;
+        for i in 0..warmup + iterations {
+            if i == warmup {
+                started = mpr::wtime();
+            }
+            let sending = rank == 0 || both;
+            let receiving = rank == 1 || both;
+            world.scope(|scope| {
+                let mut requests = Vec::with_capacity(2 * window);
+                if receiving {
+                    for chunk in recv.chunks_mut(size.max(1)).take(window) {
+                        requests.push(scope.irecv(chunk, peer, 100)?);
+                    }
+                }
+                if sending {
+                    for _ in 0..window {
+                        requests.push(scope.isend(&send, peer, 100)?);
+                    }
+                }
+                mpr::wait_all(requests).map(drop)
+            })?;
+            if rank == 0 {
+                world.recv(&mut ack, 1, 101)?;
+            } else {
+                world.send(&ack, 0, 101)?;
+            }
+        }
+        let elapsed = mpr::wtime() - started;
+        let bytes = size as f64 * window as f64 * iterations as f64 * if both { 2.0 } else { 1.0 };
+        if rank == 0 {
+            report::row(format, size, bytes / elapsed / 1e6, index == 0);
+        }
+    }
+    if rank == 0 {
+        report::footer(format);
+    }
+    Ok(())
+}
+
