@@ -40,7 +40,7 @@ const HANDSHAKE_BASE: usize = 1 << 40;
 /// Most handshakes kept at once: strangers beyond this are dropped.
 const MAX_HANDSHAKES: usize = 1024;
 /// Most bytes handed to one `writev`.
-const MAX_WRITE: usize = 8 << 20;
+const MAX_WRITE: usize = 512 << 10;
 
 /// Socket tunables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,17 +238,25 @@ impl Tcp {
             return;
         }
         loop {
-            let written = {
+            let (written, offered) = {
                 let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(8);
                 engine.transmit_slices(peer, &mut slices, MAX_WRITE);
                 if slices.is_empty() {
                     return;
                 }
-                stream.write_vectored(&slices)
+                let offered: usize = slices.iter().map(|slice| slice.len()).sum();
+                (stream.write_vectored(&slices), offered)
             };
             match written {
                 Ok(0) => break self.fail(engine, peer, None),
-                Ok(n) => engine.transmitted(peer, n),
+                Ok(n) => {
+                    engine.transmitted(peer, n);
+                    if n < offered {
+                        // The socket buffer is full: wait for the writable edge.
+                        *writable = false;
+                        return;
+                    }
+                }
                 Err(error) if error.kind() == ErrorKind::WouldBlock => {
                     *writable = false;
                     return;
@@ -265,6 +273,7 @@ impl Tcp {
         };
         loop {
             let target = engine.recv_target(peer);
+            let wanted = target.len();
             match stream.read(target) {
                 Ok(0) => {
                     // End of stream: clean after the peer's GOODBYE.
@@ -278,6 +287,12 @@ impl Tcp {
                 Ok(n) => {
                     if let Err(error) = engine.received(peer, n) {
                         return self.fail(engine, peer, Some(error));
+                    }
+                    if n < wanted {
+                        // A short read drained the socket: bytes arriving
+                        // later raise a new edge, so skip the read that
+                        // would only say `WouldBlock`.
+                        return;
                     }
                 }
                 Err(error) if error.kind() == ErrorKind::WouldBlock => return,
