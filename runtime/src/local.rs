@@ -3,10 +3,11 @@
 //! launcher needed.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::comm::Comm;
 use crate::engine::Engine;
-use crate::runtime::Runtime;
+use crate::runtime::{PeerNotices, Runtime};
 use crate::transport::tcp::{Listening, Tcp, TcpConfig};
 use crate::tuning::{ErrorMode, Tuning};
 use crate::Rank;
@@ -50,6 +51,7 @@ where
     let mut secret = vec![0u8; 16];
     let _ = getrandom::fill(&mut secret);
     let body = &body;
+    let failed = Arc::new(FailedRanks::default());
     std::thread::scope(|scope| {
         let handles: Vec<_> = listeners
             .into_iter()
@@ -58,6 +60,7 @@ where
                 let addrs = addrs.clone();
                 let secret = secret.clone();
                 let tuning = tuning.clone();
+                let failed = Arc::clone(&failed);
                 std::thread::Builder::new()
                     .name(format!("mpr-rank-{rank}"))
                     .spawn_scoped(scope, move || {
@@ -67,11 +70,24 @@ where
                         };
                         let tcp = Tcp::new(rank, listening, addrs, secret, config).expect("set up the transport");
                         let engine = Engine::new(rank, n, tuning.engine.clone());
-                        let runtime = Runtime::new(engine, tcp, tuning, None);
+                        let notices: Arc<dyn PeerNotices> = failed.clone();
+                        let runtime = Runtime::new(engine, tcp, tuning, None, Some(notices));
                         let world = Comm::world(runtime.clone());
-                        let result = body(world);
-                        runtime.finalize();
-                        result
+                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(world)));
+                        match result {
+                            Ok(result) => {
+                                runtime.finalize();
+                                result
+                            }
+                            Err(payload) => {
+                                // Like a dead process: links close without a
+                                // goodbye, and the others hear of it as they
+                                // would from the launcher.
+                                drop(runtime);
+                                failed.report(rank.0);
+                                std::panic::resume_unwind(payload)
+                            }
+                        }
                     })
                     .expect("spawn a rank thread")
             })
@@ -91,4 +107,20 @@ where
         }
         results
     })
+}
+
+/// Ranks of a `local::run` whose thread panicked.
+#[derive(Debug, Default)]
+struct FailedRanks(Mutex<Vec<u32>>);
+
+impl FailedRanks {
+    fn report(&self, rank: u32) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(rank);
+    }
+}
+
+impl PeerNotices for FailedRanks {
+    fn failed_peers(&self) -> Vec<u32> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
 }

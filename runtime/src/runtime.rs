@@ -28,6 +28,19 @@ const MAX_BLOCK: Duration = Duration::from_millis(20);
 /// Polls between two looks at the launcher's failed-peer notices while spinning.
 const NOTICE_EVERY: u32 = 256;
 
+/// A source of news about failed ranks: the launcher through the
+/// bootstrap link, or the thread supervisor of `local::run`.
+pub(crate) trait PeerNotices: Send + Sync + std::fmt::Debug {
+    /// World ranks reported failed so far, in the order reported.
+    fn failed_peers(&self) -> Vec<u32>;
+}
+
+impl PeerNotices for Connected {
+    fn failed_peers(&self) -> Vec<u32> {
+        Connected::failed_peers(self)
+    }
+}
+
 /// The engine and its transport: what the lock protects.
 #[derive(Debug)]
 pub(crate) struct State {
@@ -49,6 +62,8 @@ pub(crate) struct Runtime {
     sleeping: AtomicBool,
     tuning: Tuning,
     bootstrap: Option<Arc<Connected>>,
+    /// Who tells this rank about failed peers (the launcher, or `local::run`).
+    notices: Option<Arc<dyn PeerNotices>>,
     /// Ends the progress thread.
     shutdown: AtomicBool,
     finalized: AtomicBool,
@@ -63,6 +78,7 @@ impl Runtime {
         tcp: Tcp,
         tuning: Tuning,
         bootstrap: Option<Arc<Connected>>,
+        notices: Option<Arc<dyn PeerNotices>>,
     ) -> Arc<Runtime> {
         let waker = tcp.waker();
         let runtime = Arc::new(Runtime {
@@ -79,6 +95,7 @@ impl Runtime {
             abort_on_error: AtomicBool::new(tuning.errors == ErrorMode::Abort),
             tuning,
             bootstrap,
+            notices,
             shutdown: AtomicBool::new(false),
             finalized: AtomicBool::new(false),
         });
@@ -217,8 +234,8 @@ impl Runtime {
 
     /// Fails operations that involve ranks the launcher reported as failed.
     fn apply_notices(&self, state: &mut State) {
-        let Some(link) = &self.bootstrap else { return };
-        let failed = link.failed_peers();
+        let Some(notices) = &self.notices else { return };
+        let failed = notices.failed_peers();
         for &peer in &failed[state.notices_seen.min(failed.len())..] {
             if peer != self.rank.0 && peer < self.size {
                 state.engine.peer_failed(Rank(peer));

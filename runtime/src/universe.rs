@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use crate::Rank;
 use crate::comm::Comm;
 use crate::engine::Engine;
-use crate::runtime::Runtime;
+use crate::runtime::{PeerNotices, Runtime};
 use crate::transport::tcp::{Listening, Tcp, TcpConfig};
 use crate::tuning::{ErrorMode, Tuning};
 use crate::env::{EnvError, JobEnv};
@@ -115,7 +115,8 @@ pub fn init() -> Result<Universe, InitError> {
     };
     let tcp = Tcp::new(rank, listening, addrs, job.secret.into_bytes(), config).map_err(InitError::Transport)?;
     let engine = Engine::new(rank, job.size, tuning.engine.clone());
-    let runtime = Runtime::new(engine, tcp, tuning, Some(Arc::clone(&connected)));
+    let notices: Arc<dyn PeerNotices> = connected.clone();
+    let runtime = Runtime::new(engine, tcp, tuning, Some(Arc::clone(&connected)), Some(notices));
     Ok(Universe {
         world: Comm::world(Arc::clone(&runtime)),
         runtime,
@@ -166,7 +167,7 @@ impl Universe {
         };
         let tcp = Tcp::new(Rank(0), listening, vec![vec![addr]], Vec::new(), config).map_err(InitError::Transport)?;
         let engine = Engine::new(Rank(0), 1, tuning.engine.clone());
-        let runtime = Runtime::new(engine, tcp, tuning, None);
+        let runtime = Runtime::new(engine, tcp, tuning, None, None);
         Ok(Universe {
             world: Comm::world(Arc::clone(&runtime)),
             runtime,
@@ -199,6 +200,12 @@ impl Universe {
     /// Switches the error policy for every communicator of this rank.
     pub fn set_error_mode(&self, mode: ErrorMode) {
         self.runtime.set_error_mode(mode);
+    }
+
+    /// Data-plane addresses a world rank published on its business card
+    /// (for diagnostics; empty for an unknown rank).
+    pub fn data_addresses(&self, rank: u32) -> &[std::net::SocketAddr] {
+        self.cards.get(rank as usize).map_or(&[], |card| card.addrs.as_slice())
     }
 
     /// Where the launcher placed this rank.

@@ -207,3 +207,44 @@ fn sendrecv_exchanges_between_pairs_without_deadlock() {
         assert!(recv.iter().all(|&x| x == left));
     });
 }
+
+#[test]
+fn a_peer_that_dies_fails_pending_operations_with_an_error_naming_it() {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    let observed = Mutex::new(None);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        mpr::local::run(3, |world| match world.rank() {
+            1 => {
+                let mut byte = [0u8];
+                world.send(&[1u8], 0, 0).unwrap();
+                world.recv(&mut byte, 0, 0).unwrap();
+                panic!("rank 1 dies on purpose");
+            }
+            0 => {
+                let mut byte = [0u8];
+                world.recv(&mut byte, 1, 0).unwrap();
+                world.send(&[2u8], 1, 0).unwrap();
+                let started = Instant::now();
+                let result = world.recv(&mut byte, 1, 1);
+                *observed.lock().unwrap() = Some((result, started.elapsed()));
+                // Later receives from the dead rank fail at once, and the
+                // survivors can still talk to each other.
+                assert!(matches!(world.recv(&mut byte, 1, 2), Err(Error::PeerFailed { .. })));
+                world.send(&[5u8], 2, 0).unwrap();
+            }
+            _ => {
+                let mut byte = [0u8];
+                world.recv(&mut byte, 0, 0).unwrap();
+                assert_eq!(byte, [5]);
+            }
+        })
+    }));
+    assert!(outcome.is_err(), "the dead rank's panic reaches the caller");
+    let (result, elapsed) = observed.lock().unwrap().take().expect("rank 0 finished");
+    assert!(
+        matches!(result, Err(Error::PeerFailed { rank: Rank(1) })),
+        "expected PeerFailed for rank 1, got {result:?}"
+    );
+    assert!(elapsed < Duration::from_secs(1), "noticed after {elapsed:?}");
+}
