@@ -22,7 +22,7 @@ fn binary(path: PathBuf) -> String {
 
 /// Runs `mprun -n N PROGRAM ARGS` with a bounded wait and returns its output.
 fn mprun(n: u32, program: &str, args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(binary(bin_dir().join("mprun")))
+    let child = Command::new(binary(bin_dir().join("mprun")))
         .args(["-n", &n.to_string(), "--timeout", &limit.as_secs().to_string(), program])
         .args(args)
         .stdin(Stdio::null())

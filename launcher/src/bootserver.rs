@@ -269,7 +269,7 @@ mod tests {
             server.on_bytes(conn, &hello(conn as u32 - 10, b"s"), &mut actions);
         }
         assert_eq!(
-            actions.drain(..).collect::<Vec<_>>(),
+            std::mem::take(&mut actions),
             [
                 Action::Report(Report::Initialized(0)),
                 Action::Report(Report::Initialized(1))

@@ -236,7 +236,7 @@ fn megabytes_of_output_arrive_whole_and_never_mixed_within_a_line() {
     let run = run_mprun(&["-n", "2", "--tag-output", "sh", "-c", script], b"", LIMIT);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     for rank in 0..2 {
-        let expected = format!("[{rank}] {}", format!("{rank:0200}"));
+        let expected = format!("[{rank}] {rank:0200}");
         assert_eq!(
             run.stdout.lines().filter(|l| *l == expected).count(),
             20_000

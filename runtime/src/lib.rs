@@ -1,10 +1,125 @@
 //! mpr: a pure-Rust, MPI-style SPMD runtime.
 //!
-//! (The user manual lands here as the API grows.)
+//! A job is N copies of one program, the *ranks*, started by the `mprun`
+//! launcher (`mprun -n 4 ./my-program`). Every rank calls [`init`], gets
+//! the [`Universe`], and talks to the others through communicators
+//! ([`Comm`]): point-to-point messages matched MPI's way, and collectives.
+//! Dropping the universe finalizes. A program started without `mprun` is a
+//! *singleton*, a world of one rank; [`local::run`] runs N ranks as threads
+//! of one process, for unit tests.
+//!
+//! ```
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let universe = mpr::init()?;
+//!     let world = universe.world();
+//!     let (rank, size) = (world.rank(), world.size());
+//!     // Pass a token around the ring (a world of one sends to itself).
+//!     let mut token = [0u64];
+//!     if rank == 0 {
+//!         world.send(&[42u64], (rank + 1) % size, 0)?;
+//!         world.recv(&mut token, (rank + size - 1) % size, 0)?;
+//!     } else {
+//!         world.recv(&mut token, rank - 1, 0)?;
+//!         world.send(&token, (rank + 1) % size, 0)?;
+//!     }
+//!     assert_eq!(token, [42]);
+//!     Ok(())
+//! }
+//! # main().unwrap();
+//! ```
+//!
+//! # Point-to-point
+//!
+//! Messages match on (communicator, source, tag); receives may use the
+//! wildcards [`ANY_SOURCE`] and [`ANY_TAG`]; messages from one sender on one
+//! communicator are received in the order they were sent (non-overtaking),
+//! whatever their size. A receive reports a [`Status`] (sender, tag,
+//! length); a message longer than the receive buffer is an
+//! [`Error::Truncated`] naming both lengths. [`PROC_NULL`] is the rank that
+//! is no rank: operations with it complete at once.
+//!
+//! Two data tiers, as in mpi4py:
+//! - slices of plain-old-data (`T: bytemuck::Pod`, re-exported as
+//!   [`bytemuck`]): [`Comm::send`], [`Comm::recv`], [`Comm::ssend`]
+//!   (synchronous), [`Comm::sendrecv`], and the non-blocking
+//!   [`Comm::isend`] / [`Comm::irecv`] / [`Comm::issend`] on owned vectors,
+//!   or [`Scope::isend`] / [`Scope::irecv`] on borrowed slices inside
+//!   [`Comm::scope`]. They move the bytes themselves: no serialization, and
+//!   large messages go straight from the sender's slice into the posted
+//!   receive buffer;
+//! - any `serde` value as an object: [`Comm::send_obj`] / [`Comm::recv_obj`]
+//!   (postcard encoding).
+//!
+//! Requests complete with [`Request::wait`] / [`Request::test`], or over a
+//! set with [`wait_all`], [`wait_any`], [`wait_some`], [`test_all`],
+//! [`test_any`]. They are sound under `mem::forget`: an owned buffer leaks
+//! with its request, and a scope waits for its requests when it ends.
+//! [`Comm::probe`], [`Comm::iprobe`] and the matched probes
+//! [`Comm::mprobe`] / [`Comm::improbe`] (the thread-safe way to receive a
+//! message of unknown size) complete the set.
+//!
+//! # How messages move
+//!
+//! Messages up to the eager limit are sent at once and buffered by the
+//! receiver if no receive is posted yet; larger ones use a rendezvous
+//! (ready-to-send, clear-to-send, then the data straight into the user's
+//! buffer). Per-peer credits bound what a receiver can be made to buffer:
+//! past them senders fall back to rendezvous, so a flood of unexpected
+//! messages cannot exhaust memory. Ranks are connected lazily by TCP, one
+//! connection per pair, each proving the job secret first. The calling
+//! thread drives progress: a waiting call polls for a while (yielding the
+//! core when the host has more ranks than cores), then sleeps in the poller.
+//! `Comm` is `Send + Sync`.
+//!
+//! # Errors
+//!
+//! Every operation returns `Result<_, `[`Error`]`>`. In a job launched by
+//! `mprun` the default policy is MPI's *errors are fatal*: an error aborts
+//! the whole job, printing its cause ([`ErrorMode::Abort`]). With
+//! `MPR_ERRORS=return`, or [`Universe::set_error_mode`], errors are handed
+//! back instead ([`ErrorMode::Return`], the default of singletons and
+//! [`local::run`]). A peer that dies fails every pending operation that
+//! involves it with [`Error::PeerFailed`] naming its rank, within
+//! milliseconds (its links close, or the launcher says so): nothing hangs.
+//! A panic in any rank of a launched job aborts the job with the panic
+//! message; [`Comm::abort`] and [`Universe::abort`] abort it on purpose.
+//!
+//! # Environment
+//!
+//! The launcher gives every rank the job contract:
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `MPR_RANK`, `MPR_SIZE` | world rank and size |
+//! | `MPR_LOCAL_RANK`, `MPR_LOCAL_SIZE`, `MPR_NODE` | placement on its host ([`Universe::placement`]) |
+//! | `MPR_JOB` | job id, unique per launch |
+//! | `MPR_BOOTSTRAP` | `host:port` of the launcher's bootstrap server |
+//! | `MPR_SECRET` | per-job secret every connection proves |
+//!
+//! Tunables (all ranks of a job must agree; `mprun` passes its environment
+//! on, and `-x VAR=VALUE` sets one for every rank):
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `MPR_EAGER_LIMIT` | `64k` | largest message sent eagerly (bytes; `k`, `m`, `g` suffixes) |
+//! | `MPR_CREDIT_WINDOW` | `4m` | bytes a peer may make this rank buffer (raised to at least 4 × (eager limit + 64)) |
+//! | `MPR_SPIN_US` | `1000` | microseconds a waiting call polls before it sleeps in the poller |
+//! | `MPR_SOCKET_BUFFER` | `4m` | `SO_SNDBUF`/`SO_RCVBUF` of data sockets; `0` keeps the kernel's autotuning |
+//! | `MPR_ERRORS` | `abort` when launched, else `return` | error policy, see above |
+//! | `MPR_ASYNC_PROGRESS` | off | `1`: a progress thread moves data while user threads compute |
+//!
+//! # Bootstrap
+//!
+//! [`init`] connects to `MPR_BOOTSTRAP`, registers with the job secret,
+//! publishes a business card (its host and data-plane address) at a fence,
+//! and receives everyone's card; dropping the [`Universe`] says goodbye to
+//! every peer and reports *finalize* to the launcher. The wire format is in
+//! [`bootstrap`].
 
 pub mod bootstrap;
 mod buffer;
 mod comm;
+#[doc(hidden)]
 pub mod engine;
 pub mod env;
 mod error;

@@ -170,7 +170,13 @@ pub fn wait_some<R: Request>(requests: &mut Vec<R>) -> Vec<(usize, Result<R::Out
 /// Whether every request has completed, driving progress once
 /// (`MPI_Testall`). Completed requests keep their outcome for `wait`.
 pub fn test_all<R: Request>(requests: &mut [R]) -> bool {
-    requests.iter_mut().fold(true, |all, request| request.test() && all)
+    // Every request is tested (and progressed), not just up to the first
+    // incomplete one.
+    let mut all = true;
+    for request in requests {
+        all &= request.test();
+    }
+    all
 }
 
 /// If some request has completed, removes it and returns its former index

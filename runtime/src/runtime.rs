@@ -308,7 +308,7 @@ fn progress_thread(runtime: Weak<Runtime>) {
         }
         let mut state = runtime.lock();
         runtime.sleeping.store(true, Ordering::Release);
-        let _ = runtime.progress_once(&mut state, Some(Duration::from_millis(1)));
+        runtime.progress_once(&mut state, Some(Duration::from_millis(1)));
         runtime.sleeping.store(false, Ordering::Release);
         drop(state);
         std::thread::yield_now();

@@ -10,12 +10,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The `mprun` binary under test.
-pub fn mprun() -> PathBuf {
+pub(crate) fn mprun() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_mprun"))
 }
 
 /// A binary of the workspace built next to `mprun` (examples, benches).
-pub fn workspace_bin(name: &str) -> PathBuf {
+pub(crate) fn workspace_bin(name: &str) -> PathBuf {
     let dir = mprun()
         .parent()
         .expect("mprun has a directory")
@@ -30,7 +30,7 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 }
 
 /// A cargo example of this package (built by `cargo test`).
-pub fn example(name: &str) -> PathBuf {
+pub(crate) fn example(name: &str) -> PathBuf {
     let dir = mprun()
         .parent()
         .expect("mprun has a directory")
@@ -40,16 +40,16 @@ pub fn example(name: &str) -> PathBuf {
 
 /// What a finished `mprun` run produced.
 #[derive(Debug)]
-pub struct Run {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-    pub elapsed: Duration,
+pub(crate) struct Run {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) elapsed: Duration,
 }
 
 /// Runs `mprun ARGS` with `stdin` fed in, killing it if it runs past
 /// `limit` (a hung launcher fails the test instead of hanging it).
-pub fn run_mprun(args: &[&str], stdin: &[u8], limit: Duration) -> Run {
+pub(crate) fn run_mprun(args: &[&str], stdin: &[u8], limit: Duration) -> Run {
     let started = Instant::now();
     let mut child = Command::new(mprun())
         .args(args)
@@ -82,7 +82,7 @@ pub fn run_mprun(args: &[&str], stdin: &[u8], limit: Duration) -> Run {
 }
 
 /// Whether a process with this pid still exists (and is not a zombie).
-pub fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !stat
             .rsplit(')')
@@ -95,7 +95,7 @@ pub fn alive(pid: u32) -> bool {
 }
 
 /// Waits (bounded) until none of `pids` is alive; false if some survive.
-pub fn all_gone(pids: &[u32], limit: Duration) -> bool {
+pub(crate) fn all_gone(pids: &[u32], limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if pids.iter().all(|&pid| !alive(pid)) {
@@ -107,7 +107,7 @@ pub fn all_gone(pids: &[u32], limit: Duration) -> bool {
 }
 
 /// Pids of the processes whose environment holds `VAR=VALUE` `mark`.
-pub fn processes_marked(mark: &str) -> Vec<u32> {
+pub(crate) fn processes_marked(mark: &str) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

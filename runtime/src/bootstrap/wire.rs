@@ -391,12 +391,7 @@ mod tests {
             let mut reader = FrameReader::new(MAX_CLIENT_FRAME);
             for chunk in chunks {
                 reader.push(&chunk);
-                loop {
-                    match reader.next_message() {
-                        Ok(Some(_)) => continue,
-                        Ok(None) | Err(_) => break,
-                    }
-                }
+                while let Ok(Some(_)) = reader.next_message() {}
             }
         }
 
