@@ -100,3 +100,13 @@ fn garbage_connections_to_data_ports_change_nothing() {
     let out = assert_success(&mprun(4, &stress(), &["garbage"], LIMIT), "garbage");
     assert_eq!(out.lines().filter(|l| l.ends_with(" ok")).count(), 4, "{out}");
 }
+
+#[test]
+fn the_ring_also_runs_with_a_progress_thread_and_with_returned_errors() {
+    let ring = binary(PathBuf::from(env!("CARGO_BIN_EXE_ring")));
+    let mut child = Command::new(binary(bin_dir().join("mprun")));
+    child.args(["-n", "4", "--timeout", "60", "-x", "MPR_ASYNC_PROGRESS=1", "-x", "MPR_ERRORS=return", &ring, "50"]);
+    let output = child.output().expect("mprun runs");
+    let out = assert_success(&output, "ring with a progress thread");
+    assert!(out.contains("50 laps over 4 ranks") && out.contains("(correct)"), "{out}");
+}

@@ -248,3 +248,28 @@ fn a_peer_that_dies_fails_pending_operations_with_an_error_naming_it() {
     );
     assert!(elapsed < Duration::from_secs(1), "noticed after {elapsed:?}");
 }
+
+#[test]
+fn communicators_and_statuses_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<mpr::Comm>();
+    assert_send_sync::<mpr::Status>();
+    assert_send_sync::<mpr::Error>();
+    // Two threads of one rank use the same communicator at once.
+    mpr::local::run(2, |world| {
+        let peer = 1 - world.rank();
+        std::thread::scope(|s| {
+            for tag in 0..2 {
+                let world = &world;
+                s.spawn(move || {
+                    for i in 0..200u32 {
+                        world.send(&[i], peer, tag).unwrap();
+                        let mut x = [0u32];
+                        world.recv(&mut x, peer, tag).unwrap();
+                        assert_eq!(x, [i]);
+                    }
+                });
+            }
+        });
+    });
+}
