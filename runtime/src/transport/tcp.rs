@@ -336,64 +336,53 @@ impl Tcp {
         let Some(addr) = self.addrs.get(peer.index()).and_then(|addrs| addrs.first()).copied() else {
             return self.fail(engine, peer, None);
         };
-        let mut stream = match TcpStream::connect(addr) {
+        let stream = match TcpStream::connect(addr) {
             Ok(stream) => stream,
             Err(_) => return self.fail(engine, peer, None),
         };
-        self.configure(&stream);
-        let token = self.new_token();
-        if self
-            .poll
-            .registry()
-            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-            .is_err()
-        {
-            return self.fail(engine, peer, None);
-        }
         let mut hello = Header::new(Kind::Hello, self.rank);
         hello.id = u64::from(self.rank.0);
         hello.arg = self.secret.len() as u64;
         let mut outbox = hello.encode().to_vec();
         outbox.extend_from_slice(&self.secret);
+        let Some(token) = self.start_handshake(stream, Some(peer), outbox) else {
+            return self.fail(engine, peer, None);
+        };
+        self.links[peer.index()] = Link::Dialing(token);
+    }
+
+    /// Registers a new connection and tracks its handshake: `dialed` names
+    /// the peer we called (then `outbox` holds our HELLO), `None` for an
+    /// accepted stranger.
+    fn start_handshake(&mut self, mut stream: TcpStream, dialed: Option<Rank>, outbox: Vec<u8>) -> Option<Token> {
+        self.configure(&stream);
+        let token = self.new_token();
+        self.poll
+            .registry()
+            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+            .ok()?;
         self.handshakes.insert(
             token,
             Handshake {
                 stream,
-                dialed: Some(peer),
+                dialed,
                 outbox,
                 inbox: Vec::new(),
-                connected: false,
+                connected: dialed.is_none(),
             },
         );
-        self.links[peer.index()] = Link::Dialing(token);
+        Some(token)
     }
 
     fn accept(&mut self) {
         loop {
             match self.listener.accept() {
-                Ok((mut stream, _)) => {
+                Ok((stream, _)) => {
                     if self.handshakes.len() >= MAX_HANDSHAKES {
                         continue; // too many strangers at once: drop this one
                     }
-                    self.configure(&stream);
-                    let token = self.new_token();
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-                        .is_ok()
-                    {
-                        self.handshakes.insert(
-                            token,
-                            Handshake {
-                                stream,
-                                dialed: None,
-                                outbox: Vec::new(),
-                                inbox: Vec::new(),
-                                connected: true,
-                            },
-                        );
-                    }
+                    // A stranger that cannot even be registered is dropped.
+                    let _ = self.start_handshake(stream, None, Vec::new());
                 }
                 Err(error) if error.kind() == ErrorKind::WouldBlock => return,
                 Err(error) if error.kind() == ErrorKind::Interrupted => continue,
@@ -412,7 +401,7 @@ impl Tcp {
             Pump::Broken => self.handshake_broke(engine, shake),
             Pump::Frame(header, payload) => match shake.dialed {
                 Some(peer) => self.on_answer(engine, peer, shake, header),
-                None => self.on_hello(engine, token, shake, header, payload),
+                None => self.on_hello(engine, shake, header, payload),
             },
         }
     }
@@ -445,7 +434,7 @@ impl Tcp {
     }
 
     /// A stranger sent its first frame.
-    fn on_hello(&mut self, engine: &mut Engine, token: Token, mut shake: Handshake, header: Header, payload: Vec<u8>) {
+    fn on_hello(&mut self, engine: &mut Engine, mut shake: Handshake, header: Header, payload: Vec<u8>) {
         let peer = Rank(header.id as u32);
         let valid = header.kind == Kind::Hello
             && header.id == u64::from(header.source.0)
@@ -480,7 +469,6 @@ impl Tcp {
         match write_all_nonblocking(&mut shake.stream, &shake.outbox) {
             Ok(()) => self.promote(engine, peer, shake.stream),
             Err(_) => {
-                let _ = token;
                 let _ = self.poll.registry().deregister(&mut shake.stream);
                 self.links[peer.index()] = Link::Idle;
             }
