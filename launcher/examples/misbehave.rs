@@ -7,7 +7,9 @@
 //! - `abort`: calls `Universe::abort(7, ...)`;
 //! - `garbage`: (every rank) before init, opens raw connections to the
 //!   bootstrap port and sends garbage and a wrong secret, then runs normally;
-//! - `no-init`: exits 0 without ever calling init (the others wait at the fence).
+//! - `no-init`: exits 0 without ever calling init (the others wait at the fence);
+//! - `truncate`: rank 0 sends 100 bytes that rank 1 receives into 10; with
+//!   the default error policy the job aborts.
 
 use std::io::Write;
 
@@ -40,6 +42,17 @@ fn main() {
             std::process::exit(0);
         }
         "abort" if chosen => universe.abort(7, "deliberate abort"),
+        "truncate" => {
+            let world = universe.world();
+            if rank == 0 {
+                world.send(&[0u8; 100], 1, 0).expect("send succeeds");
+            } else if rank == 1 {
+                let mut small = [0u8; 10];
+                // Errors are fatal by default: this call aborts the job.
+                let result = world.recv(&mut small, 0, 0);
+                println!("rank 1 got {result:?}");
+            }
+        }
         _ => println!("rank {rank} done"),
     }
 }
