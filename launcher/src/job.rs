@@ -10,6 +10,7 @@ use thiserror::Error;
 use crate::cli::Args;
 use crate::hostfile::{self, HostEntry, HostfileError};
 use crate::placement::{self, PlacementError};
+use crate::slurm::{self, SlurmError};
 use crate::spawn::RankCommand;
 use crate::supervisor::{JobOptions, RankSpec};
 
@@ -22,6 +23,9 @@ pub(crate) enum LaunchError {
     /// The hostfile (or `--host` list) is malformed.
     #[error(transparent)]
     Hostfile(#[from] HostfileError),
+    /// The Slurm allocation's variables are malformed.
+    #[error(transparent)]
+    Slurm(#[from] SlurmError),
     /// The ranks do not fit on the hosts.
     #[error(transparent)]
     Placement(#[from] PlacementError),
@@ -145,6 +149,14 @@ fn hosts(args: &Args, cores: u32) -> Result<(Vec<HostEntry>, bool), LaunchError>
     }
     if let Some(path) = &args.hostfile {
         return Ok((hostfile::read(path)?.hosts, true));
+    }
+    if std::env::var_os("SLURM_JOB_ID").is_some() {
+        // Inside a Slurm allocation: its nodes and task counts are the slots.
+        let nodes = std::env::var("SLURM_JOB_NODELIST").unwrap_or_default();
+        let tasks = std::env::var("SLURM_TASKS_PER_NODE").unwrap_or_default();
+        if !nodes.is_empty() && !tasks.is_empty() {
+            return Ok((slurm::allocation(&nodes, &tasks)?, true));
+        }
     }
     let local = HostEntry {
         name: mpr_host_name(),

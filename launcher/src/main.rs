@@ -9,6 +9,7 @@ mod hostfile;
 mod job;
 mod output;
 mod placement;
+mod slurm;
 mod spawn;
 mod supervisor;
 
