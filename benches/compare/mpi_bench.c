@@ -3,6 +3,7 @@
  * measured beside mpr on the same machine in the same run.
  *
  *   mpirun -n 2 ./mpi_bench latency|bw|bibw [-m min:max] [--csv]
+ *   mpirun -n N ./mpi_bench bcast|allreduce|reduce|gather|scatter|allgather|alltoall|barrier|reduce_scatter [-m min:max] [--csv] [-f]
  *
  * Latency: ping-pong between ranks 0 and 1, half the round trip, 100+10000
  * iterations up to 8 KiB, 10+1000 above. Bandwidth: window of 64
@@ -25,16 +26,103 @@ static void parse_range(const char *text, size_t *min, size_t *max) {
     }
 }
 
+/* Collectives, OSU-style: each call timed on its own, a barrier between
+ * calls (not timed); per-rank average, then average/min/max over ranks.
+ * Sizes: bytes per rank for gather/scatter/allgather/alltoall (per-rank
+ * block), whole buffer for bcast/reduce/allreduce/reduce_scatter. */
+static int run_collective(const char *bench, size_t min, size_t max, int csv, int full) {
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    int kind;
+    const char *names[] = {"bcast", "allreduce", "reduce", "gather", "scatter", "allgather", "alltoall", "barrier", "reduce_scatter"};
+    for (kind = 0; kind < 9; kind++)
+        if (strcmp(bench, names[kind]) == 0) break;
+    if (kind == 9) return 0;
+    size_t cap = (max ? max : 1) * (size_t)size;
+    char *sbuf = malloc(cap), *rbuf = malloc(cap);
+    memset(sbuf, 1, cap);
+    memset(rbuf, 0, cap);
+    if (rank == 0) {
+        if (csv) printf("size,avglatencyus%s\n", full ? ",minlatencyus,maxlatencyus" : "");
+        else printf("# mpi_bench %s (%d ranks)\n# Size     %18s%s\n", bench, size, "Avg Latency(us)", full ? "   Min Latency(us)   Max Latency(us)" : "");
+    }
+    size_t first = kind == 7 ? 0 : (min ? min : 1);
+    if (kind == 1 || kind == 2 || kind == 8) first = first < 4 ? 4 : first;
+    for (size_t s = first; s <= (kind == 7 ? 0 : max); s = s ? s * 2 : 1) {
+        int warm = s > LARGE ? 10 : 200, iters = s > LARGE ? 100 : 1000;
+        int count = (int)s;
+        int fcount = (int)(s / 4);
+        int *counts = malloc(sizeof(int) * size);
+        for (int i = 0; i < size; i++) counts[i] = fcount / size > 0 ? fcount / size : 1;
+        double total = 0;
+        MPI_Barrier(MPI_COMM_WORLD);
+        for (int i = 0; i < warm + iters; i++) {
+            double t0 = MPI_Wtime();
+            switch (kind) {
+            case 0: MPI_Bcast(sbuf, count, MPI_CHAR, 0, MPI_COMM_WORLD); break;
+            case 1: MPI_Allreduce(sbuf, rbuf, fcount, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); break;
+            case 2: MPI_Reduce(sbuf, rbuf, fcount, MPI_FLOAT, MPI_SUM, 0, MPI_COMM_WORLD); break;
+            case 3: MPI_Gather(sbuf, count, MPI_CHAR, rbuf, count, MPI_CHAR, 0, MPI_COMM_WORLD); break;
+            case 4: MPI_Scatter(sbuf, count, MPI_CHAR, rbuf, count, MPI_CHAR, 0, MPI_COMM_WORLD); break;
+            case 5: MPI_Allgather(sbuf, count, MPI_CHAR, rbuf, count, MPI_CHAR, MPI_COMM_WORLD); break;
+            case 6: MPI_Alltoall(sbuf, count, MPI_CHAR, rbuf, count, MPI_CHAR, MPI_COMM_WORLD); break;
+            case 7: MPI_Barrier(MPI_COMM_WORLD); break;
+            case 8: MPI_Reduce_scatter(sbuf, rbuf, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); break;
+            }
+            double t = MPI_Wtime() - t0;
+            if (i >= warm) total += t;
+            if (kind != 7) MPI_Barrier(MPI_COMM_WORLD);
+        }
+        free(counts);
+        double mine = total * 1e6 / iters, avg, lo, hi;
+        MPI_Reduce(&mine, &avg, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+        MPI_Reduce(&mine, &lo, 1, MPI_DOUBLE, MPI_MIN, 0, MPI_COMM_WORLD);
+        MPI_Reduce(&mine, &hi, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+        avg /= size;
+        if (rank == 0) {
+            if (csv) {
+                if (full) printf("%zu,%.3f,%.3f,%.3f\n", s, avg, lo, hi);
+                else printf("%zu,%.3f\n", s, avg);
+            } else {
+                if (full) printf("%-12zu%18.2f%18.2f%18.2f\n", s, avg, lo, hi);
+                else printf("%-12zu%18.2f\n", s, avg);
+            }
+        }
+        if (kind == 7) break;
+    }
+    free(sbuf);
+    free(rbuf);
+    return 1;
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (argc < 2 || size < 2) {
-        if (rank == 0) fprintf(stderr, "usage: mpirun -n 2 mpi_bench latency|bw|bibw [-m min:max] [--csv]\n");
+    if (argc < 2) {
+        if (rank == 0) fprintf(stderr, "usage: mpirun -n N mpi_bench latency|bw|bibw|bcast|allreduce|reduce|gather|scatter|allgather|alltoall|barrier|reduce_scatter [-m min:max] [--csv] [-f]\n");
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
     const char *bench = argv[1];
+    {
+        size_t cmin = 1, cmax = 1 << 20;
+        int ccsv = 0, full = 0;
+        for (int i = 2; i < argc; i++) {
+            if (strcmp(argv[i], "-m") == 0 && i + 1 < argc) parse_range(argv[++i], &cmin, &cmax);
+            else if (strcmp(argv[i], "--csv") == 0) ccsv = 1;
+            else if (strcmp(argv[i], "-f") == 0) full = 1;
+        }
+        if (run_collective(bench, cmin, cmax, ccsv, full)) {
+            MPI_Finalize();
+            return 0;
+        }
+    }
+    if (size < 2) {
+        if (rank == 0) fprintf(stderr, "point-to-point benchmarks need 2 ranks\n");
+        MPI_Abort(MPI_COMM_WORLD, 2);
+    }
     int latency = strcmp(bench, "latency") == 0, bibw = strcmp(bench, "bibw") == 0;
     size_t min = latency ? 0 : 1, max = 4 << 20;
     int csv = 0;
