@@ -146,7 +146,11 @@ impl BootServer {
                 Ok(Some(message)) => message,
                 Ok(None) => return,
                 Err(error) => {
-                    return self.close(conn, format!("invalid bootstrap message: {error}"), actions);
+                    return self.close(
+                        conn,
+                        format!("invalid bootstrap message: {error}"),
+                        actions,
+                    );
                 }
             };
             let rank = state.rank;

@@ -55,14 +55,22 @@ pub(crate) fn expand_nodelist(list: &str) -> Result<Vec<String>, SlurmError> {
         let mut names = vec![String::new()];
         let mut rest = item;
         while let Some(open) = rest.find('[') {
-            let close = rest[open..].find(']').map(|c| open + c).ok_or_else(|| SlurmError::Unclosed {
-                list: list.to_owned(),
-            })?;
+            let close =
+                rest[open..]
+                    .find(']')
+                    .map(|c| open + c)
+                    .ok_or_else(|| SlurmError::Unclosed {
+                        list: list.to_owned(),
+                    })?;
             let prefix = &rest[..open];
             let choices = expand_ranges(list, &rest[open + 1..close])?;
             names = names
                 .iter()
-                .flat_map(|name| choices.iter().map(move |choice| format!("{name}{prefix}{choice}")))
+                .flat_map(|name| {
+                    choices
+                        .iter()
+                        .map(move |choice| format!("{name}{prefix}{choice}"))
+                })
                 .collect();
             rest = &rest[close + 1..];
         }
@@ -105,7 +113,10 @@ fn expand_ranges(list: &str, ranges: &str) -> Result<Vec<String>, SlurmError> {
             return Err(bad(range));
         }
         let width = if low.starts_with('0') { low.len() } else { 0 };
-        let (a, b): (u64, u64) = (low.parse().map_err(|_| bad(range))?, high.parse().map_err(|_| bad(range))?);
+        let (a, b): (u64, u64) = (
+            low.parse().map_err(|_| bad(range))?,
+            high.parse().map_err(|_| bad(range))?,
+        );
         if a > b || b - a > 1_000_000 {
             return Err(bad(range));
         }
@@ -139,7 +150,10 @@ pub(crate) fn expand_tasks(list: &str) -> Result<Vec<u32>, SlurmError> {
 }
 
 /// The allocation's hosts with their slots.
-pub(crate) fn allocation(nodelist: &str, tasks_per_node: &str) -> Result<Vec<HostEntry>, SlurmError> {
+pub(crate) fn allocation(
+    nodelist: &str,
+    tasks_per_node: &str,
+) -> Result<Vec<HostEntry>, SlurmError> {
     let hosts = expand_nodelist(nodelist)?;
     let tasks = expand_tasks(tasks_per_node)?;
     if hosts.len() != tasks.len() {
@@ -166,27 +180,56 @@ mod tests {
 
     #[test]
     fn node_lists_expand_with_padding_and_several_brackets() {
-        assert_eq!(expand_nodelist("node[01-04,07]").unwrap(), ["node01", "node02", "node03", "node04", "node07"]);
-        assert_eq!(expand_nodelist("a,b[8-10]").unwrap(), ["a", "b8", "b9", "b10"]);
-        assert_eq!(expand_nodelist("r[1-2]n[1-2]").unwrap(), ["r1n1", "r1n2", "r2n1", "r2n2"]);
-        assert_eq!(expand_nodelist("c[09-11]x").unwrap(), ["c09x", "c10x", "c11x"]);
+        assert_eq!(
+            expand_nodelist("node[01-04,07]").unwrap(),
+            ["node01", "node02", "node03", "node04", "node07"]
+        );
+        assert_eq!(
+            expand_nodelist("a,b[8-10]").unwrap(),
+            ["a", "b8", "b9", "b10"]
+        );
+        assert_eq!(
+            expand_nodelist("r[1-2]n[1-2]").unwrap(),
+            ["r1n1", "r1n2", "r2n1", "r2n2"]
+        );
+        assert_eq!(
+            expand_nodelist("c[09-11]x").unwrap(),
+            ["c09x", "c10x", "c11x"]
+        );
         assert_eq!(expand_nodelist("single").unwrap(), ["single"]);
     }
 
     #[test]
     fn bad_node_lists_say_why() {
-        assert!(matches!(expand_nodelist("n[1-3"), Err(SlurmError::Unclosed { .. })));
-        assert!(matches!(expand_nodelist("n[3-1]"), Err(SlurmError::BadRange { range, .. }) if range == "3-1"));
-        assert!(matches!(expand_nodelist("n[a-b]"), Err(SlurmError::BadRange { .. })));
+        assert!(matches!(
+            expand_nodelist("n[1-3"),
+            Err(SlurmError::Unclosed { .. })
+        ));
+        assert!(
+            matches!(expand_nodelist("n[3-1]"), Err(SlurmError::BadRange { range, .. }) if range == "3-1")
+        );
+        assert!(matches!(
+            expand_nodelist("n[a-b]"),
+            Err(SlurmError::BadRange { .. })
+        ));
     }
 
     #[test]
     fn tasks_per_node_expand() {
         assert_eq!(expand_tasks("2(x3),1").unwrap(), [2, 2, 2, 1]);
         assert_eq!(expand_tasks("16").unwrap(), [16]);
-        assert!(matches!(expand_tasks("2(x3"), Err(SlurmError::BadTasks { .. })));
-        assert!(matches!(expand_tasks("0"), Err(SlurmError::BadTasks { .. })));
-        assert!(matches!(expand_tasks("x"), Err(SlurmError::BadTasks { .. })));
+        assert!(matches!(
+            expand_tasks("2(x3"),
+            Err(SlurmError::BadTasks { .. })
+        ));
+        assert!(matches!(
+            expand_tasks("0"),
+            Err(SlurmError::BadTasks { .. })
+        ));
+        assert!(matches!(
+            expand_tasks("x"),
+            Err(SlurmError::BadTasks { .. })
+        ));
     }
 
     #[test]
@@ -194,7 +237,10 @@ mod tests {
         let hosts = allocation("n[1-3]", "4(x2),2").unwrap();
         let pairs: Vec<(&str, u32)> = hosts.iter().map(|h| (h.name.as_str(), h.slots)).collect();
         assert_eq!(pairs, [("n1", 4), ("n2", 4), ("n3", 2)]);
-        assert_eq!(allocation("n[1-3]", "4"), Err(SlurmError::CountMismatch { nodes: 3, tasks: 1 }));
+        assert_eq!(
+            allocation("n[1-3]", "4"),
+            Err(SlurmError::CountMismatch { nodes: 3, tasks: 1 })
+        );
     }
 
     proptest! {

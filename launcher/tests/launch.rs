@@ -306,9 +306,29 @@ fn a_communication_error_aborts_the_job_by_default_and_returns_on_request() {
     let prog = example("misbehave");
     let run = run_mprun(&["-n", "2", prog.to_str().unwrap(), "truncate"], b"", LIMIT);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
-    assert!(run.stderr.contains("message truncated: 100 bytes from rank 0"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("message truncated: 100 bytes from rank 0"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("mprun: rank 1 (host"), "{}", run.stderr);
-    let run = run_mprun(&["-n", "2", "-x", "MPR_ERRORS=return", prog.to_str().unwrap(), "truncate"], b"", LIMIT);
+    let run = run_mprun(
+        &[
+            "-n",
+            "2",
+            "-x",
+            "MPR_ERRORS=return",
+            prog.to_str().unwrap(),
+            "truncate",
+        ],
+        b"",
+        LIMIT,
+    );
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert!(run.stdout.contains("rank 1 got Err(Truncated"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("rank 1 got Err(Truncated"),
+        "{}",
+        run.stdout
+    );
 }

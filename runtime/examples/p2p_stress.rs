@@ -60,11 +60,17 @@ fn big(world: &Comm, len: usize) -> Result<(), String> {
     let peer = 1 - rank as u32;
     let send: Vec<u8> = (0..len).map(|i| byte_at(i, rank)).collect();
     let mut recv = vec![0u8; len];
-    let status = world.sendrecv(&send, peer, 3, &mut recv, peer, 3).map_err(|e| e.to_string())?;
+    let status = world
+        .sendrecv(&send, peer, 3, &mut recv, peer, 3)
+        .map_err(|e| e.to_string())?;
     if status.len != len {
         return Err(format!("got {} bytes, expected {len}", status.len));
     }
-    if let Some(bad) = recv.iter().enumerate().position(|(i, &b)| b != byte_at(i, peer as usize)) {
+    if let Some(bad) = recv
+        .iter()
+        .enumerate()
+        .position(|(i, &b)| b != byte_at(i, peer as usize))
+    {
         return Err(format!("byte {bad} of the {len}-byte message is wrong"));
     }
     Ok(())
@@ -90,7 +96,9 @@ fn flood(world: &Comm, count: u64) -> Result<(), String> {
         let mut state = 0x9E37_79B9_7F4A_7C15 ^ rank;
         for seq in 0..share(rank) {
             let tag = next_tag(&mut state);
-            world.send(&[rank, seq], 0, tag).map_err(|e| e.to_string())?;
+            world
+                .send(&[rank, seq], 0, tag)
+                .map_err(|e| e.to_string())?;
         }
         return Ok(());
     }
@@ -99,10 +107,15 @@ fn flood(world: &Comm, count: u64) -> Result<(), String> {
     let total: u64 = (1..size).map(share).sum();
     for _ in 0..total {
         let mut msg = [0u64; 2];
-        let status = world.recv(&mut msg, ANY_SOURCE, ANY_TAG).map_err(|e| e.to_string())?;
+        let status = world
+            .recv(&mut msg, ANY_SOURCE, ANY_TAG)
+            .map_err(|e| e.to_string())?;
         let sender = status.source.0 as u64;
         if msg[0] != sender {
-            return Err(format!("message claims sender {} but came from {sender}", msg[0]));
+            return Err(format!(
+                "message claims sender {} but came from {sender}",
+                msg[0]
+            ));
         }
         if msg[1] != expected_seq[sender as usize] {
             return Err(format!(
@@ -112,16 +125,27 @@ fn flood(world: &Comm, count: u64) -> Result<(), String> {
         }
         let tag = next_tag(&mut tag_state[sender as usize]);
         if status.tag.0 != tag {
-            return Err(format!("from rank {sender}: tag {} where {tag} was sent", status.tag));
+            return Err(format!(
+                "from rank {sender}: tag {} where {tag} was sent",
+                status.tag
+            ));
         }
         expected_seq[sender as usize] += 1;
     }
-    if world.iprobe(ANY_SOURCE, ANY_TAG).map_err(|e| e.to_string())?.is_some() {
+    if world
+        .iprobe(ANY_SOURCE, ANY_TAG)
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
         return Err("a message too many arrived".into());
     }
     for sender in 1..size {
         if expected_seq[sender as usize] != share(sender) {
-            return Err(format!("rank {sender}: {} of {} messages", expected_seq[sender as usize], share(sender)));
+            return Err(format!(
+                "rank {sender}: {} of {} messages",
+                expected_seq[sender as usize],
+                share(sender)
+            ));
         }
     }
     Ok(())
@@ -131,14 +155,22 @@ fn ring(world: &Comm) -> Result<(), String> {
     let (rank, size) = (world.rank(), world.size());
     let mut token = [0u32];
     if rank == 0 {
-        world.send(&[1u32], (rank + 1) % size, 9).map_err(|e| e.to_string())?;
-        world.recv(&mut token, (rank + size - 1) % size, 9).map_err(|e| e.to_string())?;
+        world
+            .send(&[1u32], (rank + 1) % size, 9)
+            .map_err(|e| e.to_string())?;
+        world
+            .recv(&mut token, (rank + size - 1) % size, 9)
+            .map_err(|e| e.to_string())?;
         if token[0] != size {
             return Err(format!("ring token {} != {size}", token[0]));
         }
     } else {
-        world.recv(&mut token, rank - 1, 9).map_err(|e| e.to_string())?;
-        world.send(&[token[0] + 1], (rank + 1) % size, 9).map_err(|e| e.to_string())?;
+        world
+            .recv(&mut token, rank - 1, 9)
+            .map_err(|e| e.to_string())?;
+        world
+            .send(&[token[0] + 1], (rank + 1) % size, 9)
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -153,7 +185,10 @@ fn stray_connections(universe: &mpr::Universe) {
             let attempts: [&[u8]; 3] = [
                 b"\x00\x01garbage that is not a frame header at all......",
                 // A HELLO header claiming rank 0 with a wrong 4-byte secret.
-                &[1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, b'n', b'o', b'p', b'e'],
+                &[
+                    1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0,
+                    0, 0, 0, 0, 0, 0, b'n', b'o', b'p', b'e',
+                ],
                 b"",
             ];
             for bytes in attempts {

@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use crate::collective::Forced;
 use crate::engine;
 use crate::error::Error;
 use crate::runtime::Runtime;
+use crate::split::ContextCounter;
 use crate::{ContextId, Rank, Tag};
 
 /// A rank that is no rank: sends to it and receives from it complete at
@@ -90,7 +92,7 @@ impl Status {
 }
 
 /// The members of a communicator, as world ranks.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Group {
     /// World rank of each member, by communicator rank.
     members: Vec<Rank>,
@@ -106,6 +108,21 @@ impl Group {
             by_world: (0..size).collect(),
         }
     }
+
+    /// The world ranks `members`, in communicator rank order, of a world of
+    /// `world_size` ranks.
+    pub(crate) fn from_members(members: Vec<Rank>, world_size: u32) -> Group {
+        let mut by_world = vec![u32::MAX; world_size as usize];
+        for (rank, member) in members.iter().enumerate() {
+            by_world[member.index()] = rank as u32;
+        }
+        Group { members, by_world }
+    }
+
+    /// Number of members.
+    pub(crate) fn size(&self) -> u32 {
+        self.members.len() as u32
+    }
 }
 
 /// Shared state of a communicator; requests keep it alive.
@@ -119,15 +136,42 @@ pub(crate) struct CommInner {
     /// This process's rank in the communicator.
     pub(crate) rank: Rank,
     pub(crate) group: Group,
+    /// Context ids this rank has handed out, shared by all its communicators.
+    pub(crate) contexts: Arc<ContextCounter>,
+    /// Collective algorithms forced on this communicator.
+    pub(crate) forced: Forced,
 }
 
 impl CommInner {
+    /// A communicator derived from `parent` (by dup or split), with its own
+    /// contexts.
+    pub(crate) fn derived(
+        parent: &CommInner,
+        (p2p, coll): (ContextId, ContextId),
+        rank: Rank,
+        group: Group,
+    ) -> CommInner {
+        CommInner {
+            rt: Arc::clone(&parent.rt),
+            p2p,
+            coll,
+            rank,
+            group,
+            contexts: Arc::clone(&parent.contexts),
+            forced: Forced::default(),
+        }
+    }
+
     /// World rank of communicator rank `rank`, or an error naming it.
     pub(crate) fn to_world(&self, rank: Rank) -> Result<Rank, Error> {
-        self.group.members.get(rank.index()).copied().ok_or(Error::InvalidRank {
-            rank,
-            size: self.group.members.len() as u32,
-        })
+        self.group
+            .members
+            .get(rank.index())
+            .copied()
+            .ok_or(Error::InvalidRank {
+                rank,
+                size: self.group.members.len() as u32,
+            })
     }
 
     /// Communicator rank of world rank `rank` (unchanged if not a member).
@@ -150,7 +194,8 @@ impl CommInner {
     /// An engine error as an error of this communicator, through the error
     /// policy (which may abort the job instead).
     pub(crate) fn op_error(&self, error: engine::OpError) -> Error {
-        self.rt.handle(Error::from_op(error, |rank| self.to_comm(rank)))
+        self.rt
+            .handle(Error::from_op(error, |rank| self.to_comm(rank)))
     }
 
     /// An API error through the error policy.
@@ -178,6 +223,8 @@ impl Comm {
                 coll: ContextId::WORLD_COLL,
                 rank,
                 group: Group::world(size),
+                contexts: Arc::new(ContextCounter::after_world()),
+                forced: Forced::default(),
             }),
         }
     }

@@ -2,6 +2,10 @@
 
 use thiserror::Error;
 
+use std::fmt;
+
+use mpr_collectives::{Algorithm, Collective};
+
 use crate::engine::{OpError, ProtocolError};
 use crate::{Rank, Tag};
 
@@ -12,7 +16,9 @@ use crate::{Rank, Tag};
 pub enum Error {
     /// The message is longer than the receive buffer; it was consumed and
     /// the buffer's content is unspecified.
-    #[error("message truncated: {message_len} bytes from rank {sender} (tag {tag}) do not fit a {buffer_len}-byte buffer")]
+    #[error(
+        "message truncated: {message_len} bytes from rank {sender} (tag {tag}) do not fit a {buffer_len}-byte buffer"
+    )]
     Truncated {
         /// Sender of the message.
         sender: Rank,
@@ -74,6 +80,83 @@ pub enum Error {
     /// A received message does not deserialize into the requested type.
     #[error("cannot deserialize the received message: {0}")]
     Deserialize(postcard::Error),
+    /// A collective was given a root outside the communicator.
+    #[error("root {root} is not a rank of this communicator of size {size}")]
+    InvalidRoot {
+        /// The root given.
+        root: Rank,
+        /// Size of the communicator.
+        size: u32,
+    },
+    /// A buffer or count array of a collective has the wrong length (the
+    /// other ranks fail too, instead of waiting for this one).
+    #[error("the {argument} has {actual} elements where {expected} are needed")]
+    BufferLength {
+        /// Which argument.
+        argument: Argument,
+        /// Length the other arguments call for.
+        expected: usize,
+        /// Length given.
+        actual: usize,
+    },
+    /// A collective's message from `rank` was shorter than this rank's
+    /// arguments call for (or `rank` failed its own checks): the ranks'
+    /// counts, roots or buffers disagree. A longer message is reported as
+    /// [`Error::Truncated`].
+    #[error("rank {rank} sent {actual} bytes, {expected} expected: the ranks' arguments disagree")]
+    CountMismatch {
+        /// The sender.
+        rank: Rank,
+        /// Bytes this rank expected.
+        expected: usize,
+        /// Bytes that arrived.
+        actual: usize,
+    },
+    /// The algorithm does not implement this collective.
+    #[error("{algorithm} is not an algorithm of {collective}")]
+    UnsupportedAlgorithm {
+        /// The collective.
+        collective: Collective,
+        /// The algorithm asked for.
+        algorithm: Algorithm,
+    },
+    /// The root of [`Comm::bcast_obj`](crate::Comm::bcast_obj) passed no value.
+    #[error("the root of bcast_obj passed no value")]
+    RootValueMissing,
+    /// Every communicator context id of this rank is in use.
+    #[error("no context ids are left for a new communicator")]
+    ContextsExhausted,
+}
+
+/// Which argument of a collective call an [`Error::BufferLength`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Argument {
+    /// The send buffer.
+    SendBuffer,
+    /// The receive buffer.
+    RecvBuffer,
+    /// The per-rank counts (of a v-variant).
+    Counts,
+    /// The send counts of `alltoallv`.
+    SendCounts,
+    /// The receive counts of `alltoallv`.
+    RecvCounts,
+    /// The values of `scatter_obj`.
+    Values,
+}
+
+impl fmt::Display for Argument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Argument::SendBuffer => "send buffer",
+            Argument::RecvBuffer => "receive buffer",
+            Argument::Counts => "counts",
+            Argument::SendCounts => "send counts",
+            Argument::RecvCounts => "receive counts",
+            Argument::Values => "values",
+        })
+    }
 }
 
 impl Error {
@@ -91,8 +174,12 @@ impl Error {
                 message_len,
                 buffer_len,
             },
-            OpError::PeerFailed { rank } => Error::PeerFailed { rank: to_comm(rank) },
-            OpError::PeerFinalized { rank } => Error::PeerFinalized { rank: to_comm(rank) },
+            OpError::PeerFailed { rank } => Error::PeerFailed {
+                rank: to_comm(rank),
+            },
+            OpError::PeerFinalized { rank } => Error::PeerFinalized {
+                rank: to_comm(rank),
+            },
             OpError::ProtocolError { rank, error } => Error::Protocol {
                 rank: to_comm(rank),
                 error,

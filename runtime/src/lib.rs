@@ -118,6 +118,7 @@
 
 pub mod bootstrap;
 mod buffer;
+mod collective;
 mod comm;
 #[doc(hidden)]
 pub mod engine;
@@ -127,6 +128,7 @@ pub mod local;
 mod p2p;
 mod request;
 mod runtime;
+mod split;
 mod transport;
 mod tuning;
 mod types;
@@ -134,9 +136,13 @@ mod universe;
 
 pub use bytemuck;
 pub use comm::{ANY_SOURCE, ANY_TAG, Comm, PROC_NULL, Source, Status, TagMatch};
-pub use error::Error;
+pub use error::{Argument, Error};
+pub use mpr_collectives::{Algorithm, Collective, op};
 pub use p2p::{Message, Scope};
-pub use request::{RecvRequest, Request, ScopedRequest, SendRequest, test_all, test_any, wait_all, wait_any, wait_some};
+pub use request::{
+    RecvRequest, Request, ScopedRequest, SendRequest, test_all, test_any, wait_all, wait_any,
+    wait_some,
+};
 pub use tuning::ErrorMode;
 pub use types::{ContextId, Rank, Tag};
 pub use universe::{InitError, Placement, Universe, init};

@@ -5,12 +5,12 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::Rank;
 use crate::comm::Comm;
 use crate::engine::Engine;
 use crate::runtime::{PeerNotices, Runtime};
 use crate::transport::tcp::{Listening, Tcp, TcpConfig};
 use crate::tuning::{ErrorMode, Tuning};
-use crate::Rank;
 
 /// Runs `body` on `n` ranks, each a thread with its own runtime and world
 /// communicator, and returns each rank's result in rank order. Errors are
@@ -42,7 +42,9 @@ where
     let mut tuning = Tuning::from_env(false, n);
     tuning.errors = ErrorMode::Return;
     let listeners: Vec<Listening> = (0..n)
-        .map(|_| Listening::bind(IpAddr::V4(Ipv4Addr::LOCALHOST)).expect("bind a loopback listener"))
+        .map(|_| {
+            Listening::bind(IpAddr::V4(Ipv4Addr::LOCALHOST)).expect("bind a loopback listener")
+        })
         .collect();
     let addrs: Vec<Vec<std::net::SocketAddr>> = listeners
         .iter()
@@ -68,12 +70,14 @@ where
                         let config = TcpConfig {
                             socket_buffer: tuning.socket_buffer,
                         };
-                        let tcp = Tcp::new(rank, listening, addrs, secret, config).expect("set up the transport");
+                        let tcp = Tcp::new(rank, listening, addrs, secret, config)
+                            .expect("set up the transport");
                         let engine = Engine::new(rank, n, tuning.engine.clone());
                         let notices: Arc<dyn PeerNotices> = failed.clone();
                         let runtime = Runtime::new(engine, tcp, tuning, None, Some(notices));
                         let world = Comm::world(runtime.clone());
-                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(world)));
+                        let result =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(world)));
                         match result {
                             Ok(result) => {
                                 runtime.finalize();
@@ -115,12 +119,18 @@ struct FailedRanks(Mutex<Vec<u32>>);
 
 impl FailedRanks {
     fn report(&self, rank: u32) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(rank);
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(rank);
     }
 }
 
 impl PeerNotices for FailedRanks {
     fn failed_peers(&self) -> Vec<u32> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }

@@ -50,7 +50,9 @@ impl CommInner {
         if dest == PROC_NULL {
             return Ok(None);
         }
-        self.to_world(dest).map(Some).map_err(|error| self.error(error))
+        self.to_world(dest)
+            .map(Some)
+            .map_err(|error| self.error(error))
     }
 
     /// Engine source selector; `None` for `PROC_NULL`.
@@ -85,13 +87,24 @@ impl CommInner {
         tag: Tag,
         mode: SendMode,
     ) -> Result<(), Error> {
-        let Some(dest) = self.dest(dest)? else { return Ok(()) };
+        let Some(dest) = self.dest(dest)? else {
+            return Ok(());
+        };
         // SAFETY: the guard below waits for the completion before this
         // function returns or unwinds, so `bytes` outlives the engine's use.
         let view = unsafe { RawSend::new(bytes) };
-        let id = self.rt.post(|e| e.post_send(dest, context, tag, Box::new(view), mode));
-        let completion = WaitGuard { comm: self, id: Some(id) }.wait();
-        completion.result.map(drop).map_err(|error| self.op_error(error))
+        let id = self
+            .rt
+            .post(|e| e.post_send(dest, context, tag, Box::new(view), mode));
+        let completion = WaitGuard {
+            comm: self,
+            id: Some(id),
+        }
+        .wait();
+        completion
+            .result
+            .map(drop)
+            .map_err(|error| self.op_error(error))
     }
 
     /// Blocking receive of bytes on `context`.
@@ -108,9 +121,18 @@ impl CommInner {
         // SAFETY: the guard below waits for the completion before this
         // function returns or unwinds, so `bytes` outlives the engine's use.
         let view = unsafe { RawRecv::new(bytes) };
-        let id = self.rt.post(|e| e.post_recv(source, context, tag, Box::new(view)));
-        let completion = WaitGuard { comm: self, id: Some(id) }.wait();
-        completion.result.map(|status| self.status(status)).map_err(|error| self.op_error(error))
+        let id = self
+            .rt
+            .post(|e| e.post_recv(source, context, tag, Box::new(view)));
+        let completion = WaitGuard {
+            comm: self,
+            id: Some(id),
+        }
+        .wait();
+        completion
+            .result
+            .map(|status| self.status(status))
+            .map_err(|error| self.op_error(error))
     }
 }
 
@@ -131,18 +153,40 @@ impl Comm {
     ///     Ok::<(), mpr::Error>(())
     /// });
     /// ```
-    pub fn send<T: Pod>(&self, buf: &[T], dest: impl Into<Rank>, tag: impl Into<Tag>) -> Result<(), Error> {
+    pub fn send<T: Pod>(
+        &self,
+        buf: &[T],
+        dest: impl Into<Rank>,
+        tag: impl Into<Tag>,
+    ) -> Result<(), Error> {
         let inner = &*self.inner;
         let tag = inner.user_tag(tag.into())?;
-        inner.send_bytes(bytemuck::cast_slice(buf), dest.into(), inner.p2p, tag, SendMode::Standard)
+        inner.send_bytes(
+            bytemuck::cast_slice(buf),
+            dest.into(),
+            inner.p2p,
+            tag,
+            SendMode::Standard,
+        )
     }
 
     /// Synchronous send (`MPI_Ssend`): returns only once the receiver has
     /// matched the message.
-    pub fn ssend<T: Pod>(&self, buf: &[T], dest: impl Into<Rank>, tag: impl Into<Tag>) -> Result<(), Error> {
+    pub fn ssend<T: Pod>(
+        &self,
+        buf: &[T],
+        dest: impl Into<Rank>,
+        tag: impl Into<Tag>,
+    ) -> Result<(), Error> {
         let inner = &*self.inner;
         let tag = inner.user_tag(tag.into())?;
-        inner.send_bytes(bytemuck::cast_slice(buf), dest.into(), inner.p2p, tag, SendMode::Synchronous)
+        inner.send_bytes(
+            bytemuck::cast_slice(buf),
+            dest.into(),
+            inner.p2p,
+            tag,
+            SendMode::Synchronous,
+        )
     }
 
     /// Receives into `buf` a message from `source` with `tag` (either may
@@ -157,7 +201,8 @@ impl Comm {
     ) -> Result<Status, Error> {
         let inner = &*self.inner;
         let tag = inner.user_tag_match(tag.into())?;
-        let status = inner.recv_bytes(bytemuck::cast_slice_mut(buf), source.into(), inner.p2p, tag)?;
+        let status =
+            inner.recv_bytes(bytemuck::cast_slice_mut(buf), source.into(), inner.p2p, tag)?;
         check_elements::<T>(inner, &status)?;
         Ok(status)
     }
@@ -175,7 +220,8 @@ impl Comm {
         source: impl Into<Source>,
         recv_tag: impl Into<TagMatch>,
     ) -> Result<Status, Error> {
-        let (dest, send_tag, source, recv_tag) = (dest.into(), send_tag.into(), source.into(), recv_tag.into());
+        let (dest, send_tag, source, recv_tag) =
+            (dest.into(), send_tag.into(), source.into(), recv_tag.into());
         self.scope(|scope| {
             let receive = scope.irecv(recv, source, recv_tag)?;
             let sent = scope.isend(send, dest, send_tag)?;
@@ -187,17 +233,33 @@ impl Comm {
 
     /// Starts a send of an owned buffer (`MPI_Isend`); `wait` gives the
     /// buffer back.
-    pub fn isend<T: Pod>(&self, buf: Vec<T>, dest: impl Into<Rank>, tag: impl Into<Tag>) -> Result<SendRequest<T>, Error> {
+    pub fn isend<T: Pod>(
+        &self,
+        buf: Vec<T>,
+        dest: impl Into<Rank>,
+        tag: impl Into<Tag>,
+    ) -> Result<SendRequest<T>, Error> {
         self.isend_mode(buf, dest.into(), tag.into(), SendMode::Standard)
     }
 
     /// Starts a synchronous send of an owned buffer (`MPI_Issend`): it
     /// completes once the receiver has matched it.
-    pub fn issend<T: Pod>(&self, buf: Vec<T>, dest: impl Into<Rank>, tag: impl Into<Tag>) -> Result<SendRequest<T>, Error> {
+    pub fn issend<T: Pod>(
+        &self,
+        buf: Vec<T>,
+        dest: impl Into<Rank>,
+        tag: impl Into<Tag>,
+    ) -> Result<SendRequest<T>, Error> {
         self.isend_mode(buf, dest.into(), tag.into(), SendMode::Synchronous)
     }
 
-    fn isend_mode<T: Pod>(&self, buf: Vec<T>, dest: Rank, tag: Tag, mode: SendMode) -> Result<SendRequest<T>, Error> {
+    fn isend_mode<T: Pod>(
+        &self,
+        buf: Vec<T>,
+        dest: Rank,
+        tag: Tag,
+        mode: SendMode,
+    ) -> Result<SendRequest<T>, Error> {
         let inner = &self.inner;
         let tag = inner.user_tag(tag)?;
         let id = match inner.dest(dest)? {
@@ -208,10 +270,17 @@ impl Comm {
                 // view back (its `Pending` waits on drop); if the request is
                 // leaked, the block is leaked too and stays valid.
                 let view = unsafe { RawSend::new(bytemuck::cast_slice(&buf)) };
-                Some(inner.rt.post(|e| e.post_send(dest, inner.p2p, tag, Box::new(view), mode)))
+                Some(
+                    inner
+                        .rt
+                        .post(|e| e.post_send(dest, inner.p2p, tag, Box::new(view), mode)),
+                )
             }
         };
-        Ok(SendRequest::new(Pending::new(Arc::clone(inner), id, false), buf))
+        Ok(SendRequest::new(
+            Pending::new(Arc::clone(inner), id, false),
+            buf,
+        ))
     }
 
     /// Starts a receive into an owned buffer (`MPI_Irecv`); `wait` gives
@@ -230,10 +299,17 @@ impl Comm {
                 // SAFETY: as in `isend_mode`: the request owns the heap block
                 // and frees it only after the engine is done with it.
                 let view = unsafe { RawRecv::new(bytemuck::cast_slice_mut(&mut buf)) };
-                Some(inner.rt.post(|e| e.post_recv(source, inner.p2p, tag, Box::new(view))))
+                Some(
+                    inner
+                        .rt
+                        .post(|e| e.post_recv(source, inner.p2p, tag, Box::new(view))),
+                )
             }
         };
-        Ok(RecvRequest::new(Pending::new(Arc::clone(inner), id, true), buf))
+        Ok(RecvRequest::new(
+            Pending::new(Arc::clone(inner), id, true),
+            buf,
+        ))
     }
 
     /// Runs `body` with a [`Scope`] in which non-blocking operations may
@@ -276,20 +352,30 @@ impl Comm {
 
     /// Blocks until a message matching `source` and `tag` can be received,
     /// and returns its status without receiving it (`MPI_Probe`).
-    pub fn probe(&self, source: impl Into<Source>, tag: impl Into<TagMatch>) -> Result<Status, Error> {
+    pub fn probe(
+        &self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+    ) -> Result<Status, Error> {
         let inner = &*self.inner;
         let tag = inner.user_tag_match(tag.into())?;
         let Some(source) = inner.source(source.into())? else {
             return Ok(Status::proc_null());
         };
         let context = inner.p2p;
-        let status = inner.rt.wait_until(|engine| engine.iprobe(source, context, tag));
+        let status = inner
+            .rt
+            .wait_until(|engine| engine.iprobe(source, context, tag));
         Ok(inner.status(status))
     }
 
     /// The status of a matching message if one can be received now
     /// (`MPI_Iprobe`).
-    pub fn iprobe(&self, source: impl Into<Source>, tag: impl Into<TagMatch>) -> Result<Option<Status>, Error> {
+    pub fn iprobe(
+        &self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+    ) -> Result<Option<Status>, Error> {
         let inner = &*self.inner;
         let tag = inner.user_tag_match(tag.into())?;
         let Some(source) = inner.source(source.into())? else {
@@ -309,14 +395,20 @@ impl Comm {
     /// Blocks until a matching message arrives and takes it out of matching
     /// for this caller alone (`MPI_Mprobe`): the thread-safe way to receive
     /// a message of unknown size.
-    pub fn mprobe(&self, source: impl Into<Source>, tag: impl Into<TagMatch>) -> Result<(Message, Status), Error> {
+    pub fn mprobe(
+        &self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+    ) -> Result<(Message, Status), Error> {
         let inner = &*self.inner;
         let tag = inner.user_tag_match(tag.into())?;
         let Some(source) = inner.source(source.into())? else {
             return Ok((Message::null(&self.inner), Status::proc_null()));
         };
         let context = inner.p2p;
-        let (handle, status) = inner.rt.wait_until(|engine| engine.improbe(source, context, tag));
+        let (handle, status) = inner
+            .rt
+            .wait_until(|engine| engine.improbe(source, context, tag));
         Ok((
             Message {
                 comm: Arc::clone(&self.inner),
@@ -360,8 +452,14 @@ impl Comm {
     }
 
     /// Sends any serializable value as an object.
-    pub fn send_obj<T: Serialize + ?Sized>(&self, value: &T, dest: impl Into<Rank>, tag: impl Into<Tag>) -> Result<(), Error> {
-        let bytes = postcard::to_allocvec(value).map_err(|error| self.inner.error(Error::Serialize(error)))?;
+    pub fn send_obj<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        dest: impl Into<Rank>,
+        tag: impl Into<Tag>,
+    ) -> Result<(), Error> {
+        let bytes = postcard::to_allocvec(value)
+            .map_err(|error| self.inner.error(Error::Serialize(error)))?;
         self.send(&bytes, dest, tag)
     }
 
@@ -389,7 +487,8 @@ impl Comm {
         } else {
             message.recv_vec::<u8>()?
         };
-        let value = postcard::from_bytes(&bytes).map_err(|error| self.inner.error(Error::Deserialize(error)))?;
+        let value = postcard::from_bytes(&bytes)
+            .map_err(|error| self.inner.error(Error::Deserialize(error)))?;
         Ok((value, status))
     }
 }
@@ -423,8 +522,15 @@ impl Message {
         // unwinding, so `buf` outlives the engine's use of it.
         let view = unsafe { RawRecv::new(bytemuck::cast_slice_mut(buf)) };
         let id = comm.rt.post(|e| e.post_mrecv(handle, Box::new(view)));
-        let completion = WaitGuard { comm: &comm, id: Some(id) }.wait();
-        let status = completion.result.map(|s| comm.status(s)).map_err(|e| comm.op_error(e))?;
+        let completion = WaitGuard {
+            comm: &comm,
+            id: Some(id),
+        }
+        .wait();
+        let status = completion
+            .result
+            .map(|s| comm.status(s))
+            .map_err(|e| comm.op_error(e))?;
         check_elements::<T>(&comm, &status)?;
         Ok(status)
     }
@@ -443,7 +549,10 @@ impl Message {
 impl Drop for Message {
     fn drop(&mut self) {
         if let Some(handle) = self.handle.take() {
-            let id = self.comm.rt.post(|e| e.post_mrecv(handle, Box::new(Vec::new())));
+            let id = self
+                .comm
+                .rt
+                .post(|e| e.post_mrecv(handle, Box::new(Vec::new())));
             let _ = self.comm.rt.wait(id);
         }
     }
@@ -458,12 +567,18 @@ pub(crate) struct ScopeShared {
 
 impl ScopeShared {
     fn started(&self, id: RequestId) {
-        self.outstanding.lock().unwrap_or_else(PoisonError::into_inner).insert(id);
+        self.outstanding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id);
     }
 
     /// A request of the scope was waited for.
     pub(crate) fn finished(&self, id: RequestId) {
-        self.outstanding.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+        self.outstanding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
     }
 }
 
@@ -478,16 +593,32 @@ pub struct Scope<'scope, 'env: 'scope> {
 
 impl<'scope> Scope<'scope, '_> {
     /// Starts a send of a borrowed buffer (`MPI_Isend`).
-    pub fn isend<T: Pod>(&'scope self, buf: &'scope [T], dest: impl Into<Rank>, tag: impl Into<Tag>) -> Result<ScopedRequest<'scope>, Error> {
+    pub fn isend<T: Pod>(
+        &'scope self,
+        buf: &'scope [T],
+        dest: impl Into<Rank>,
+        tag: impl Into<Tag>,
+    ) -> Result<ScopedRequest<'scope>, Error> {
         self.isend_mode(buf, dest.into(), tag.into(), SendMode::Standard)
     }
 
     /// Starts a synchronous send of a borrowed buffer (`MPI_Issend`).
-    pub fn issend<T: Pod>(&'scope self, buf: &'scope [T], dest: impl Into<Rank>, tag: impl Into<Tag>) -> Result<ScopedRequest<'scope>, Error> {
+    pub fn issend<T: Pod>(
+        &'scope self,
+        buf: &'scope [T],
+        dest: impl Into<Rank>,
+        tag: impl Into<Tag>,
+    ) -> Result<ScopedRequest<'scope>, Error> {
         self.isend_mode(buf, dest.into(), tag.into(), SendMode::Synchronous)
     }
 
-    fn isend_mode<T: Pod>(&'scope self, buf: &'scope [T], dest: Rank, tag: Tag, mode: SendMode) -> Result<ScopedRequest<'scope>, Error> {
+    fn isend_mode<T: Pod>(
+        &'scope self,
+        buf: &'scope [T],
+        dest: Rank,
+        tag: Tag,
+        mode: SendMode,
+    ) -> Result<ScopedRequest<'scope>, Error> {
         let inner = &self.comm.inner;
         let tag = inner.user_tag(tag)?;
         let id = match inner.dest(dest)? {
@@ -496,12 +627,18 @@ impl<'scope> Scope<'scope, '_> {
                 // SAFETY: `buf` is borrowed for 'scope, and the scope waits
                 // for every operation it started before 'scope ends.
                 let view = unsafe { RawSend::new(bytemuck::cast_slice(buf)) };
-                let id = inner.rt.post(|e| e.post_send(dest, inner.p2p, tag, Box::new(view), mode));
+                let id = inner
+                    .rt
+                    .post(|e| e.post_send(dest, inner.p2p, tag, Box::new(view), mode));
                 self.shared.started(id);
                 Some(id)
             }
         };
-        Ok(ScopedRequest::new(Pending::new(Arc::clone(inner), id, false), 0, &self.shared))
+        Ok(ScopedRequest::new(
+            Pending::new(Arc::clone(inner), id, false),
+            0,
+            &self.shared,
+        ))
     }
 
     /// Starts a receive into a borrowed buffer (`MPI_Irecv`).
@@ -519,19 +656,31 @@ impl<'scope> Scope<'scope, '_> {
                 // SAFETY: `buf` is borrowed mutably for 'scope, and the scope
                 // waits for every operation it started before 'scope ends.
                 let view = unsafe { RawRecv::new(bytemuck::cast_slice_mut(buf)) };
-                let id = inner.rt.post(|e| e.post_recv(source, inner.p2p, tag, Box::new(view)));
+                let id = inner
+                    .rt
+                    .post(|e| e.post_recv(source, inner.p2p, tag, Box::new(view)));
                 self.shared.started(id);
                 Some(id)
             }
         };
-        Ok(ScopedRequest::new(Pending::new(Arc::clone(inner), id, true), std::mem::size_of::<T>(), &self.shared))
+        Ok(ScopedRequest::new(
+            Pending::new(Arc::clone(inner), id, true),
+            std::mem::size_of::<T>(),
+            &self.shared,
+        ))
     }
 }
 
 impl Scope<'_, '_> {
     fn wait_outstanding(&self) {
         let comm = &self.comm.inner;
-        let outstanding: Vec<RequestId> = self.shared.outstanding.lock().unwrap_or_else(PoisonError::into_inner).drain().collect();
+        let outstanding: Vec<RequestId> = self
+            .shared
+            .outstanding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .collect();
         for id in outstanding {
             // Leaked or never waited: the borrowed buffer must be released
             // before the scope ends. The completion is dropped.

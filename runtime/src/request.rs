@@ -112,7 +112,9 @@ pub trait Request: sealed::AsPending + Sized {
 
 /// Waits for every request; returns their outputs in order, or the first
 /// error (after every request has completed) (`MPI_Waitall`).
-pub fn wait_all<R: Request>(requests: impl IntoIterator<Item = R>) -> Result<Vec<R::Output>, Error> {
+pub fn wait_all<R: Request>(
+    requests: impl IntoIterator<Item = R>,
+) -> Result<Vec<R::Output>, Error> {
     let mut outputs = Vec::new();
     let mut first_error = None;
     for request in requests {
@@ -136,7 +138,10 @@ pub fn wait_any<R: Request>(requests: &mut Vec<R>) -> Option<(usize, Result<R::O
     if requests.is_empty() {
         return None;
     }
-    if let Some(index) = requests.iter_mut().position(|r| r.pending().done.is_some() || r.pending().id.is_none()) {
+    if let Some(index) = requests
+        .iter_mut()
+        .position(|r| r.pending().done.is_some() || r.pending().id.is_none())
+    {
         return Some((index, requests.remove(index).wait()));
     }
     let ids: Vec<RequestId> = requests.iter_mut().filter_map(|r| r.pending().id).collect();
@@ -262,7 +267,11 @@ pub struct ScopedRequest<'scope> {
 }
 
 impl<'scope> ScopedRequest<'scope> {
-    pub(crate) fn new(pending: Pending, elem_size: usize, scope: &'scope crate::p2p::ScopeShared) -> Self {
+    pub(crate) fn new(
+        pending: Pending,
+        elem_size: usize,
+        scope: &'scope crate::p2p::ScopeShared,
+    ) -> Self {
         ScopedRequest {
             pending,
             elem_size,

@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 
 use mio::Waker;
 
+use crate::Rank;
 use crate::bootstrap::client::Connected;
 use crate::engine::{Completion, Engine, RequestId};
+use crate::error::Error;
 use crate::transport::tcp::{LinkEvent, Tcp};
 use crate::tuning::{ErrorMode, Tuning};
-use crate::Rank;
-use crate::error::Error;
 
 /// Longest single sleep in the poller, so that launcher notices (failed
 /// peers) are looked at regularly.
@@ -129,7 +129,8 @@ impl Runtime {
 
     /// Changes the error policy.
     pub(crate) fn set_error_mode(&self, mode: ErrorMode) {
-        self.abort_on_error.store(mode == ErrorMode::Abort, Ordering::Relaxed);
+        self.abort_on_error
+            .store(mode == ErrorMode::Abort, Ordering::Relaxed);
     }
 
     /// Locks the state, waking a thread asleep in the poller first.
@@ -218,7 +219,10 @@ impl Runtime {
         if let Err(error) = tcp.progress(engine, timeout) {
             if !state.poll_failed {
                 state.poll_failed = true;
-                eprintln!("mpr: rank {}: the transport's poller failed: {error}", self.rank);
+                eprintln!(
+                    "mpr: rank {}: the transport's poller failed: {error}",
+                    self.rank
+                );
                 for peer in (0..self.size).map(Rank).filter(|&peer| peer != self.rank) {
                     state.engine.peer_failed(peer);
                 }
@@ -227,7 +231,10 @@ impl Runtime {
         for event in state.tcp.take_events() {
             let LinkEvent::Failed { peer, protocol } = event;
             if let Some(protocol) = protocol {
-                eprintln!("mpr: rank {}: closed the link to rank {peer}: {protocol}", self.rank);
+                eprintln!(
+                    "mpr: rank {}: closed the link to rank {peer}: {protocol}",
+                    self.rank
+                );
             }
         }
     }
@@ -256,9 +263,13 @@ impl Runtime {
         loop {
             let mut state = self.lock();
             let state = &mut *state;
-            let done = (0..self.size).map(Rank).filter(|&peer| peer != me).all(|peer| {
-                !state.engine.wants_transmit(peer) && (!state.tcp.is_up(peer) || state.engine.peer_said_goodbye(peer))
-            });
+            let done = (0..self.size)
+                .map(Rank)
+                .filter(|&peer| peer != me)
+                .all(|peer| {
+                    !state.engine.wants_transmit(peer)
+                        && (!state.tcp.is_up(peer) || state.engine.peer_said_goodbye(peer))
+                });
             if done || state.poll_failed {
                 break;
             }
@@ -277,7 +288,10 @@ impl Runtime {
     /// Hands `error` back, or aborts the job with it, per the error policy.
     pub(crate) fn handle(&self, error: Error) -> Error {
         if self.error_mode() == ErrorMode::Abort {
-            let message = format!("rank {}: {error} (set MPR_ERRORS=return to handle errors)", self.rank);
+            let message = format!(
+                "rank {}: {error} (set MPR_ERRORS=return to handle errors)",
+                self.rank
+            );
             self.abort(1, &message);
         }
         error
@@ -302,7 +316,9 @@ impl Drop for Runtime {
 /// Drives the transport while user threads compute.
 fn progress_thread(runtime: Weak<Runtime>) {
     loop {
-        let Some(runtime) = runtime.upgrade() else { return };
+        let Some(runtime) = runtime.upgrade() else {
+            return;
+        };
         if runtime.shutdown.load(Ordering::Acquire) {
             return;
         }

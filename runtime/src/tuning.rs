@@ -34,7 +34,11 @@ pub(crate) struct Tuning {
 impl Tuning {
     /// Reads the tunables through `lookup`; `launched` picks the error
     /// policy default; `local_size` decides oversubscription.
-    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>, launched: bool, local_size: u32) -> Tuning {
+    pub(crate) fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+        launched: bool,
+        local_size: u32,
+    ) -> Tuning {
         let bytes = |name: &str| lookup(name).and_then(|v| parse_bytes(&v));
         let mut engine = EngineConfig::default();
         if let Some(limit) = bytes("MPR_EAGER_LIMIT") {
@@ -44,7 +48,9 @@ impl Tuning {
             engine.credit_window = window;
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let spin_us = lookup("MPR_SPIN_US").and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(1000);
+        let spin_us = lookup("MPR_SPIN_US")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(1000);
         let errors = match lookup("MPR_ERRORS").as_deref().map(str::trim) {
             Some("return") => ErrorMode::Return,
             Some("abort") | Some("fatal") => ErrorMode::Abort,
@@ -61,7 +67,10 @@ impl Tuning {
                 None => Some(4 << 20),
             },
             errors,
-            async_progress: matches!(lookup("MPR_ASYNC_PROGRESS").as_deref(), Some("1") | Some("true") | Some("yes")),
+            async_progress: matches!(
+                lookup("MPR_ASYNC_PROGRESS").as_deref(),
+                Some("1") | Some("true") | Some("yes")
+            ),
         }
     }
 
@@ -74,7 +83,9 @@ impl Tuning {
 /// Parses `65536`, `64k`, `64KiB`, `4m`, `4MiB`, `1g`.
 pub(crate) fn parse_bytes(text: &str) -> Option<usize> {
     let text = text.trim().to_ascii_lowercase();
-    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(digits_end);
     let value: usize = digits.parse().ok()?;
     let shift = match unit.trim() {
@@ -105,10 +116,16 @@ mod tests {
     fn error_mode_defaults_depend_on_launch() {
         let none = |_: &str| None;
         assert_eq!(Tuning::from_lookup(none, true, 1).errors, ErrorMode::Abort);
-        assert_eq!(Tuning::from_lookup(none, false, 1).errors, ErrorMode::Return);
+        assert_eq!(
+            Tuning::from_lookup(none, false, 1).errors,
+            ErrorMode::Return
+        );
         let ret = |name: &str| (name == "MPR_ERRORS").then(|| "return".to_owned());
         assert_eq!(Tuning::from_lookup(ret, true, 1).errors, ErrorMode::Return);
         let eager = |name: &str| (name == "MPR_EAGER_LIMIT").then(|| "8k".to_owned());
-        assert_eq!(Tuning::from_lookup(eager, false, 1).engine.eager_limit, 8192);
+        assert_eq!(
+            Tuning::from_lookup(eager, false, 1).engine.eager_limit,
+            8192
+        );
     }
 }

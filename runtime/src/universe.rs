@@ -12,10 +12,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use crate::Rank;
 use crate::comm::Comm;
 use crate::engine::Engine;
+use crate::env::{EnvError, JobEnv};
 use crate::runtime::{PeerNotices, Runtime};
 use crate::transport::tcp::{Listening, Tcp, TcpConfig};
 use crate::tuning::{ErrorMode, Tuning};
-use crate::env::{EnvError, JobEnv};
 
 /// Set once per process: MPI allows one initialization.
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
@@ -113,10 +113,17 @@ pub fn init() -> Result<Universe, InitError> {
     let config = TcpConfig {
         socket_buffer: tuning.socket_buffer,
     };
-    let tcp = Tcp::new(rank, listening, addrs, job.secret.into_bytes(), config).map_err(InitError::Transport)?;
+    let tcp = Tcp::new(rank, listening, addrs, job.secret.into_bytes(), config)
+        .map_err(InitError::Transport)?;
     let engine = Engine::new(rank, job.size, tuning.engine.clone());
     let notices: Arc<dyn PeerNotices> = connected.clone();
-    let runtime = Runtime::new(engine, tcp, tuning, Some(Arc::clone(&connected)), Some(notices));
+    let runtime = Runtime::new(
+        engine,
+        tcp,
+        tuning,
+        Some(Arc::clone(&connected)),
+        Some(notices),
+    );
     Ok(Universe {
         world: Comm::world(Arc::clone(&runtime)),
         runtime,
@@ -165,7 +172,8 @@ impl Universe {
         let config = TcpConfig {
             socket_buffer: tuning.socket_buffer,
         };
-        let tcp = Tcp::new(Rank(0), listening, vec![vec![addr]], Vec::new(), config).map_err(InitError::Transport)?;
+        let tcp = Tcp::new(Rank(0), listening, vec![vec![addr]], Vec::new(), config)
+            .map_err(InitError::Transport)?;
         let engine = Engine::new(Rank(0), 1, tuning.engine.clone());
         let runtime = Runtime::new(engine, tcp, tuning, None, None);
         Ok(Universe {
@@ -205,7 +213,9 @@ impl Universe {
     /// Data-plane addresses a world rank published on its business card
     /// (for diagnostics; empty for an unknown rank).
     pub fn data_addresses(&self, rank: u32) -> &[std::net::SocketAddr] {
-        self.cards.get(rank as usize).map_or(&[], |card| card.addrs.as_slice())
+        self.cards
+            .get(rank as usize)
+            .map_or(&[], |card| card.addrs.as_slice())
     }
 
     /// Where the launcher placed this rank.

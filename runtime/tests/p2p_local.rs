@@ -39,7 +39,12 @@ fn messages_of_every_protocol_size_arrive_intact() {
                 assert_eq!(status.len, len);
                 assert_eq!(status.source, Rank(0));
                 assert_eq!(status.tag, Tag(tag));
-                assert!(buf[..len].iter().enumerate().all(|(x, &b)| b == (x * 7 + i) as u8));
+                assert!(
+                    buf[..len]
+                        .iter()
+                        .enumerate()
+                        .all(|(x, &b)| b == (x * 7 + i) as u8)
+                );
             }
         }
     });
@@ -89,7 +94,9 @@ fn wildcards_and_status_report_the_real_sender_and_tag() {
             seen.sort();
             assert_eq!(seen, [1, 2, 3]);
         } else {
-            world.send(&[world.rank()], 0, 10 + world.rank() as i32).unwrap();
+            world
+                .send(&[world.rank()], 0, 10 + world.rank() as i32)
+                .unwrap();
         }
     });
 }
@@ -101,8 +108,14 @@ fn proc_null_completes_at_once_and_bad_ranks_and_tags_are_errors() {
         let mut buf = [7u8];
         let status = world.recv(&mut buf, PROC_NULL, 0).unwrap();
         assert_eq!((status.source, status.len, buf), (PROC_NULL, 0, [7]));
-        assert!(matches!(world.send(&[1u8], 5, 0), Err(Error::InvalidRank { .. })));
-        assert!(matches!(world.send(&[1u8], 1, -3), Err(Error::InvalidTag { .. })));
+        assert!(matches!(
+            world.send(&[1u8], 5, 0),
+            Err(Error::InvalidRank { .. })
+        ));
+        assert!(matches!(
+            world.send(&[1u8], 1, -3),
+            Err(Error::InvalidTag { .. })
+        ));
     });
 }
 
@@ -111,7 +124,9 @@ fn nonblocking_owned_and_scoped_requests_complete() {
     mpr::local::run(2, |world| {
         let peer = 1 - world.rank();
         let recv = world.irecv(vec![0u64; 1000], peer, 1).unwrap();
-        let send = world.isend((0..1000u64).collect::<Vec<_>>(), peer, 1).unwrap();
+        let send = world
+            .isend((0..1000u64).collect::<Vec<_>>(), peer, 1)
+            .unwrap();
         let (data, status) = recv.wait().unwrap();
         assert_eq!(status.count::<u64>(), 1000);
         assert_eq!(data[999], 999);
@@ -151,14 +166,18 @@ fn leaked_scoped_request_is_still_completed_by_its_scope() {
 fn wait_any_and_wait_some_return_each_request_once() {
     mpr::local::run(3, |world| {
         if world.rank() == 0 {
-            let mut requests: Vec<_> = (1..3).map(|p| world.irecv(vec![0u32; 1], p, 0).unwrap()).collect();
+            let mut requests: Vec<_> = (1..3)
+                .map(|p| world.irecv(vec![0u32; 1], p, 0).unwrap())
+                .collect();
             let mut got = Vec::new();
             while let Some((_, result)) = mpr::wait_any(&mut requests) {
                 got.push(result.unwrap().0[0]);
             }
             got.sort();
             assert_eq!(got, [1, 2]);
-            let mut requests: Vec<_> = (1..3).map(|p| world.irecv(vec![0u32; 1], p, 1).unwrap()).collect();
+            let mut requests: Vec<_> = (1..3)
+                .map(|p| world.irecv(vec![0u32; 1], p, 1).unwrap())
+                .collect();
             let mut count = 0;
             while !requests.is_empty() {
                 count += mpr::wait_some(&mut requests).len();
@@ -176,7 +195,9 @@ fn probe_mprobe_and_objects() {
     mpr::local::run(2, |world| {
         if world.rank() == 0 {
             world.send(&[1u16, 2, 3], 1, 5).unwrap();
-            world.send_obj(&vec!["a".to_string(), "bc".to_string()], 1, 6).unwrap();
+            world
+                .send_obj(&vec!["a".to_string(), "bc".to_string()], 1, 6)
+                .unwrap();
             world.send(&vec![3u8; 200_000], 1, 7).unwrap();
         } else {
             let status = world.probe(0, 5).unwrap();
@@ -230,7 +251,10 @@ fn a_peer_that_dies_fails_pending_operations_with_an_error_naming_it() {
                 *observed.lock().unwrap() = Some((result, started.elapsed()));
                 // Later receives from the dead rank fail at once, and the
                 // survivors can still talk to each other.
-                assert!(matches!(world.recv(&mut byte, 1, 2), Err(Error::PeerFailed { .. })));
+                assert!(matches!(
+                    world.recv(&mut byte, 1, 2),
+                    Err(Error::PeerFailed { .. })
+                ));
                 world.send(&[5u8], 2, 0).unwrap();
             }
             _ => {
@@ -246,7 +270,10 @@ fn a_peer_that_dies_fails_pending_operations_with_an_error_naming_it() {
         matches!(result, Err(Error::PeerFailed { rank: Rank(1) })),
         "expected PeerFailed for rank 1, got {result:?}"
     );
-    assert!(elapsed < Duration::from_secs(1), "noticed after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "noticed after {elapsed:?}"
+    );
 }
 
 #[test]

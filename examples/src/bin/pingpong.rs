@@ -20,11 +20,16 @@ fn main() -> ExitCode {
 }
 
 fn pattern(len: usize, round: usize) -> Vec<u8> {
-    (0..len).map(|i| (i.wrapping_mul(31) ^ round) as u8).collect()
+    (0..len)
+        .map(|i| (i.wrapping_mul(31) ^ round) as u8)
+        .collect()
 }
 
 fn run() -> Result<(), String> {
-    let max: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(64 << 20);
+    let max: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(64 << 20);
     let universe = mpr::init().map_err(|e| e.to_string())?;
     let world = universe.world();
     if world.size() < 2 {
@@ -59,7 +64,11 @@ fn run() -> Result<(), String> {
         }
         if rank == 0 {
             let one_way = (mpr::wtime() - started) / (2.0 * reps as f64);
-            println!("{len:>10} bytes  {:>10.2} us  {:>9.1} MB/s  (checked)", one_way * 1e6, len as f64 / one_way / 1e6);
+            println!(
+                "{len:>10} bytes  {:>10.2} us  {:>9.1} MB/s  (checked)",
+                one_way * 1e6,
+                len as f64 / one_way / 1e6
+            );
         }
         len *= 4;
         round += 1;

@@ -21,7 +21,10 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
-    let laps: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10);
+    let laps: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10);
     let universe = mpr::init().map_err(|e| e.to_string())?;
     let world = universe.world();
     let (rank, size) = (world.rank(), world.size());
@@ -35,7 +38,10 @@ fn run() -> Result<(), String> {
             world.recv(&mut token, left, 0).map_err(|e| e.to_string())?;
             let expected = (lap + 1) * u64::from(size) * u64::from(size - 1) / 2;
             if token[0] != expected {
-                return Err(format!("lap {lap}: token is {} but should be {expected}", token[0]));
+                return Err(format!(
+                    "lap {lap}: token is {} but should be {expected}",
+                    token[0]
+                ));
             }
         } else {
             world.recv(&mut token, left, 0).map_err(|e| e.to_string())?;

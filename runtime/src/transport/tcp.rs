@@ -148,7 +148,8 @@ impl Tcp {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let mut listener = TcpListener::from_std(listening.listener);
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let size = addrs.len();
         Ok(Tcp {
             rank,
@@ -184,7 +185,11 @@ impl Tcp {
     /// Moves bytes: writes what the engine has queued, waits up to
     /// `timeout` for socket events (`Some(ZERO)` polls), reads everything
     /// readable into the engine, and writes again what that produced.
-    pub(crate) fn progress(&mut self, engine: &mut Engine, timeout: Option<Duration>) -> io::Result<()> {
+    pub(crate) fn progress(
+        &mut self,
+        engine: &mut Engine,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
         self.flush(engine);
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
@@ -306,7 +311,8 @@ impl Tcp {
     fn fail(&mut self, engine: &mut Engine, peer: Rank, protocol: Option<ProtocolError>) {
         self.close(peer);
         engine.peer_failed(peer);
-        self.pending_events.push(LinkEvent::Failed { peer, protocol });
+        self.pending_events
+            .push(LinkEvent::Failed { peer, protocol });
     }
 
     fn close(&mut self, peer: Rank) {
@@ -333,7 +339,12 @@ impl Tcp {
     }
 
     fn dial(&mut self, engine: &mut Engine, peer: Rank) {
-        let Some(addr) = self.addrs.get(peer.index()).and_then(|addrs| addrs.first()).copied() else {
+        let Some(addr) = self
+            .addrs
+            .get(peer.index())
+            .and_then(|addrs| addrs.first())
+            .copied()
+        else {
             return self.fail(engine, peer, None);
         };
         let stream = match TcpStream::connect(addr) {
@@ -354,7 +365,12 @@ impl Tcp {
     /// Registers a new connection and tracks its handshake: `dialed` names
     /// the peer we called (then `outbox` holds our HELLO), `None` for an
     /// accepted stranger.
-    fn start_handshake(&mut self, mut stream: TcpStream, dialed: Option<Rank>, outbox: Vec<u8>) -> Option<Token> {
+    fn start_handshake(
+        &mut self,
+        mut stream: TcpStream,
+        dialed: Option<Rank>,
+        outbox: Vec<u8>,
+    ) -> Option<Token> {
         self.configure(&stream);
         let token = self.new_token();
         self.poll
@@ -393,7 +409,9 @@ impl Tcp {
 
     /// Advances one handshake: write our part, read theirs, decide.
     fn drive_handshake(&mut self, engine: &mut Engine, token: Token) {
-        let Some(mut shake) = self.handshakes.remove(&token) else { return };
+        let Some(mut shake) = self.handshakes.remove(&token) else {
+            return;
+        };
         match pump_handshake(&mut shake) {
             Pump::Pending => {
                 self.handshakes.insert(token, shake);
@@ -434,7 +452,13 @@ impl Tcp {
     }
 
     /// A stranger sent its first frame.
-    fn on_hello(&mut self, engine: &mut Engine, mut shake: Handshake, header: Header, payload: Vec<u8>) {
+    fn on_hello(
+        &mut self,
+        engine: &mut Engine,
+        mut shake: Handshake,
+        header: Header,
+        payload: Vec<u8>,
+    ) {
         let peer = Rank(header.id as u32);
         let valid = header.kind == Kind::Hello
             && header.id == u64::from(header.source.0)
@@ -486,7 +510,10 @@ impl Tcp {
         {
             return self.fail(engine, peer, None);
         }
-        self.links[peer.index()] = Link::Up { stream, writable: true };
+        self.links[peer.index()] = Link::Up {
+            stream,
+            writable: true,
+        };
         // Bytes may already wait on it: edge-triggered readiness may not fire again.
         self.read_link(engine, peer);
         self.write_link(engine, peer);

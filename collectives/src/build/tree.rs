@@ -1,0 +1,142 @@
+//! Binomial trees over relative ranks: relative rank `v` hangs below
+//! `v - lowbit(v)`, and its subtree is `v..min(v + lowbit(v), p)` (the
+//! root's is everything). Children are `v + m` for the powers of two
+//! `m < lowbit(v)` with `v + m < p`.
+
+use super::level;
+use crate::schedule::{Region, Schedule, Transfer};
+
+/// A tree over relative ranks; `peer` maps them to ranks.
+pub(super) struct Tree<P> {
+    /// This rank, relative.
+    pub(super) v: u32,
+    pub(super) size: u32,
+    pub(super) peer: P,
+    /// Added to every level's tag.
+    pub(super) tag: i32,
+}
+
+impl<P: Fn(u32) -> u32> Tree<P> {
+    /// `lowbit(v)`, or for the root the smallest power of two `>= p`.
+    fn mask(&self) -> u32 {
+        if self.v == 0 {
+            self.size.next_power_of_two()
+        } else {
+            self.v & self.v.wrapping_neg()
+        }
+    }
+
+    /// End of this rank's subtree (exclusive).
+    pub(super) fn subtree_end(&self) -> u32 {
+        (self.v + self.mask()).min(self.size)
+    }
+
+    /// Parent (relative) and the tag of the edge to it.
+    fn parent(&self) -> Option<(u32, i32)> {
+        (self.v != 0).then(|| (self.v - self.mask(), self.tag + level(self.mask())))
+    }
+
+    /// Children (relative), smallest subtree first: (child, subtree end, tag).
+    pub(super) fn children(&self) -> Vec<(u32, u32, i32)> {
+        let mut children = Vec::new();
+        let mut m = 1;
+        while m < self.mask() {
+            let child = self.v + m;
+            if child < self.size {
+                children.push((child, (child + m).min(self.size), self.tag + level(m)));
+            }
+            m <<= 1;
+        }
+        children
+    }
+
+    /// Broadcast of `data` down the tree: receive it from the parent, then
+    /// send it to every child (largest subtree first) in one step.
+    pub(super) fn bcast(&self, s: &mut Schedule, data: Region) {
+        if let Some((parent, tag)) = self.parent() {
+            s.recv((self.peer)(parent), tag, data);
+        }
+        let sends: Vec<Transfer> = self
+            .children()
+            .into_iter()
+            .rev()
+            .map(|(child, _, tag)| Transfer {
+                peer: (self.peer)(child),
+                tag,
+                region: data,
+            })
+            .collect();
+        if !sends.is_empty() {
+            s.exchange(sends, Vec::new());
+        }
+    }
+
+    /// Scatter down the tree: `hold(first, last)` is where this rank keeps
+    /// the blocks of relative ranks `first..last` (its subtree's, contiguous).
+    pub(super) fn scatter(&self, s: &mut Schedule, hold: impl Fn(u32, u32) -> Region) {
+        if let Some((parent, tag)) = self.parent() {
+            s.recv((self.peer)(parent), tag, hold(self.v, self.subtree_end()));
+        }
+        let sends: Vec<Transfer> = self
+            .children()
+            .into_iter()
+            .rev()
+            .map(|(child, end, tag)| Transfer {
+                peer: (self.peer)(child),
+                tag,
+                region: hold(child, end),
+            })
+            .collect();
+        if !sends.is_empty() {
+            s.exchange(sends, Vec::new());
+        }
+    }
+
+    /// Gather up the tree (mirror of [`Tree::scatter`]); this rank's own
+    /// block must be in `hold(v, v + 1)` before the call's first step ends.
+    pub(super) fn gather(&self, s: &mut Schedule, hold: impl Fn(u32, u32) -> Region) {
+        let recvs: Vec<Transfer> = self
+            .children()
+            .into_iter()
+            .map(|(child, end, tag)| Transfer {
+                peer: (self.peer)(child),
+                tag,
+                region: hold(child, end),
+            })
+            .collect();
+        if !recvs.is_empty() {
+            s.exchange(Vec::new(), recvs);
+        }
+        if let Some((parent, tag)) = self.parent() {
+            s.send((self.peer)(parent), tag, hold(self.v, self.subtree_end()));
+        }
+    }
+
+    /// Reduction up the tree into `acc` (which holds this rank's operand):
+    /// receive every child's partial result at once, combine them in rank
+    /// order (`acc ∘ child₁ ∘ child₂ ...`, children hold higher ranks), then
+    /// send to the parent. Rank order holds when relative ranks are ranks
+    /// (root 0) or the op is commutative.
+    pub(super) fn reduce(&self, s: &mut Schedule, acc: Region) {
+        let children = self.children();
+        let temps: Vec<Region> = children.iter().map(|_| s.alloc(acc.len)).collect();
+        let recvs: Vec<Transfer> = children
+            .iter()
+            .zip(&temps)
+            .map(|(&(child, _, tag), &region)| Transfer {
+                peer: (self.peer)(child),
+                tag,
+                region,
+            })
+            .collect();
+        if !recvs.is_empty() {
+            s.exchange(Vec::new(), recvs);
+            for &temp in &temps {
+                s.reduce(temp, acc, false);
+            }
+        }
+        if let Some((parent, tag)) = self.parent() {
+            s.send((self.peer)(parent), tag, acc);
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The one executor: runs a [`Schedule`] over a [`Channel`].
+
+use bytemuck::Pod;
+
+use crate::op::Op;
+use crate::schedule::{Buf, Local, Region, Schedule, Step, Transfer};
+
+/// A message to send in one round.
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    /// Destination rank.
+    pub peer: u32,
+    /// Tag.
+    pub tag: i32,
+    /// Payload.
+    pub data: &'a [u8],
+}
+
+/// A message to receive in one round.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    /// Source rank.
+    pub peer: u32,
+    /// Tag.
+    pub tag: i32,
+    /// Where the message lands; it must fill it exactly.
+    pub data: &'a mut [u8],
+}
+
+/// Point-to-point messaging among the ranks of one communicator, reserved
+/// for collectives (no other traffic matches its messages).
+pub trait Channel {
+    /// Why a round failed.
+    type Error;
+
+    /// This rank.
+    fn rank(&self) -> u32;
+
+    /// Number of ranks.
+    fn size(&self) -> u32;
+
+    /// One round: starts every receive and send, and returns once all have
+    /// completed, even when some failed (then with the first error). A
+    /// message that does not fill its receive buffer exactly is an error.
+    fn exchange(
+        &self,
+        sends: &[Outgoing<'_>],
+        recvs: &mut [Incoming<'_>],
+    ) -> Result<(), Self::Error>;
+}
+
+/// Runs `schedule` with the caller's `input` and `output` buffers; `op` is
+/// needed by schedules that reduce.
+///
+/// On the first failed round the rest of the schedule still runs, but
+/// *poisoned*: every later send carries one byte more than its receiver
+/// expects and local work is skipped, so every rank that depends on this one
+/// fails too instead of waiting forever, and no message is left unreceived.
+/// The first error is returned.
+///
+/// # Panics
+///
+/// If the buffers are shorter than the schedule's regions, or the schedule
+/// is malformed (overlapping receives, a reduction without `op`): bugs of
+/// the caller, not of peers.
+pub fn execute<T: Pod, C: Channel + ?Sized>(
+    channel: &C,
+    schedule: &Schedule,
+    input: &[T],
+    output: &mut [T],
+    op: Option<&dyn Op<T>>,
+) -> Result<(), C::Error> {
+    assert!(
+        input.len() >= schedule.extent(Buf::Input) && output.len() >= schedule.extent(Buf::Output),
+        "buffers shorter than the schedule's regions (input {} < {} or output {} < {})",
+        input.len(),
+        schedule.extent(Buf::Input),
+        output.len(),
+        schedule.extent(Buf::Output),
+    );
+    let elem = std::mem::size_of::<T>();
+    let mut scratch = vec![T::zeroed(); schedule.scratch];
+    let mut first_error = None;
+    for step in &schedule.steps {
+        if first_error.is_some() {
+            let _ = poisoned_step(channel, step, elem);
+            continue;
+        }
+        if step.communicates() {
+            if let Err(error) = exchange_step(channel, step, input, output, &mut scratch) {
+                first_error = Some(error);
+                continue;
+            }
+        }
+        for local in &step.locals {
+            apply(local, input, output, &mut scratch, op);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Runs the messages of `schedule` poisoned from the start (see
+/// [`execute`]): for a rank that found its own arguments wrong and must
+/// still play its part so that no peer waits forever. `elem_size` is the
+/// size of the schedule's element type.
+pub fn execute_poisoned<C: Channel + ?Sized>(channel: &C, schedule: &Schedule, elem_size: usize) {
+    for step in &schedule.steps {
+        let _ = poisoned_step(channel, step, elem_size);
+    }
+}
+
+/// Sends one byte more than expected to every destination and swallows
+/// whatever arrives (into empty buffers: long messages move no data).
+fn poisoned_step<C: Channel + ?Sized>(
+    channel: &C,
+    step: &Step,
+    elem: usize,
+) -> Result<(), C::Error> {
+    if !step.communicates() {
+        return Ok(());
+    }
+    let payloads: Vec<Vec<u8>> = step
+        .sends
+        .iter()
+        .map(|t| vec![0u8; t.region.len * elem + 1])
+        .collect();
+    let sends: Vec<Outgoing<'_>> = step
+        .sends
+        .iter()
+        .zip(&payloads)
+        .map(|(t, data)| Outgoing {
+            peer: t.peer,
+            tag: t.tag,
+            data,
+        })
+        .collect();
+    let mut recvs: Vec<Incoming<'_>> = step
+        .recvs
+        .iter()
+        .map(|t| Incoming {
+            peer: t.peer,
+            tag: t.tag,
+            data: &mut [],
+        })
+        .collect();
+    channel.exchange(&sends, &mut recvs)
+}
+
+/// Carves the receive regions that lie in `buf` out of it; returns the
+/// gaps between them (start offset and elements), which sends may read.
+fn carve<'a, T>(
+    buf: &'a mut [T],
+    which: Buf,
+    recvs: &[Transfer],
+    pieces: &mut [Option<&'a mut [T]>],
+) -> Vec<(usize, &'a [T])> {
+    let mut order: Vec<usize> = (0..recvs.len())
+        .filter(|&i| recvs[i].region.buf == which && recvs[i].region.len > 0)
+        .collect();
+    order.sort_by_key(|&i| recvs[i].region.offset);
+    let mut gaps = Vec::with_capacity(order.len() + 1);
+    let mut rest = buf;
+    let mut pos = 0;
+    for i in order {
+        let region = recvs[i].region;
+        assert!(
+            region.offset >= pos,
+            "receive regions of one step overlap: {region:?}"
+        );
+        let (gap, tail) = rest.split_at_mut(region.offset - pos);
+        let (piece, tail) = tail.split_at_mut(region.len);
+        gaps.push((pos, &*gap));
+        pieces[i] = Some(piece);
+        rest = tail;
+        pos = region.end();
+    }
+    gaps.push((pos, &*rest));
+    gaps
+}
+
+/// Finds `region` inside one of the gaps.
+fn in_gaps<'a, T>(gaps: &[(usize, &'a [T])], region: Region) -> &'a [T] {
+    for &(start, gap) in gaps {
+        if region.offset >= start && region.end() <= start + gap.len() {
+            return &gap[region.offset - start..region.end() - start];
+        }
+    }
+    panic!("a send overlaps a receive of the same step: {region:?}")
+}
+
+fn exchange_step<T: Pod, C: Channel + ?Sized>(
+    channel: &C,
+    step: &Step,
+    input: &[T],
+    output: &mut [T],
+    scratch: &mut [T],
+) -> Result<(), C::Error> {
+    let mut pieces: Vec<Option<&mut [T]>> = (0..step.recvs.len()).map(|_| None).collect();
+    assert!(
+        step.recvs
+            .iter()
+            .all(|t| t.region.buf != Buf::Input || t.region.len == 0),
+        "a schedule receives into the input buffer"
+    );
+    let out_gaps = carve(output, Buf::Output, &step.recvs, &mut pieces);
+    let scratch_gaps = carve(scratch, Buf::Scratch, &step.recvs, &mut pieces);
+    let sends: Vec<Outgoing<'_>> = step
+        .sends
+        .iter()
+        .map(|t| {
+            let r = t.region;
+            let data: &[T] = match r.buf {
+                Buf::Input => &input[r.range()],
+                Buf::Output => in_gaps(&out_gaps, r),
+                Buf::Scratch => in_gaps(&scratch_gaps, r),
+            };
+            Outgoing {
+                peer: t.peer,
+                tag: t.tag,
+                data: bytemuck::cast_slice(data),
+            }
+        })
+        .collect();
+    let mut recvs: Vec<Incoming<'_>> = step
+        .recvs
+        .iter()
+        .zip(pieces)
+        .map(|(t, piece)| Incoming {
+            peer: t.peer,
+            tag: t.tag,
+            data: bytemuck::cast_slice_mut(piece.unwrap_or(&mut [])),
+        })
+        .collect();
+    channel.exchange(&sends, &mut recvs)
+}
+
+/// A read-only source and a writable destination, from any two buffers.
+fn operands<'a, T>(
+    input: &'a [T],
+    output: &'a mut [T],
+    scratch: &'a mut [T],
+    from: Region,
+    to: Region,
+) -> (&'a [T], &'a mut [T]) {
+    match (from.buf, to.buf) {
+        (_, Buf::Input) => panic!("a schedule writes to the input buffer"),
+        (Buf::Input, Buf::Output) => (&input[from.range()], &mut output[to.range()]),
+        (Buf::Input, Buf::Scratch) => (&input[from.range()], &mut scratch[to.range()]),
+        (Buf::Output, Buf::Scratch) => (&output[from.range()], &mut scratch[to.range()]),
+        (Buf::Scratch, Buf::Output) => (&scratch[from.range()], &mut output[to.range()]),
+        (Buf::Output, Buf::Output) => disjoint(output, from, to),
+        (Buf::Scratch, Buf::Scratch) => disjoint(scratch, from, to),
+    }
+}
+
+fn disjoint<T>(buf: &mut [T], from: Region, to: Region) -> (&[T], &mut [T]) {
+    assert!(
+        !from.overlaps(&to),
+        "local operands overlap: {from:?} {to:?}"
+    );
+    if from.offset < to.offset {
+        let (low, high) = buf.split_at_mut(to.offset);
+        (&low[from.range()], &mut high[..to.len])
+    } else {
+        let (low, high) = buf.split_at_mut(from.offset);
+        (&high[..from.len], &mut low[to.range()])
+    }
+}
+
+fn apply<T: Pod>(
+    local: &Local,
+    input: &[T],
+    output: &mut [T],
+    scratch: &mut [T],
+    op: Option<&dyn Op<T>>,
+) {
+    match *local {
+        Local::Copy { from, to } => {
+            let (src, dst) = operands(input, output, scratch, from, to);
+            dst.copy_from_slice(src);
+        }
+        Local::Reduce {
+            from,
+            into,
+            from_first,
+        } => {
+            let op = op.expect("a reducing schedule was run without an operation");
+            let (src, dst) = operands(input, output, scratch, from, into);
+            op.reduce(src, dst, from_first);
+        }
+    }
+}

@@ -1,0 +1,669 @@
+//! Collective operations on a [`Comm`]: barrier, broadcast, scatter,
+//! gather, reductions, all-to-all, scans, over plain-old-data slices (and
+//! serde objects for broadcast, gather, scatter and allgather).
+//!
+//! # Contract
+//!
+//! - Every rank of the communicator makes the same collective calls in the
+//!   same order, with the same root, op and agreeing counts (MPI's rule).
+//!   Concurrent collectives on one communicator from several threads of a
+//!   rank are not allowed; on different communicators they are.
+//! - Arguments a rank does not use (the send buffer of a non-root scatter,
+//!   the receive buffer of a non-root gather or reduce, the counts of a
+//!   non-root scatterv/gatherv) may be empty; they are ignored.
+//! - Collectives move messages on the communicator's collective context, so
+//!   they never match point-to-point traffic, whatever its tags.
+//!
+//! # Errors
+//!
+//! What one rank can check, it checks: a root out of range
+//! ([`Error::InvalidRoot`], returned at once: every rank sees the same
+//! root), buffers and counts that do not fit each other
+//! ([`Error::BufferLength`]). A rank that finds its own arguments wrong still
+//! plays its part in the communication, *poisoned* (each message one byte
+//! too long), so that ranks waiting on it fail too instead of hanging.
+//! What only the receiver can see (ranks disagreeing on counts) is a
+//! [`Error::CountMismatch`] (short message) or [`Error::Truncated`] (long
+//! one) there, and is passed on poisoned the same way. Limit: if ranks
+//! disagree so much that they pick different algorithms (sizes on both
+//! sides of a selection threshold), they may wait for each other forever.
+//!
+//! # Algorithms
+//!
+//! The algorithms live in `mpr-collectives` (see its selection table).
+//! `MPR_COLL_<NAME>=<algorithm>` (e.g. `MPR_COLL_ALLREDUCE=ring`) forces
+//! one for the whole process; [`Comm::set_algorithm`] forces one on a
+//! communicator. A forced ring for a non-commutative reduction falls back to
+//! the default choice.
+
+mod channel;
+mod obj;
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use bytemuck::Pod;
+use mpr_collectives::op::Op;
+use mpr_collectives::{Algorithm, Collective, Schedule};
+
+use crate::Rank;
+use crate::comm::{Comm, CommInner};
+use crate::error::{Argument, Error};
+use channel::CollChannel;
+
+/// Per-communicator forced algorithms (0: none, else index + 1).
+#[derive(Debug, Default)]
+pub(crate) struct Forced([AtomicU8; Collective::ALL.len()]);
+
+impl Forced {
+    fn get(&self, collective: Collective) -> Option<Algorithm> {
+        match self.0[collective.index()].load(Ordering::Relaxed) {
+            0 => None,
+            n => Algorithm::ALL.get(n as usize - 1).copied(),
+        }
+    }
+
+    fn set(&self, collective: Collective, algorithm: Option<Algorithm>) {
+        let value = algorithm.map_or(0, |a| a.index() as u8 + 1);
+        self.0[collective.index()].store(value, Ordering::Relaxed);
+    }
+}
+
+/// Algorithms forced through `MPR_COLL_<NAME>`, read once per process.
+fn forced_by_env(collective: Collective) -> Option<Algorithm> {
+    static FROM_ENV: OnceLock<Vec<Option<Algorithm>>> = OnceLock::new();
+    FROM_ENV.get_or_init(|| {
+        Collective::ALL
+            .iter()
+            .map(|&collective| {
+                let value = std::env::var(collective.env_var()).ok()?;
+                match value.parse::<Algorithm>() {
+                    Ok(algorithm) if collective.algorithms().contains(&algorithm) => {
+                        Some(algorithm)
+                    }
+                    _ => {
+                        let names: Vec<&str> =
+                            collective.algorithms().iter().map(|a| a.name()).collect();
+                        eprintln!(
+                            "mpr: ignoring {}={value}: {collective} implements {}",
+                            collective.env_var(),
+                            names.join(", ")
+                        );
+                        None
+                    }
+                }
+            })
+            .collect()
+    })[collective.index()]
+}
+
+impl CommInner {
+    /// The algorithm for a call: forced on the communicator, else by the
+    /// environment, else the default table; a forced algorithm that cannot
+    /// serve this op falls back to the table.
+    fn algorithm(
+        &self,
+        collective: Collective,
+        bytes: usize,
+        count: usize,
+        commutative: bool,
+    ) -> Algorithm {
+        let forced = self
+            .forced
+            .get(collective)
+            .or_else(|| forced_by_env(collective));
+        match forced {
+            Some(algorithm) if collective.supports(algorithm, commutative) => algorithm,
+            _ => mpr_collectives::select(collective, self.group.size(), bytes, count, commutative),
+        }
+    }
+
+    /// Runs a schedule on the collective context.
+    pub(crate) fn run<T: Pod>(
+        &self,
+        schedule: &Schedule,
+        input: &[T],
+        output: &mut [T],
+        op: Option<&dyn Op<T>>,
+    ) -> Result<(), Error> {
+        let channel = CollChannel { comm: self };
+        mpr_collectives::execute(&channel, schedule, input, output, op)
+            .map_err(|error| self.error(error))
+    }
+
+    /// This rank's arguments are wrong: play the schedule poisoned (so that
+    /// nobody waits for us forever), then report `error`.
+    pub(crate) fn reject<T>(&self, schedule: &Schedule, error: Error) -> Error {
+        if self.rt.error_mode() == crate::ErrorMode::Return {
+            mpr_collectives::execute_poisoned(
+                &CollChannel { comm: self },
+                schedule,
+                std::mem::size_of::<T>(),
+            );
+        }
+        self.error(error)
+    }
+
+    /// The root as a rank of this communicator.
+    fn root(&self, root: Rank) -> Result<u32, Error> {
+        if root.0 < self.group.size() {
+            Ok(root.0)
+        } else {
+            Err(self.error(Error::InvalidRoot {
+                root,
+                size: self.group.size(),
+            }))
+        }
+    }
+
+    fn size(&self) -> usize {
+        self.group.size() as usize
+    }
+}
+
+/// `Ok` if `actual == expected`, else the length error.
+fn expect_len(argument: Argument, expected: usize, actual: usize) -> Result<(), Error> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(Error::BufferLength {
+            argument,
+            expected,
+            actual,
+        })
+    }
+}
+
+/// Per-rank counts checked against the communicator size, and padded or
+/// cut to it (for a poisoned run).
+fn counts_for(
+    counts: &[usize],
+    size: usize,
+    argument: Argument,
+) -> (Vec<usize>, Result<(), Error>) {
+    let check = expect_len(argument, size, counts.len());
+    let mut fitted = counts.to_vec();
+    fitted.resize(size, 0);
+    (fitted, check)
+}
+
+impl Comm {
+    /// Forces `algorithm` for `collective` on this communicator (`None`:
+    /// back to `MPR_COLL_<NAME>` or the default choice). Every rank must
+    /// force the same. For benchmarks and tests; process-wide forcing is
+    /// `MPR_COLL_<NAME>`.
+    pub fn set_algorithm(
+        &self,
+        collective: Collective,
+        algorithm: Option<Algorithm>,
+    ) -> Result<(), Error> {
+        if let Some(algorithm) = algorithm {
+            if !collective.algorithms().contains(&algorithm) {
+                return Err(self.inner.error(Error::UnsupportedAlgorithm {
+                    collective,
+                    algorithm,
+                }));
+            }
+        }
+        self.inner.forced.set(collective, algorithm);
+        Ok(())
+    }
+
+    /// Blocks until every rank of the communicator has called `barrier`
+    /// (`MPI_Barrier`). Dissemination: ⌈log₂ p⌉ rounds of empty messages.
+    ///
+    /// ```
+    /// mpr::local::run(3, |world| world.barrier().unwrap());
+    /// ```
+    pub fn barrier(&self) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let schedule = mpr_collectives::barrier(inner.rank.0, inner.group.size());
+        inner.run::<u8>(&schedule, &[], &mut [], None)
+    }
+
+    /// Broadcasts `buf` from `root` to every rank (`MPI_Bcast`): on return,
+    /// every rank's `buf` holds the root's. Every rank passes a buffer of the
+    /// same length.
+    ///
+    /// ```
+    /// mpr::local::run(4, |world| {
+    ///     let mut params = if world.rank() == 2 { [0.5f64, 8.0] } else { [0.0; 2] };
+    ///     world.bcast(&mut params, 2)?;
+    ///     assert_eq!(params, [0.5, 8.0]);
+    ///     Ok::<(), mpr::Error>(())
+    /// });
+    /// ```
+    pub fn bcast<T: Pod>(&self, buf: &mut [T], root: impl Into<Rank>) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let root = inner.root(root.into())?;
+        let algorithm = inner.algorithm(
+            Collective::Bcast,
+            std::mem::size_of_val(buf),
+            buf.len(),
+            true,
+        );
+        let schedule =
+            mpr_collectives::bcast(algorithm, inner.rank.0, inner.group.size(), root, buf.len());
+        inner.run(&schedule, &[], buf, None)
+    }
+
+    /// Sends block `r` of the root's `send` (`size × recv.len()` elements)
+    /// to rank `r`'s `recv` (`MPI_Scatter`). `send` is ignored elsewhere.
+    ///
+    /// ```
+    /// mpr::local::run(3, |world| {
+    ///     let all: Vec<u32> = if world.rank() == 0 { (0..6).collect() } else { Vec::new() };
+    ///     let mut mine = [0u32; 2];
+    ///     world.scatter(&all, &mut mine, 0)?;
+    ///     assert_eq!(mine, [2 * world.rank(), 2 * world.rank() + 1]);
+    ///     Ok::<(), mpr::Error>(())
+    /// });
+    /// ```
+    pub fn scatter<T: Pod>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        root: impl Into<Rank>,
+    ) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let root = inner.root(root.into())?;
+        let (rank, size) = (inner.rank.0, inner.group.size());
+        let algorithm = inner.algorithm(
+            Collective::Scatter,
+            std::mem::size_of_val(recv),
+            recv.len(),
+            true,
+        );
+        let schedule = mpr_collectives::scatter(algorithm, rank, size, root, recv.len());
+        if rank == root {
+            if let Err(error) =
+                expect_len(Argument::SendBuffer, inner.size() * recv.len(), send.len())
+            {
+                return Err(inner.reject::<T>(&schedule, error));
+            }
+        }
+        inner.run(&schedule, send, recv, None)
+    }
+
+    /// Like [`Comm::scatter`] with blocks of different lengths
+    /// (`MPI_Scatterv`): the root sends `counts[r]` elements to rank `r`, the
+    /// blocks lying back to back in `send` in rank order; each rank's `recv`
+    /// is exactly its count. `send` and `counts` are ignored off the root.
+    pub fn scatterv<T: Pod>(
+        &self,
+        send: &[T],
+        counts: &[usize],
+        recv: &mut [T],
+        root: impl Into<Rank>,
+    ) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let root = inner.root(root.into())?;
+        let (rank, size) = (inner.rank.0, inner.group.size());
+        if rank != root {
+            let schedule = mpr_collectives::scatterv(rank, size, root, &[], recv.len());
+            return inner.run(&schedule, send, recv, None);
+        }
+        let (counts, check) = counts_for(counts, inner.size(), Argument::Counts);
+        let schedule = mpr_collectives::scatterv(rank, size, root, &counts, counts[root as usize]);
+        let check = check
+            .and_then(|()| expect_len(Argument::SendBuffer, counts.iter().sum(), send.len()))
+            .and_then(|()| expect_len(Argument::RecvBuffer, counts[root as usize], recv.len()));
+        match check {
+            Ok(()) => inner.run(&schedule, send, recv, None),
+            Err(error) => Err(inner.reject::<T>(&schedule, error)),
+        }
+    }
+
+    /// Collects every rank's `send` into the root's `recv` (`size ×
+    /// send.len()` elements, in rank order) (`MPI_Gather`). `recv` is
+    /// ignored elsewhere.
+    ///
+    /// ```
+    /// mpr::local::run(3, |world| {
+    ///     let mut all = vec![0u32; if world.rank() == 1 { 3 } else { 0 }];
+    ///     world.gather(&[world.rank() * 10], &mut all, 1)?;
+    ///     if world.rank() == 1 {
+    ///         assert_eq!(all, [0, 10, 20]);
+    ///     }
+    ///     Ok::<(), mpr::Error>(())
+    /// });
+    /// ```
+    pub fn gather<T: Pod>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        root: impl Into<Rank>,
+    ) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let root = inner.root(root.into())?;
+        let (rank, size) = (inner.rank.0, inner.group.size());
+        let algorithm = inner.algorithm(
+            Collective::Gather,
+            std::mem::size_of_val(send),
+            send.len(),
+            true,
+        );
+        let schedule = mpr_collectives::gather(algorithm, rank, size, root, send.len());
+        if rank == root {
+            if let Err(error) =
+                expect_len(Argument::RecvBuffer, inner.size() * send.len(), recv.len())
+            {
+                return Err(inner.reject::<T>(&schedule, error));
+            }
+        }
+        inner.run(&schedule, send, recv, None)
+    }
+
+    /// Like [`Comm::gather`] with blocks of different lengths
+    /// (`MPI_Gatherv`): rank `r` sends `counts[r]` elements, which land back
+    /// to back in the root's `recv` in rank order. `recv` and `counts` are
+    /// ignored off the root.
+    pub fn gatherv<T: Pod>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        counts: &[usize],
+        root: impl Into<Rank>,
+    ) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let root = inner.root(root.into())?;
+        let (rank, size) = (inner.rank.0, inner.group.size());
+        if rank != root {
+            let schedule = mpr_collectives::gatherv(rank, size, root, &[], send.len());
+            return inner.run(&schedule, send, recv, None);
+        }
+        let (counts, check) = counts_for(counts, inner.size(), Argument::Counts);
+        let schedule = mpr_collectives::gatherv(rank, size, root, &counts, counts[root as usize]);
+        let check = check
+            .and_then(|()| expect_len(Argument::RecvBuffer, counts.iter().sum(), recv.len()))
+            .and_then(|()| expect_len(Argument::SendBuffer, counts[root as usize], send.len()));
+        match check {
+            Ok(()) => inner.run(&schedule, send, recv, None),
+            Err(error) => Err(inner.reject::<T>(&schedule, error)),
+        }
+    }
+
+    /// Combines every rank's `send` elementwise with `op`, in rank order,
+    /// into the root's `recv` (`MPI_Reduce`). `recv` is ignored elsewhere.
+    ///
+    /// ```
+    /// use mpr::op;
+    /// mpr::local::run(4, |world| {
+    ///     let mut best = [op::Loc::new(0.0, 0)];
+    ///     let mine = [op::Loc::new((world.rank() % 3) as f64, world.rank() as i32)];
+    ///     world.reduce(&mine, &mut best, op::MaxLoc, 0)?;
+    ///     if world.rank() == 0 {
+    ///         assert_eq!((best[0].value(), best[0].index()), (2.0, 2));
+    ///     }
+    ///     Ok::<(), mpr::Error>(())
+    /// });
+    /// ```
+    pub fn reduce<T: Pod>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        op: impl Op<T>,
+        root: impl Into<Rank>,
+    ) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let root = inner.root(root.into())?;
+        let (rank, size) = (inner.rank.0, inner.group.size());
+        let schedule = mpr_collectives::reduce(rank, size, root, send.len(), op.is_commutative());
+        if rank == root {
+            if let Err(error) = expect_len(Argument::RecvBuffer, send.len(), recv.len()) {
+                return Err(inner.reject::<T>(&schedule, error));
+            }
+        }
+        inner.run(&schedule, send, recv, Some(&op))
+    }
+
+    /// Combines every rank's `send` elementwise with `op`, in rank order,
+    /// into every rank's `recv` (`MPI_Allreduce`). `op` is a built-in from
+    /// [`mpr::op`](crate::op) or any closure `Fn(T, T) -> T` (combined in
+    /// rank order; wrap it in [`op::commutative`](crate::op::commutative) to
+    /// allow faster orders).
+    ///
+    /// ```
+    /// use mpr::op;
+    /// mpr::local::run(3, |world| {
+    ///     let r = world.rank() as u64;
+    ///     let mut total = [0u64; 2];
+    ///     world.allreduce(&[r, 1], &mut total, op::Sum)?;
+    ///     assert_eq!(total, [3, 3]);
+    ///     // A non-commutative closure: combined as rank 0 ∘ rank 1 ∘ rank 2.
+    ///     let mut digits = [0u64];
+    ///     world.allreduce(&[r + 1], &mut digits, |a: u64, b: u64| a * 10 + b)?;
+    ///     assert_eq!(digits, [123]);
+    ///     Ok::<(), mpr::Error>(())
+    /// });
+    /// ```
+    pub fn allreduce<T: Pod>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        op: impl Op<T>,
+    ) -> Result<(), Error> {
+        let inner = &*self.inner;
+        if let Err(error) = expect_len(Argument::RecvBuffer, send.len(), recv.len()) {
+            let schedule = self.allreduce_schedule::<T>(send.len(), op.is_commutative());
+            return Err(inner.reject::<T>(&schedule, error));
+        }
+        recv.copy_from_slice(send);
+        self.allreduce_in_place(recv, op)
+    }
+
+    /// [`Comm::allreduce`] with `buf` as both operand and result
+    /// (`MPI_IN_PLACE`).
+    pub fn allreduce_in_place<T: Pod>(&self, buf: &mut [T], op: impl Op<T>) -> Result<(), Error> {
+        let schedule = self.allreduce_schedule::<T>(buf.len(), op.is_commutative());
+        self.inner.run(&schedule, &[], buf, Some(&op))
+    }
+
+    fn allreduce_schedule<T>(&self, count: usize, commutative: bool) -> Schedule {
+        let inner = &*self.inner;
+        let bytes = count * std::mem::size_of::<T>();
+        let algorithm = inner.algorithm(Collective::Allreduce, bytes, count, commutative);
+        mpr_collectives::allreduce(
+            algorithm,
+            inner.rank.0,
+            inner.group.size(),
+            count,
+            commutative,
+        )
+    }
+
+    /// Collects every rank's `send` into every rank's `recv` (`size ×
+    /// send.len()` elements, in rank order) (`MPI_Allgather`).
+    ///
+    /// ```
+    /// mpr::local::run(3, |world| {
+    ///     let mut all = [0u32; 3];
+    ///     world.allgather(&[world.rank() + 1], &mut all)?;
+    ///     assert_eq!(all, [1, 2, 3]);
+    ///     Ok::<(), mpr::Error>(())
+    /// });
+    /// ```
+    pub fn allgather<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), Error> {
+        let counts = vec![send.len(); self.inner.size()];
+        self.allgather_counts(Collective::Allgather, send, recv, &counts)
+    }
+
+    /// Like [`Comm::allgather`] with blocks of different lengths
+    /// (`MPI_Allgatherv`): rank `r` contributes `counts[r]` elements; they
+    /// land back to back in every `recv`, in rank order.
+    pub fn allgatherv<T: Pod>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        counts: &[usize],
+    ) -> Result<(), Error> {
+        self.allgather_counts(Collective::Allgatherv, send, recv, counts)
+    }
+
+    fn allgather_counts<T: Pod>(
+        &self,
+        which: Collective,
+        send: &[T],
+        recv: &mut [T],
+        counts: &[usize],
+    ) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let (rank, size) = (inner.rank.0, inner.group.size());
+        let (counts, check) = counts_for(counts, inner.size(), Argument::Counts);
+        let total: usize = counts.iter().sum();
+        let algorithm = inner.algorithm(which, total * std::mem::size_of::<T>(), total, true);
+        let schedule = mpr_collectives::allgather(algorithm, rank, size, &counts);
+        let check = check
+            .and_then(|()| expect_len(Argument::SendBuffer, counts[rank as usize], send.len()))
+            .and_then(|()| expect_len(Argument::RecvBuffer, total, recv.len()));
+        match check {
+            Ok(()) => inner.run(&schedule, send, recv, None),
+            Err(error) => Err(inner.reject::<T>(&schedule, error)),
+        }
+    }
+
+    /// Sends block `j` of `send` to rank `j` and receives rank `j`'s block
+    /// into block `j` of `recv`; both are `size × block` elements
+    /// (`MPI_Alltoall`).
+    ///
+    /// ```
+    /// mpr::local::run(3, |world| {
+    ///     let r = world.rank();
+    ///     let send = [10 * r, 10 * r + 1, 10 * r + 2];
+    ///     let mut recv = [0u32; 3];
+    ///     world.alltoall(&send, &mut recv)?;
+    ///     assert_eq!(recv, [r, 10 + r, 20 + r]);
+    ///     Ok::<(), mpr::Error>(())
+    /// });
+    /// ```
+    pub fn alltoall<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let (rank, size) = (inner.rank.0, inner.group.size());
+        let block = send.len() / inner.size();
+        let algorithm = inner.algorithm(
+            Collective::Alltoall,
+            block * std::mem::size_of::<T>(),
+            block,
+            true,
+        );
+        let schedule = mpr_collectives::alltoall(algorithm, rank, size, block);
+        let check = expect_len(Argument::SendBuffer, block * inner.size(), send.len())
+            .and_then(|()| expect_len(Argument::RecvBuffer, send.len(), recv.len()));
+        match check {
+            Ok(()) => inner.run(&schedule, send, recv, None),
+            Err(error) => Err(inner.reject::<T>(&schedule, error)),
+        }
+    }
+
+    /// All-to-all with per-pair lengths (`MPI_Alltoallv`): `send_counts[j]`
+    /// elements go to rank `j` and `recv_counts[j]` come from it; blocks lie
+    /// back to back in rank order in `send` and `recv`.
+    pub fn alltoallv<T: Pod>(
+        &self,
+        send: &[T],
+        send_counts: &[usize],
+        recv: &mut [T],
+        recv_counts: &[usize],
+    ) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let (rank, size) = (inner.rank.0, inner.group.size());
+        let (send_counts, send_check) = counts_for(send_counts, inner.size(), Argument::SendCounts);
+        let (recv_counts, recv_check) = counts_for(recv_counts, inner.size(), Argument::RecvCounts);
+        let me = rank as usize;
+        let algorithm = inner.algorithm(
+            Collective::Alltoallv,
+            std::mem::size_of_val(send),
+            send.len(),
+            true,
+        );
+        let mut fitted = recv_counts.clone();
+        fitted[me] = send_counts[me];
+        let schedule = mpr_collectives::alltoallv(algorithm, rank, size, &send_counts, &fitted);
+        let check = send_check
+            .and(recv_check)
+            .and_then(|()| expect_len(Argument::SendBuffer, send_counts.iter().sum(), send.len()))
+            .and_then(|()| expect_len(Argument::RecvBuffer, recv_counts.iter().sum(), recv.len()))
+            .and_then(|()| expect_len(Argument::RecvCounts, send_counts[me], recv_counts[me]));
+        match check {
+            Ok(()) => inner.run(&schedule, send, recv, None),
+            Err(error) => Err(inner.reject::<T>(&schedule, error)),
+        }
+    }
+
+    /// Inclusive prefix reduction (`MPI_Scan`): rank `r`'s `recv` is
+    /// `send₀ ∘ send₁ ∘ … ∘ send_r`, combined in rank order.
+    ///
+    /// ```
+    /// mpr::local::run(4, |world| {
+    ///     let mut upto = [0u32];
+    ///     world.scan(&[world.rank() + 1], &mut upto, mpr::op::Sum)?;
+    ///     assert_eq!(upto[0], (1..=world.rank() + 1).sum::<u32>());
+    ///     Ok::<(), mpr::Error>(())
+    /// });
+    /// ```
+    pub fn scan<T: Pod>(&self, send: &[T], recv: &mut [T], op: impl Op<T>) -> Result<(), Error> {
+        self.prefix(send, recv, &op, false)
+    }
+
+    /// Exclusive prefix reduction (`MPI_Exscan`): rank `r > 0`'s `recv` is
+    /// `send₀ ∘ … ∘ send_{r-1}`; rank 0's `recv` is left as it was.
+    pub fn exscan<T: Pod>(&self, send: &[T], recv: &mut [T], op: impl Op<T>) -> Result<(), Error> {
+        self.prefix(send, recv, &op, true)
+    }
+
+    fn prefix<T: Pod>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        op: &dyn Op<T>,
+        exclusive: bool,
+    ) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let (rank, size) = (inner.rank.0, inner.group.size());
+        let schedule = if exclusive {
+            mpr_collectives::exscan(rank, size, send.len())
+        } else {
+            mpr_collectives::scan(rank, size, send.len())
+        };
+        match expect_len(Argument::RecvBuffer, send.len(), recv.len()) {
+            Ok(()) => inner.run(&schedule, send, recv, Some(op)),
+            Err(error) => Err(inner.reject::<T>(&schedule, error)),
+        }
+    }
+
+    /// Reduces every rank's `send` (`size × recv.len()` elements) with `op`
+    /// and leaves block `r` of the result in rank `r`'s `recv`
+    /// (`MPI_Reduce_scatter_block`).
+    ///
+    /// ```
+    /// mpr::local::run(2, |world| {
+    ///     let mut mine = [0i32; 2];
+    ///     world.reduce_scatter(&[1, 2, 3, 4], &mut mine, mpr::op::Sum)?;
+    ///     assert_eq!(mine, if world.rank() == 0 { [2, 4] } else { [6, 8] });
+    ///     Ok::<(), mpr::Error>(())
+    /// });
+    /// ```
+    pub fn reduce_scatter<T: Pod>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        op: impl Op<T>,
+    ) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let (rank, size) = (inner.rank.0, inner.group.size());
+        let commutative = op.is_commutative();
+        let bytes = std::mem::size_of_val(recv) * inner.size();
+        let algorithm = inner.algorithm(
+            Collective::ReduceScatter,
+            bytes,
+            recv.len() * inner.size(),
+            commutative,
+        );
+        let schedule =
+            mpr_collectives::reduce_scatter(algorithm, rank, size, recv.len(), commutative);
+        match expect_len(Argument::SendBuffer, recv.len() * inner.size(), send.len()) {
+            Ok(()) => inner.run(&schedule, send, recv, Some(&op)),
+            Err(error) => Err(inner.reject::<T>(&schedule, error)),
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The collectives' [`Channel`]: rounds of non-blocking sends and receives
+//! on a communicator's collective context.
+
+use mpr_collectives::{Channel, Incoming, Outgoing};
+
+use crate::buffer::{RawRecv, RawSend};
+use crate::comm::CommInner;
+use crate::engine::{self, RequestId, SendMode};
+use crate::error::Error;
+use crate::runtime::Runtime;
+use crate::{Rank, Tag};
+
+/// A communicator's collective context as a [`Channel`]. Errors come back
+/// raw: the caller applies the error policy once per collective.
+#[derive(Debug)]
+pub(crate) struct CollChannel<'a> {
+    pub(crate) comm: &'a CommInner,
+}
+
+/// Waits for every operation still listed, so that no borrowed buffer is
+/// released while the engine may use it (also when unwinding).
+struct Outstanding<'a> {
+    rt: &'a Runtime,
+    ids: Vec<RequestId>,
+}
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            let _ = self.rt.wait(id);
+        }
+    }
+}
+
+impl Channel for CollChannel<'_> {
+    type Error = Error;
+
+    fn rank(&self) -> u32 {
+        self.comm.rank.0
+    }
+
+    fn size(&self) -> u32 {
+        self.comm.group.size()
+    }
+
+    fn exchange(&self, sends: &[Outgoing<'_>], recvs: &mut [Incoming<'_>]) -> Result<(), Error> {
+        let comm = self.comm;
+        let context = comm.coll;
+        let world = |peer: u32| comm.to_world(Rank(peer));
+        let sources = recvs
+            .iter()
+            .map(|r| world(r.peer))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dests = sends
+            .iter()
+            .map(|s| world(s.peer))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut pending = Outstanding {
+            rt: &comm.rt,
+            ids: Vec::with_capacity(recvs.len() + sends.len()),
+        };
+        comm.rt.post(|engine| {
+            for (recv, &source) in recvs.iter_mut().zip(&sources) {
+                // SAFETY: `pending` waits for this receive before `exchange`
+                // returns or unwinds, and `recv.data` stays borrowed until then.
+                let view = unsafe { RawRecv::new(recv.data) };
+                let tag = engine::TagMatch::Tag(Tag(recv.tag));
+                pending.ids.push(engine.post_recv(
+                    engine::Source::Rank(source),
+                    context,
+                    tag,
+                    Box::new(view),
+                ));
+            }
+            for (send, &dest) in sends.iter().zip(&dests) {
+                // SAFETY: as above: waited for before the borrow of `send.data` ends.
+                let view = unsafe { RawSend::new(send.data) };
+                pending.ids.push(engine.post_send(
+                    dest,
+                    context,
+                    Tag(send.tag),
+                    Box::new(view),
+                    SendMode::Standard,
+                ));
+            }
+        });
+        let completions = comm.rt.wait_until(|engine| {
+            if !pending.ids.iter().all(|&id| engine.is_complete(id)) {
+                return None;
+            }
+            let taken: Vec<_> = pending
+                .ids
+                .iter()
+                .map(|&id| engine.take_completion(id))
+                .collect();
+            pending.ids.clear();
+            Some(taken)
+        });
+        let mut first_error = None;
+        for (i, completion) in completions.into_iter().enumerate() {
+            let outcome = match completion {
+                None => continue,
+                Some(completion) => completion.result,
+            };
+            match outcome {
+                Ok(status) if i < recvs.len() && status.len != recvs[i].data.len() => {
+                    first_error.get_or_insert(Error::CountMismatch {
+                        rank: Rank(recvs[i].peer),
+                        expected: recvs[i].data.len(),
+                        actual: status.len,
+                    });
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    first_error.get_or_insert(Error::from_op(error, |rank| comm.to_comm(rank)));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
