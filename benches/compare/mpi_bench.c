@@ -124,6 +124,10 @@ int main(int argc, char **argv) {
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
     int latency = strcmp(bench, "latency") == 0, bibw = strcmp(bench, "bibw") == 0;
+    if (!latency && !bibw && strcmp(bench, "bw") != 0) {
+        if (rank == 0) fprintf(stderr, "mpi_bench: unknown benchmark '%s'\n", bench);
+        MPI_Abort(MPI_COMM_WORLD, 2);
+    }
     size_t min = latency ? 0 : 1, max = 4 << 20;
     int csv = 0;
     for (int i = 2; i < argc; i++) {

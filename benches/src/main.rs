@@ -5,19 +5,36 @@
 //! beside theirs: warm-up iterations are not timed, latency is half a
 //! round trip, bandwidth streams a window of 64 non-blocking sends per
 //! iteration and counts MB as 10^6 bytes.
+//!
+//! `mpr-bench plot A.csv [B.csv ...] -o OUT.svg` draws `--csv` results and
+//! runs without the launcher: it is dispatched before `mpr::init`.
 
+mod csv;
 mod options;
 mod p2p;
+mod plot;
 mod report;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use options::{Benchmark, Options};
+use options::{Benchmark, Command, Options};
 
 fn main() -> ExitCode {
     let options = Options::parse();
+    if let Some(Command::Plot(plot)) = &options.command {
+        return match plot::run(plot) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("mpr-bench plot: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let Some(benchmark) = options.benchmark else {
+        unreachable!("clap requires a benchmark without a subcommand");
+    };
     let universe = match mpr::init() {
         Ok(universe) => universe,
         Err(error) => {
@@ -26,7 +43,7 @@ fn main() -> ExitCode {
         }
     };
     let world = universe.world();
-    let result = match options.benchmark {
+    let result = match benchmark {
         Benchmark::Latency => p2p::latency(world, &options),
         Benchmark::Bw => p2p::bandwidth(world, &options, false),
         Benchmark::Bibw => p2p::bandwidth(world, &options, true),

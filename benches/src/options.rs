@@ -1,6 +1,8 @@
 //! Command line of `mpr-bench`, with the OSU benchmarks' names and options.
 
-use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Which benchmark to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -25,12 +27,23 @@ pub(crate) enum Format {
 }
 
 /// OSU-style micro-benchmarks for mpr.
+///
+/// Benchmarks run under the launcher (`mprun -n 2 mpr-bench latency`);
+/// `mpr-bench plot` runs on its own.
 #[derive(Debug, Parser)]
-#[command(name = "mpr-bench", version)]
+#[command(
+    name = "mpr-bench",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub(crate) struct Options {
+    /// A tool that runs without the launcher instead of a benchmark.
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
     /// The benchmark to run.
-    #[arg(value_enum)]
-    pub(crate) benchmark: Benchmark,
+    #[arg(value_enum, required = true)]
+    pub(crate) benchmark: Option<Benchmark>,
     /// Message sizes, `min:max` in bytes (powers of two in between; `max` alone also works).
     #[arg(short = 'm', long = "message-size", value_parser = parse_range)]
     pub(crate) sizes: Option<(usize, usize)>,
@@ -54,6 +67,34 @@ pub(crate) struct Options {
     pub(crate) json: bool,
 }
 
+/// Tools that need no launcher.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Draws `--csv` results as a log-log chart (no launcher needed).
+    ///
+    /// The value against message size, one series per CSV, to SVG (PNG when
+    /// OUT ends in `.png`). Rows with size 0 (or a value of 0) cannot sit on
+    /// a log axis and are skipped.
+    Plot(PlotOptions),
+}
+
+/// Options of `mpr-bench plot`.
+#[derive(Debug, Args)]
+pub(crate) struct PlotOptions {
+    /// CSV files from `mpr-bench NAME --csv` or `mpi_bench NAME --csv`.
+    #[arg(required = true, value_name = "CSV")]
+    pub(crate) inputs: Vec<PathBuf>,
+    /// Output file: SVG, or PNG when the name ends in `.png`.
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub(crate) output: PathBuf,
+    /// Chart title (default: the metric against message size).
+    #[arg(short = 't', long)]
+    pub(crate) title: Option<String>,
+    /// Series label, given once per CSV in order (default: the file stem).
+    #[arg(short = 'l', long = "label", value_name = "LABEL")]
+    pub(crate) labels: Vec<String>,
+}
+
 /// Messages above this size count as large (OSU's `LARGE_MESSAGE_SIZE`).
 pub(crate) const LARGE_MESSAGE: usize = 8192;
 
@@ -71,7 +112,9 @@ impl Options {
 
     /// Sizes to measure: 0 (latency only), then powers of two.
     pub(crate) fn sizes(&self, default_max: usize, include_zero: bool) -> Vec<usize> {
-        let (min, max) = self.sizes.unwrap_or((if include_zero { 0 } else { 1 }, default_max));
+        let (min, max) = self
+            .sizes
+            .unwrap_or((if include_zero { 0 } else { 1 }, default_max));
         let mut sizes = Vec::new();
         if min == 0 {
             sizes.push(0);
@@ -85,17 +128,35 @@ impl Options {
     }
 
     /// (warm-up, timed) iterations for a message size.
-    pub(crate) fn iterations(&self, size: usize, small: (usize, usize), large: (usize, usize)) -> (usize, usize) {
+    pub(crate) fn iterations(
+        &self,
+        size: usize,
+        small: (usize, usize),
+        large: (usize, usize),
+    ) -> (usize, usize) {
         let (warmup, iterations) = if size > LARGE_MESSAGE { large } else { small };
         let scale = |given: Option<usize>, default: usize, small_default: usize| {
-            given.map_or(default, |g| if size > LARGE_MESSAGE { (g * default / small_default).max(1) } else { g })
+            given.map_or(default, |g| {
+                if size > LARGE_MESSAGE {
+                    (g * default / small_default).max(1)
+                } else {
+                    g
+                }
+            })
         };
-        (scale(self.warmup, warmup, small.0), scale(self.iterations, iterations, small.1))
+        (
+            scale(self.warmup, warmup, small.0),
+            scale(self.iterations, iterations, small.1),
+        )
     }
 }
 
 fn parse_range(text: &str) -> Result<(usize, usize), String> {
-    let number = |part: &str| part.trim().parse::<usize>().map_err(|_| format!("{part:?} is not a byte count"));
+    let number = |part: &str| {
+        part.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("{part:?} is not a byte count"))
+    };
     match text.split_once(':') {
         Some((min, max)) => {
             let (min, max) = (number(min)?, number(max)?);

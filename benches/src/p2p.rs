@@ -3,7 +3,7 @@
 use mpr::{Comm, Error};
 
 use crate::options::Options;
-use crate::report;
+use crate::report::{self, Metric};
 
 /// Largest point-to-point message by default (OSU: 4 MiB).
 const MAX_P2P: usize = 4 << 20;
@@ -24,7 +24,7 @@ pub(crate) fn latency(world: &Comm, options: &Options) -> Result<(), Error> {
     let format = options.format();
     let rank = world.rank();
     if rank == 0 {
-        report::header(format, "latency", "Latency (us)");
+        report::header(format, "latency", Metric::Latency);
     }
     for (index, size) in options.sizes(MAX_P2P, true).into_iter().enumerate() {
         let (warmup, iterations) = options.iterations(size, (100, 10_000), (10, 1_000));
@@ -65,7 +65,7 @@ pub(crate) fn bandwidth(world: &Comm, options: &Options, both: bool) -> Result<(
     let peer = 1 - rank;
     let window = options.window.max(1);
     if rank == 0 {
-        report::header(format, if both { "bibw" } else { "bw" }, "Bandwidth (MB/s)");
+        report::header(format, if both { "bibw" } else { "bw" }, Metric::Bandwidth);
     }
     for (index, size) in options.sizes(MAX_P2P, false).into_iter().enumerate() {
         let (warmup, iterations) = options.iterations(size, (10, 100), (2, 20));
@@ -110,4 +110,3 @@ pub(crate) fn bandwidth(world: &Comm, options: &Options, both: bool) -> Result<(
     }
     Ok(())
 }
-
