@@ -9,6 +9,7 @@
 //! `mpr-bench plot A.csv [B.csv ...] -o OUT.svg` draws `--csv` results and
 //! runs without the launcher: it is dispatched before `mpr::init`.
 
+mod coll;
 mod csv;
 mod options;
 mod p2p;
@@ -47,6 +48,8 @@ fn main() -> ExitCode {
         Benchmark::Latency => p2p::latency(world, &options),
         Benchmark::Bw => p2p::bandwidth(world, &options, false),
         Benchmark::Bibw => p2p::bandwidth(world, &options, true),
+        Benchmark::MbwMr => p2p::multi_bandwidth(world, &options),
+        collective => coll::run(world, &options, collective),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,6 +13,58 @@ pub(crate) enum Benchmark {
     Bw,
     /// Bidirectional bandwidth between ranks 0 and 1.
     Bibw,
+    /// Multiple bandwidth / message rate: ranks i and i+n/2 form pairs that
+    /// all stream at once.
+    #[value(name = "mbw_mr")]
+    MbwMr,
+    /// Broadcast from rank 0 (size: whole buffer).
+    Bcast,
+    /// Allreduce, f32 sum (size: whole buffer).
+    Allreduce,
+    /// Reduce to rank 0, f32 sum (size: whole buffer).
+    Reduce,
+    /// Gather to rank 0 (size: per-rank block).
+    Gather,
+    /// Scatter from rank 0 (size: per-rank block).
+    Scatter,
+    /// Allgather (size: per-rank block).
+    Allgather,
+    /// All-to-all (size: per-rank block).
+    Alltoall,
+    /// Barrier.
+    Barrier,
+    /// Reduce-scatter (block variant), f32 sum (size: whole buffer).
+    #[value(name = "reduce_scatter")]
+    ReduceScatter,
+}
+
+impl Benchmark {
+    /// The OSU name of the benchmark.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Benchmark::Latency => "latency",
+            Benchmark::Bw => "bw",
+            Benchmark::Bibw => "bibw",
+            Benchmark::MbwMr => "mbw_mr",
+            Benchmark::Bcast => "bcast",
+            Benchmark::Allreduce => "allreduce",
+            Benchmark::Reduce => "reduce",
+            Benchmark::Gather => "gather",
+            Benchmark::Scatter => "scatter",
+            Benchmark::Allgather => "allgather",
+            Benchmark::Alltoall => "alltoall",
+            Benchmark::Barrier => "barrier",
+            Benchmark::ReduceScatter => "reduce_scatter",
+        }
+    }
+
+    /// Whether the benchmark is a reduction over `f32` (sizes from 4 bytes).
+    pub(crate) fn reduces(self) -> bool {
+        matches!(
+            self,
+            Benchmark::Allreduce | Benchmark::Reduce | Benchmark::ReduceScatter
+        )
+    }
 }
 
 /// How results are printed.
@@ -65,6 +117,9 @@ pub(crate) struct Options {
     /// Shorthand for `--format json`.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Collectives: also report the minimum and maximum latency over ranks.
+    #[arg(short = 'f', long = "full")]
+    pub(crate) full: bool,
 }
 
 /// Tools that need no launcher.

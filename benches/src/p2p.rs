@@ -110,3 +110,77 @@ pub(crate) fn bandwidth(world: &Comm, options: &Options, both: bool) -> Result<(
     }
     Ok(())
 }
+
+/// OSU mbw_mr: ranks `i` and `i + n/2` form pairs that all stream a window
+/// of non-blocking sends at once; reports the aggregate bandwidth (and, in
+/// tables, the message rate) over all pairs, timed by the slowest sender.
+pub(crate) fn multi_bandwidth(world: &Comm, options: &Options) -> Result<(), Error> {
+    let size_of_world = world.size();
+    if size_of_world < 2 || size_of_world % 2 != 0 {
+        eprintln!("mpr-bench: mbw_mr needs an even number of ranks");
+        world.abort(2);
+    }
+    let pairs = size_of_world / 2;
+    let rank = world.rank();
+    let sender = rank < pairs;
+    let peer = if sender { rank + pairs } else { rank - pairs };
+    let format = options.format();
+    let window = options.window.max(1);
+    if rank == 0 {
+        report::header(
+            format,
+            &format!("mbw_mr ({pairs} pairs)"),
+            Metric::Bandwidth,
+        );
+    }
+    for (index, size) in options.sizes(MAX_P2P, false).into_iter().enumerate() {
+        let (warmup, iterations) = options.iterations(size, (10, 100), (2, 20));
+        let send = vec![b'a'; size];
+        let mut recv = vec![0u8; size * window];
+        let mut ack = [0u8; 4];
+        world.barrier()?;
+        let mut started = 0.0;
+        for i in 0..warmup + iterations {
+            if i == warmup {
+                started = mpr::wtime();
+            }
+            world.scope(|scope| {
+                let mut requests = Vec::with_capacity(window);
+                if sender {
+                    for _ in 0..window {
+                        requests.push(scope.isend(&send, peer, 100)?);
+                    }
+                } else {
+                    for chunk in recv.chunks_mut(size.max(1)).take(window) {
+                        requests.push(scope.irecv(chunk, peer, 100)?);
+                    }
+                }
+                mpr::wait_all(requests).map(drop)
+            })?;
+            if sender {
+                world.recv(&mut ack, peer, 101)?;
+            } else {
+                world.send(&ack, peer, 101)?;
+            }
+        }
+        let elapsed = [mpr::wtime() - started];
+        let mut slowest = [0.0];
+        world.reduce(&elapsed, &mut slowest, mpr::op::Max, 0)?;
+        if rank == 0 {
+            let messages = f64::from(pairs) * window as f64 * iterations as f64;
+            let bandwidth = messages * size as f64 / slowest[0] / 1e6;
+            if format == crate::options::Format::Table {
+                println!(
+                    "{size:<12}{bandwidth:>18.2}{:>18.0} msg/s",
+                    messages / slowest[0]
+                );
+            } else {
+                report::row(format, size, bandwidth, index == 0);
+            }
+        }
+    }
+    if rank == 0 {
+        report::footer(format);
+    }
+    Ok(())
+}

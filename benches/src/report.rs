@@ -58,13 +58,32 @@ impl Metric {
 
 /// Prints the header of a result table.
 pub(crate) fn header(format: Format, title: &str, metric: Metric) {
+    header_with_extremes(format, title, metric, false);
+}
+
+/// Prints the header of a result table, with min/max columns if `extremes`
+/// (collectives with `-f`, as OSU's full output).
+pub(crate) fn header_with_extremes(format: Format, title: &str, metric: Metric, extremes: bool) {
     let column = metric.column();
     match format {
         Format::Table => {
             println!("# mpr-bench {title}");
-            println!("# {:<10}{column:>18}", "Size");
+            let more = if extremes {
+                format!("{:>18}{:>18}", "Min Latency(us)", "Max Latency(us)")
+            } else {
+                String::new()
+            };
+            println!("# {:<10}{column:>18}{more}", "Size");
         }
-        Format::Csv => println!("size,{}", metric.csv_name()),
+        Format::Csv => println!(
+            "size,{}{}",
+            metric.csv_name(),
+            if extremes {
+                ",minlatencyus,maxlatencyus"
+            } else {
+                ""
+            }
+        ),
         Format::Json => print!("{{\"benchmark\":\"{title}\",\"unit\":\"{column}\",\"results\":["),
     }
 }
@@ -76,6 +95,27 @@ pub(crate) fn row(format: Format, size: usize, value: f64, first: bool) {
         Format::Csv => println!("{size},{value:.3}"),
         Format::Json => print!(
             "{}{{\"size\":{size},\"value\":{value:.3}}}",
+            if first { "" } else { "," }
+        ),
+    }
+}
+
+/// Prints one row, with the minimum and maximum if given.
+pub(crate) fn row_with_extremes(
+    format: Format,
+    size: usize,
+    value: f64,
+    extremes: Option<(f64, f64)>,
+    first: bool,
+) {
+    let Some((low, high)) = extremes else {
+        return row(format, size, value, first);
+    };
+    match format {
+        Format::Table => println!("{size:<12}{value:>18.2}{low:>18.2}{high:>18.2}"),
+        Format::Csv => println!("{size},{value:.3},{low:.3},{high:.3}"),
+        Format::Json => print!(
+            "{}{{\"size\":{size},\"value\":{value:.3},\"min\":{low:.3},\"max\":{high:.3}}}",
             if first { "" } else { "," }
         ),
     }
