@@ -167,3 +167,129 @@ fn the_ring_also_runs_with_a_progress_thread_and_with_returned_errors() {
         "{out}"
     );
 }
+
+/// Runs `program ARGS` under `mprun` at 1, 2, 3 and 4 ranks: every run
+/// must succeed and print a line with `over N ranks` and `(correct)`, and,
+/// if `phases`, the timing of its phases.
+fn correct_at_1_to_4_ranks(program: &str, args: &[&str], phases: bool) {
+    for n in 1..=4 {
+        let what = format!("{program} {args:?} at {n}");
+        let out = assert_success(&mprun(n, program, args, LIMIT), &what);
+        let over = format!("over {n} ranks");
+        assert!(
+            out.lines()
+                .any(|line| line.contains(&over) && line.contains("(correct)")),
+            "{what}:\n{out}"
+        );
+        if phases {
+            assert!(out.contains(": phase total "), "{what}:\n{out}");
+        }
+    }
+}
+
+#[test]
+fn hello_greets_from_every_rank_at_1_to_4_ranks() {
+    let hello = binary(PathBuf::from(env!("CARGO_BIN_EXE_hello")));
+    for n in 1..=4 {
+        let out = assert_success(&mprun(n, &hello, &[], LIMIT), &format!("hello at {n}"));
+        for rank in 0..n {
+            assert!(
+                out.contains(&format!("Hello from rank {rank} of {n} on ")),
+                "{out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn ring_is_correct_at_1_to_4_ranks() {
+    let ring = binary(PathBuf::from(env!("CARGO_BIN_EXE_ring")));
+    correct_at_1_to_4_ranks(&ring, &["5"], false);
+}
+
+#[test]
+fn pingpong_checks_every_size_at_2_to_4_ranks_and_refuses_1() {
+    let pingpong = binary(PathBuf::from(env!("CARGO_BIN_EXE_pingpong")));
+    let alone = mprun(1, &pingpong, &["4096"], LIMIT);
+    let stderr = String::from_utf8_lossy(&alone.stderr);
+    assert!(
+        !alone.status.success() && stderr.contains("pingpong: needs at least 2 ranks"),
+        "pingpong at 1 rank: {:?}\n{stderr}",
+        alone.status
+    );
+    for n in 2..=4 {
+        let out = assert_success(
+            &mprun(n, &pingpong, &["4096"], LIMIT),
+            &format!("pingpong at {n}"),
+        );
+        // 1, 4, 16, ..., 4096 bytes.
+        assert_eq!(
+            out.lines().filter(|l| l.contains("(checked)")).count(),
+            7,
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn pi_is_correct_at_1_to_4_ranks() {
+    let pi = binary(PathBuf::from(env!("CARGO_BIN_EXE_pi")));
+    correct_at_1_to_4_ranks(&pi, &[], true);
+    // A step count no rank count divides evenly.
+    correct_at_1_to_4_ranks(&pi, &["1000003"], true);
+}
+
+#[test]
+fn jacobi_matches_the_serial_solve_at_1_to_4_ranks() {
+    let jacobi = binary(PathBuf::from(env!("CARGO_BIN_EXE_jacobi")));
+    // The default 64 rows split unevenly over 3 ranks (gatherv).
+    correct_at_1_to_4_ranks(&jacobi, &[], true);
+    // Stops at the iteration cap.
+    correct_at_1_to_4_ranks(&jacobi, &["40", "300"], true);
+    // Converges before the cap; as many ranks as rows at 4.
+    let out = assert_success(
+        &mprun(4, &jacobi, &["4", "1000", "1e-6"], LIMIT),
+        "jacobi on a 4x4 grid",
+    );
+    assert!(
+        out.contains("converged after") && out.contains("(correct)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn matmul_matches_the_serial_product_at_1_to_4_ranks() {
+    let matmul = binary(PathBuf::from(env!("CARGO_BIN_EXE_matmul")));
+    correct_at_1_to_4_ranks(&matmul, &[], true);
+    // Rows must divide evenly: 3 ranks cannot share 100.
+    let refused = mprun(3, &matmul, &["100"], LIMIT);
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("multiple of the rank count 3"),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn samplesort_sorts_a_permutation_at_1_to_4_ranks() {
+    let samplesort = binary(PathBuf::from(env!("CARGO_BIN_EXE_samplesort")));
+    correct_at_1_to_4_ranks(&samplesort, &[], true);
+    // Fewer keys than samples, and no keys at all.
+    correct_at_1_to_4_ranks(&samplesort, &["3"], false);
+    correct_at_1_to_4_ranks(&samplesort, &["0"], false);
+}
+
+#[test]
+fn wordcount_merges_to_the_serial_count_at_1_to_4_ranks() {
+    let wordcount = binary(PathBuf::from(env!("CARGO_BIN_EXE_wordcount")));
+    correct_at_1_to_4_ranks(&wordcount, &[], true);
+    // Fewer lines than ranks: some ranks get empty chunks.
+    correct_at_1_to_4_ranks(&wordcount, &["2"], false);
+    // A file that is not there stops every rank with a clear message.
+    let missing = mprun(3, &wordcount, &["/nonexistent/words.txt"], LIMIT);
+    assert!(
+        !missing.status.success()
+            && String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent"),
+        "{missing:?}"
+    );
+}
