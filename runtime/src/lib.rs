@@ -103,7 +103,7 @@
 //! |---|---|---|
 //! | `MPR_EAGER_LIMIT` | `64k` | largest message sent eagerly (bytes; `k`, `m`, `g` suffixes) |
 //! | `MPR_CREDIT_WINDOW` | `4m` | bytes a peer may make this rank buffer (raised to at least 4 × (eager limit + 64)) |
-//! | `MPR_SPIN_US` | `1000` | microseconds a waiting call polls before it sleeps in the poller |
+//! | `MPR_SPIN_US` | `1000`, or `50` when the host has more ranks than cores | microseconds a waiting call polls (yielding the core between polls when oversubscribed) before it sleeps in the poller |
 //! | `MPR_SOCKET_BUFFER` | `4m` | `SO_SNDBUF`/`SO_RCVBUF` of data sockets; `0` keeps the kernel's autotuning |
 //! | `MPR_ERRORS` | `abort` when launched, else `return` | error policy, see above |
 //! | `MPR_ASYNC_PROGRESS` | off | `1`: a progress thread moves data while user threads compute |
