@@ -9,23 +9,20 @@
 //! of one process, for unit tests.
 //!
 //! ```
-//! fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let universe = mpr::init()?;
-//!     let world = universe.world();
-//!     let (rank, size) = (world.rank(), world.size());
-//!     // Pass a token around the ring (a world of one sends to itself).
-//!     let mut token = [0u64];
-//!     if rank == 0 {
-//!         world.send(&[42u64], (rank + 1) % size, 0)?;
-//!         world.recv(&mut token, (rank + size - 1) % size, 0)?;
-//!     } else {
-//!         world.recv(&mut token, rank - 1, 0)?;
-//!         world.send(&token, (rank + 1) % size, 0)?;
-//!     }
-//!     assert_eq!(token, [42]);
-//!     Ok(())
+//! let universe = mpr::init()?;
+//! let world = universe.world();
+//! let (rank, size) = (world.rank(), world.size());
+//! // Pass a token around the ring (a world of one sends to itself).
+//! let mut token = [0u64];
+//! if rank == 0 {
+//!     world.send(&[42u64], (rank + 1) % size, 0)?;
+//!     world.recv(&mut token, (rank + size - 1) % size, 0)?;
+//! } else {
+//!     world.recv(&mut token, rank - 1, 0)?;
+//!     world.send(&token, (rank + 1) % size, 0)?;
 //! }
-//! # main().unwrap();
+//! assert_eq!(token, [42]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! # Point-to-point
