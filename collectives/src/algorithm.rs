@@ -4,20 +4,24 @@
 //! # Default selection
 //!
 //! `bytes` is the size that matters for the collective (see [`select`]),
-//! `p` the communicator size. The thresholds are MPICH's defaults (its CVAR
-//! values), a sane start on TCP; they are to be retuned from measurements
-//! on this machine (`mpr-bench`, `MPR_COLL_<NAME>=<algorithm>` forcing each).
+//! `p` the communicator size. The thresholds start from MPICH's defaults
+//! and were retuned from measurements on the 2-core development VM over
+//! TCP at 2, 4 and 8 ranks (4 and 8 oversubscribed), forcing each
+//! algorithm in turn with `MPR_COLL_<NAME>=<algorithm>` and `mpr-bench`
+//! (average latency, 300 iterations). Where the measurements stop (p > 8)
+//! MPICH's rules stay, because they describe machines where ranks really
+//! run in parallel. Figures below are µs at 8 ranks unless said.
 //!
 //! | collective | choice | why |
 //! |---|---|---|
 //! | barrier | dissemination | ⌈log₂ p⌉ rounds for every p, no root |
-//! | bcast | binomial if `bytes < 12 KiB` or `p < 8`, else scatter_allgather | the tree's log p latency wins small; van de Geijn moves ~2·bytes per rank instead of bytes·log p |
-//! | scatter, gather | binomial | log p rounds; total bytes moved the same as linear |
+//! | bcast | binomial, or scatter_allgather if `p > 8` and `bytes >= 512 KiB` | measured: binomial won at every size up to 8 ranks (1 MiB: 690 vs 1332; 4 B: 16 vs 125), the tree sends fewer messages and on shared cores messages cost more than bandwidth; van de Geijn's 2·bytes per rank pays off only with many truly parallel ranks |
+//! | scatter, gather | linear if `p <= 8`, else binomial | measured at 8 ranks: linear won at every size (gather 1 MiB: 646 vs 1504; 4 B: 12 vs 33): non-roots send once and are done; the tree's log p rounds win only at larger p |
 //! | scatterv, gatherv | linear | non-roots do not know the others' counts, so no tree can route them |
 //! | reduce | binomial | log p rounds, rank-ordered combining for any op |
-//! | allreduce | recursive_doubling if `bytes <= 2 KiB` or fewer elements than ranks; ring if commutative, `bytes >= 512 KiB` and p not a power of two; else rabenseifner (ring for a commutative op when p is 2) | latency-bound small messages need log p rounds; large ones need the 2·bytes bandwidth term of reduce-scatter + allgather; Rabenseifner's fold step for non-powers of two moves whole vectors, which the ring avoids |
-//! | allgather(v) | recursive_doubling if `total < 512 KiB` and p a power of two; bruck if `total < 80 KiB`; else ring | log p rounds when latency dominates (Bruck for any p); the ring only talks to neighbours, best for bandwidth |
-//! | alltoall | bruck if `block <= 256 B` and `p >= 8`; linear if `block <= 32 KiB`; else pairwise | Bruck trades bandwidth for log p rounds; posting everything at once overlaps medium messages; pairwise keeps one peer at a time busy for large ones |
+//! | allreduce | recursive_doubling if `bytes <= 16 KiB`, or `bytes <= 64 KiB` and `p <= 4`, or fewer elements than ranks; ring if commutative, `bytes >= 512 KiB` and p not a power of two; else rabenseifner | measured: recursive doubling won up to 16 KiB at 8 ranks (81 vs 128 rabenseifner at 8 KiB) and up to 64 KiB at 4; rabenseifner from 32 KiB at 8 ranks (149 vs 177) and at 2 ranks (262 KiB: 94 vs 154 for the ring, which MPICH picks at p = 2); Rabenseifner's fold step for non-powers of two moves whole vectors, which the ring avoids |
+//! | allgather(v) | bruck if `total < 2 KiB`; recursive_doubling if p is a power of two and `total < 2 MiB`; bruck if `total < 80 KiB`; else ring | measured: Bruck won the smallest blocks (8 ranks, 4 B: 56 vs 73), recursive doubling the middle (8 ranks, 64 KiB blocks: 410 vs 548 ring), the ring the largest (8 ranks, 256 KiB blocks: 1752 vs 1881) |
+//! | alltoall | bruck if `block <= 256 B` and `p >= 8`; linear if `p <= 32` or `block <= 32 KiB`; else pairwise | measured at 8 ranks: linear (everything posted at once) won from 4 KiB to 1 MiB blocks (1 MiB: 13 223 vs 14 338 pairwise, 47 358 Bruck), Bruck tied or won below 256 B; pairwise keeps one peer busy at a time, kept for large communicators where posting p messages at once floods the network |
 //! | alltoallv | linear if `p <= 32`, else pairwise | as above, without Bruck (counts differ) |
 //! | scan, exscan | recursive_doubling | log p rounds, rank-ordered |
 //! | reduce_scatter | ring if commutative and `total >= 64 KiB`, else reduce_then_scatter | the ring moves (p-1)/p of the data per rank; small data is latency-bound |
@@ -252,24 +256,26 @@ pub fn select(
     let pof2 = p.is_power_of_two();
     match collective {
         Collective::Barrier => Algorithm::Dissemination,
-        Collective::Bcast if bytes < 12 * KIB || p < 8 => Algorithm::Binomial,
-        Collective::Bcast => Algorithm::ScatterAllgather,
+        Collective::Bcast if p > 8 && bytes >= 512 * KIB => Algorithm::ScatterAllgather,
+        Collective::Bcast => Algorithm::Binomial,
+        Collective::Scatter | Collective::Gather if p <= 8 => Algorithm::Linear,
         Collective::Scatter | Collective::Gather | Collective::Reduce => Algorithm::Binomial,
         Collective::Scatterv | Collective::Gatherv => Algorithm::Linear,
-        Collective::Allreduce if bytes <= 2 * KIB || count < p as usize => {
+        Collective::Allreduce
+            if bytes <= 16 * KIB || (p <= 4 && bytes <= 64 * KIB) || count < p as usize =>
+        {
             Algorithm::RecursiveDoubling
         }
-        Collective::Allreduce if commutative && (p == 2 || (!pof2 && bytes >= 512 * KIB)) => {
-            Algorithm::Ring
-        }
+        Collective::Allreduce if commutative && !pof2 && bytes >= 512 * KIB => Algorithm::Ring,
         Collective::Allreduce => Algorithm::Rabenseifner,
-        Collective::Allgather | Collective::Allgatherv if pof2 && bytes < 512 * KIB => {
+        Collective::Allgather | Collective::Allgatherv if bytes < 2 * KIB => Algorithm::Bruck,
+        Collective::Allgather | Collective::Allgatherv if pof2 && bytes < 2048 * KIB => {
             Algorithm::RecursiveDoubling
         }
         Collective::Allgather | Collective::Allgatherv if bytes < 80 * KIB => Algorithm::Bruck,
         Collective::Allgather | Collective::Allgatherv => Algorithm::Ring,
         Collective::Alltoall if bytes <= 256 && p >= 8 => Algorithm::Bruck,
-        Collective::Alltoall if bytes <= 32 * KIB => Algorithm::Linear,
+        Collective::Alltoall if p <= 32 || bytes <= 32 * KIB => Algorithm::Linear,
         Collective::Alltoall => Algorithm::Pairwise,
         Collective::Alltoallv if p <= 32 => Algorithm::Linear,
         Collective::Alltoallv => Algorithm::Pairwise,
