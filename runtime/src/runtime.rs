@@ -193,7 +193,16 @@ impl Runtime {
                     self.apply_notices(&mut state);
                 }
                 if spinning {
-                    self.progress_once(&mut state, Some(Duration::ZERO));
+                    // Mostly read the few links directly; every 16th poll
+                    // asks the poller (new connections, writable sockets).
+                    let state = &mut *state;
+                    let direct =
+                        polls % 16 != 15 && state.tcp.read_links_directly(&mut state.engine);
+                    if direct {
+                        self.take_link_events(state);
+                    } else {
+                        self.progress_once(state, Some(Duration::ZERO));
+                    }
                 } else {
                     self.sleeping.store(true, Ordering::Release);
                     self.progress_once(&mut state, Some(MAX_BLOCK));
@@ -228,6 +237,11 @@ impl Runtime {
                 }
             }
         }
+        self.take_link_events(state);
+    }
+
+    /// Reports links the transport closed for a protocol violation.
+    fn take_link_events(&self, state: &mut State) {
         for event in state.tcp.take_events() {
             let LinkEvent::Failed { peer, protocol } = event;
             if let Some(protocol) = protocol {
