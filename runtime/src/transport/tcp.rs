@@ -196,9 +196,13 @@ impl Tcp {
         if !self.handshakes.is_empty() || self.up_links.len() > MAX_DIRECT_LINKS {
             return false;
         }
-        self.flush(engine);
         for index in 0..self.up_links.len() {
             let peer = self.up_links[index];
+            // Without the poller's writable edges, just try: a full socket
+            // answers `WouldBlock` at the cost of one system call.
+            if let Link::Up { writable, .. } = &mut self.links[peer.index()] {
+                *writable = true;
+            }
             self.read_link(engine, peer);
         }
         self.flush(engine);
