@@ -153,23 +153,26 @@ fn matching(c: &mut Criterion) {
     group.finish();
 }
 
-/// The reduction kernel: `acc[i] += x[i]` over f64 slices.
-// TODO(collectives): point this at the collectives' sum op once it is public.
-fn sum_into(acc: &mut [f64], x: &[f64]) {
-    for (a, b) in acc.iter_mut().zip(x) {
-        *a += b;
-    }
-}
-
-/// The reduction kernel over 1 KiB, 64 KiB and 1 MiB of f64.
+/// The reduction kernels the collectives run on received blocks
+/// (`Op::reduce`): f64 sum and max, and i64 bitwise xor, over 1 KiB,
+/// 64 KiB and 1 MiB.
 fn reduction(c: &mut Criterion) {
-    let mut group = c.benchmark_group("reduce_sum_f64");
+    use mpr::op::{BitXor, Max, Op, Sum};
+    let mut group = c.benchmark_group("reduce_kernels");
     for len in [128usize, 8 << 10, 128 << 10] {
         let x: Vec<f64> = (0..len).map(|i| i as f64).collect();
         let mut acc = vec![1.0f64; len];
+        let xi: Vec<i64> = (0..len as i64).collect();
+        let mut acci = vec![7i64; len];
         group.throughput(Throughput::Bytes((len * 8) as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(len * 8), &x, |b, x| {
-            b.iter(|| sum_into(black_box(&mut acc), black_box(x)))
+        group.bench_with_input(BenchmarkId::new("sum_f64", len * 8), &x, |b, x| {
+            b.iter(|| Sum.reduce(black_box(x), black_box(&mut acc), false))
+        });
+        group.bench_with_input(BenchmarkId::new("max_f64", len * 8), &x, |b, x| {
+            b.iter(|| Max.reduce(black_box(x), black_box(&mut acc), false))
+        });
+        group.bench_with_input(BenchmarkId::new("bxor_i64", len * 8), &xi, |b, x| {
+            b.iter(|| BitXor.reduce(black_box(x), black_box(&mut acci), false))
         });
     }
     group.finish();
