@@ -41,6 +41,10 @@ const HANDSHAKE_BASE: usize = 1 << 40;
 const MAX_HANDSHAKES: usize = 1024;
 /// Most established links read directly by a spinning waiter.
 const MAX_DIRECT_LINKS: usize = 4;
+/// A direct pass reading this much means bulk data is flowing...
+const BULK_BYTES: usize = 16 << 10;
+/// ...and the next this many spinning polls use the poller instead.
+const BULK_POLLS: u32 = 64;
 /// Most bytes handed to one `writev`.
 const MAX_WRITE: usize = 512 << 10;
 
@@ -109,6 +113,10 @@ pub(crate) struct Tcp {
     pending_events: Vec<LinkEvent>,
     /// Peers whose link is up, for the spinning fast path.
     up_links: Vec<Rank>,
+    /// Bytes read since the last direct pass began.
+    bytes_read: usize,
+    /// Spinning polls left that use the poller because bulk data flows.
+    bulk_polls: u32,
 }
 
 impl std::fmt::Debug for Tcp {
@@ -169,6 +177,8 @@ impl Tcp {
             events: Events::with_capacity(256),
             pending_events: Vec::new(),
             up_links: Vec::new(),
+            bytes_read: 0,
+            bulk_polls: 0,
         })
     }
 
@@ -196,16 +206,36 @@ impl Tcp {
         if !self.handshakes.is_empty() || self.up_links.len() > MAX_DIRECT_LINKS {
             return false;
         }
+        if self.bulk_polls > 0 {
+            // Bulk data is flowing: a `read` on every poll would contend for
+            // the socket lock with the kernel delivering it (measured: 10-20%
+            // less bandwidth at 512 KiB-1 MiB), while the poller looks
+            // without taking it.
+            self.bulk_polls -= 1;
+            return false;
+        }
+        let waiting_to_write = self.up_links.iter().any(|peer| {
+            matches!(
+                self.links[peer.index()],
+                Link::Up {
+                    writable: false,
+                    ..
+                }
+            )
+        });
+        if waiting_to_write {
+            // Only the poller reports when a full socket drains.
+            return false;
+        }
+        self.bytes_read = 0;
         for index in 0..self.up_links.len() {
             let peer = self.up_links[index];
-            // Without the poller's writable edges, just try: a full socket
-            // answers `WouldBlock` at the cost of one system call.
-            if let Link::Up { writable, .. } = &mut self.links[peer.index()] {
-                *writable = true;
-            }
             self.read_link(engine, peer);
         }
         self.flush(engine);
+        if self.bytes_read >= BULK_BYTES {
+            self.bulk_polls = BULK_POLLS;
+        }
         true
     }
 
@@ -317,6 +347,7 @@ impl Tcp {
                     return;
                 }
                 Ok(n) => {
+                    self.bytes_read += n;
                     if let Err(error) = engine.received(peer, n) {
                         return self.fail(engine, peer, Some(error));
                     }
