@@ -6,7 +6,8 @@
 //! - `no-finalize`: initializes, then exits 0 without finalizing;
 //! - `abort`: calls `Universe::abort(7, ...)`;
 //! - `garbage`: (every rank) before init, opens raw connections to the
-//!   bootstrap port and sends garbage and a wrong secret, then runs normally;
+//!   bootstrap port and sends garbage and a wrong secret, and leaves 100
+//!   silent connections open, then runs normally;
 //! - `no-init`: exits 0 without ever calling init (the others wait at the fence);
 //! - `truncate`: rank 0 sends 100 bytes that rank 1 receives into 10; with
 //!   the default error policy the job aborts.
@@ -76,8 +77,12 @@ fn send_garbage() {
             let _ = stream.write_all(bytes);
         }
     }
-    // One connection that says nothing and stays open.
-    if let Ok(stream) = std::net::TcpStream::connect(&addr) {
-        std::mem::forget(stream);
+    // Many connections that say nothing and stay open.
+    let mut silent = Vec::new();
+    for _ in 0..100 {
+        if let Ok(stream) = std::net::TcpStream::connect(&addr) {
+            silent.push(stream);
+        }
     }
+    std::mem::forget(silent);
 }

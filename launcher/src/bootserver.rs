@@ -111,6 +111,16 @@ impl BootServer {
             .count()
     }
 
+    /// The longest-waiting connection that has not proven the secret yet
+    /// (connection ids grow with time).
+    pub(crate) fn oldest_unauthenticated(&self) -> Option<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, conn)| conn.rank.is_none())
+            .map(|(id, _)| *id)
+            .min()
+    }
+
     /// Whether some rank waits at a fence that `rank` has not reached.
     pub(crate) fn fence_waits_for(&self, rank: u32) -> bool {
         self.fence_arrived > 0
@@ -347,6 +357,10 @@ mod tests {
             matches!(&actions[..], [Action::Close(5, reason)] if reason.contains("out of range"))
         );
         assert_eq!(server.unauthenticated(), 0);
+        assert_eq!(server.oldest_unauthenticated(), None);
+        server.on_connect(9);
+        server.on_connect(7);
+        assert_eq!(server.oldest_unauthenticated(), Some(7));
         assert_eq!(server.rank_conns().collect::<Vec<_>>(), [3]);
     }
 

@@ -89,11 +89,10 @@ pub(crate) fn prepare(args: &Args) -> Result<Job, LaunchError> {
         Some(secs) => return Err(LaunchError::BadTimeout(secs)),
         None => None,
     };
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| LaunchError::Io {
-            what: "cannot open the bootstrap port",
-            source,
-        })?;
+    let listener = listen_loopback().map_err(|source| LaunchError::Io {
+        what: "cannot open the bootstrap port",
+        source,
+    })?;
     let bootstrap = listener.local_addr().map_err(|source| LaunchError::Io {
         what: "cannot read the bootstrap address",
         source,
@@ -197,6 +196,18 @@ fn exports(specs: &[String]) -> Result<Vec<(String, String)>, LaunchError> {
                 .map_err(|_| LaunchError::UnsetExport(spec.clone())),
         })
         .collect()
+}
+
+/// The bootstrap listener on loopback, with an accept queue deep enough
+/// for every rank (and a burst of strangers) dialling at once: std's
+/// default backlog of 128 drops SYNs, which stalls a connect by a second.
+fn listen_loopback() -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
 }
 
 /// `bytes` random bytes as hex.

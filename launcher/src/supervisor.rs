@@ -34,7 +34,10 @@ const PIPE_BASE: usize = 16;
 /// Bootstrap connections get tokens from here up.
 const CONN_BASE: usize = 1 << 40;
 /// Most connections that have not authenticated yet kept at once.
-const MAX_UNAUTHENTICATED: usize = 256;
+const MAX_UNAUTHENTICATED: usize = 1024;
+/// How long a connection may stay silent before it counts as an idle
+/// stranger that a newcomer may evict.
+const STRANGER_GRACE: Duration = Duration::from_secs(2);
 /// How long output pipes may stay open after every rank exited (a rank's
 /// orphaned child may hold them).
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
@@ -100,6 +103,8 @@ struct RankState {
 struct Conn {
     stream: TcpStream,
     outbox: Vec<u8>,
+    /// When it was accepted, to tell idle strangers from ranks mid-hello.
+    accepted: Instant,
 }
 
 /// The running job.
@@ -306,14 +311,16 @@ impl Supervisor {
     }
 
     fn accept(&mut self) {
-        let Some(listener) = &self.listener else {
-            return;
-        };
         loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
             match listener.accept() {
                 Ok((mut stream, _)) => {
-                    if self.server.unauthenticated() >= MAX_UNAUTHENTICATED {
-                        continue; // dropped: too many strangers at once
+                    if self.server.unauthenticated() >= MAX_UNAUTHENTICATED
+                        && !self.evict_idle_stranger()
+                    {
+                        continue; // a burst of fresh strangers: drop this one
                     }
                     let id = self.next_conn;
                     self.next_conn += 1;
@@ -334,6 +341,7 @@ impl Supervisor {
                             Conn {
                                 stream,
                                 outbox: Vec::new(),
+                                accepted: Instant::now(),
                             },
                         );
                     }
@@ -343,6 +351,23 @@ impl Supervisor {
                 Err(_) => return, // e.g. out of descriptors: try again on the next event
             }
         }
+    }
+
+    /// Closes the oldest connection that has not proven the secret, if it
+    /// has been silent for [`STRANGER_GRACE`] (a rank says hello at once),
+    /// so idle strangers cannot lock a rank out. False if none qualifies.
+    fn evict_idle_stranger(&mut self) -> bool {
+        let Some(oldest) = self.server.oldest_unauthenticated() else {
+            return false;
+        };
+        let idle = self
+            .conns
+            .get(&oldest)
+            .is_some_and(|conn| conn.accepted.elapsed() >= STRANGER_GRACE);
+        if idle {
+            self.close_conn(oldest);
+        }
+        idle
     }
 
     fn on_conn(&mut self, id: ConnId) {

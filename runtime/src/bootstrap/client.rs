@@ -47,6 +47,12 @@ pub enum BootstrapError {
     /// The server closed the link (a wrong secret, or the launcher stopped).
     #[error("the bootstrap server closed the link")]
     Closed,
+    /// Another rank failed before every rank reached the wire-up fence.
+    #[error("rank {rank} failed before the job was wired up")]
+    PeerFailedDuringInit {
+        /// The failed rank.
+        rank: u32,
+    },
     /// The server answered with a message that does not fit the exchange.
     #[error("unexpected bootstrap message: {0:?}")]
     Unexpected(Box<Message>),
@@ -105,6 +111,9 @@ impl Registered {
             .write_all(&Message::Fence { epoch: 0, card }.encode())?;
         let cards = match read_message(&mut self.stream, &mut self.reader)? {
             Message::FenceDone { epoch: 0, cards } => cards,
+            Message::PeerFailed { rank } => {
+                return Err(BootstrapError::PeerFailedDuringInit { rank });
+            }
             other => return Err(BootstrapError::Unexpected(Box::new(other))),
         };
         let connected = Connected::start(self.stream, self.reader)?;

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -37,8 +37,11 @@ const WAKER: Token = Token(1);
 const LINK_BASE: usize = 2;
 /// Connections still in their handshake get tokens from here up.
 const HANDSHAKE_BASE: usize = 1 << 40;
-/// Most handshakes kept at once: strangers beyond this are dropped.
+/// Most handshakes kept at once: beyond this an idle stranger is evicted,
+/// or the newcomer dropped.
 const MAX_HANDSHAKES: usize = 1024;
+/// Silence after which an unauthenticated connection may be evicted.
+const STRANGER_GRACE: Duration = Duration::from_secs(2);
 /// Most established links read directly by a spinning waiter.
 const MAX_DIRECT_LINKS: usize = 4;
 /// A direct pass reading this much means bulk data is flowing...
@@ -81,6 +84,8 @@ struct Handshake {
     /// Bytes read so far.
     inbox: Vec<u8>,
     connected: bool,
+    /// When the connection was made, to tell idle strangers from peers.
+    started: Instant,
 }
 
 /// What happened to a link, for the runtime to act on.
@@ -137,7 +142,7 @@ pub(crate) struct Listening {
 impl Listening {
     /// Binds the data-plane listener on `ip`, port 0.
     pub(crate) fn bind(ip: std::net::IpAddr) -> io::Result<Listening> {
-        let listener = std::net::TcpListener::bind(SocketAddr::new(ip, 0))?;
+        let listener = listen(SocketAddr::new(ip, 0))?;
         listener.set_nonblocking(true)?;
         Ok(Listening { listener })
     }
@@ -444,17 +449,40 @@ impl Tcp {
                 outbox,
                 inbox: Vec::new(),
                 connected: dialed.is_none(),
+                started: Instant::now(),
             },
         );
         Some(token)
+    }
+
+    /// Drops the longest-waiting accepted connection that has not proven
+    /// the secret, if it has been silent for [`STRANGER_GRACE`] (a peer
+    /// says hello at once), so idle strangers cannot lock a real peer out.
+    /// Our own dials are never evicted. False if none qualifies.
+    fn evict_idle_stranger(&mut self) -> bool {
+        let oldest = self
+            .handshakes
+            .iter()
+            .filter(|(_, shake)| {
+                shake.dialed.is_none() && shake.started.elapsed() >= STRANGER_GRACE
+            })
+            .map(|(token, _)| *token)
+            .min_by_key(|token| token.0);
+        match oldest.and_then(|token| self.handshakes.remove(&token)) {
+            Some(mut shake) => {
+                let _ = self.poll.registry().deregister(&mut shake.stream);
+                true
+            }
+            None => false,
+        }
     }
 
     fn accept(&mut self) {
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) => {
-                    if self.handshakes.len() >= MAX_HANDSHAKES {
-                        continue; // too many strangers at once: drop this one
+                    if self.handshakes.len() >= MAX_HANDSHAKES && !self.evict_idle_stranger() {
+                        continue; // a burst of fresh strangers: drop this one
                     }
                     // A stranger that cannot even be registered is dropped.
                     let _ = self.start_handshake(stream, None, Vec::new());
@@ -642,6 +670,23 @@ fn pump_handshake(shake: &mut Handshake) -> Pump {
             Err(_) => return Pump::Broken,
         }
     }
+}
+
+/// Pending connections the kernel queues for `accept` (std's default of 128
+/// drops SYNs when many peers, or a burst of strangers, dial at once).
+pub(crate) const LISTEN_BACKLOG: i32 = 1024;
+
+/// A listening TCP socket on `addr` with a deep accept queue.
+pub(crate) fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
 /// Writes a few bytes on a fresh socket, whose buffer is empty.
