@@ -15,7 +15,7 @@
 //! | collective | choice | why |
 //! |---|---|---|
 //! | barrier | dissemination | ⌈log₂ p⌉ rounds for every p, no root |
-//! | bcast | binomial, or scatter_allgather if `p > 8` and `bytes >= 512 KiB` | measured: binomial won at every size up to 8 ranks (1 MiB: 690 vs 1332; 4 B: 16 vs 125), the tree sends fewer messages and on shared cores messages cost more than bandwidth; van de Geijn's 2·bytes per rank pays off only with many truly parallel ranks |
+//! | bcast | linear if `p <= 4` and `bytes <= 16 KiB`; binomial; scatter_allgather if `p > 8` and `bytes >= 512 KiB` | measured at 4 (oversubscribed) ranks, 4 B: linear 5-11 µs, binomial 8-14 (4 runs of 5 in linear's favour): one round instead of two hops, which on shared cores cost a scheduling delay each. Against scatter_allgather, binomial won at every size up to 8 ranks (1 MiB: 690 vs 1332; 4 B: 16 vs 125), the tree sends fewer messages and on shared cores messages cost more than bandwidth; van de Geijn's 2·bytes per rank pays off only with many truly parallel ranks |
 //! | scatter, gather | linear if `p <= 8`, else binomial | measured at 8 ranks: linear won at every size (gather 1 MiB: 646 vs 1504; 4 B: 12 vs 33): non-roots send once and are done; the tree's log p rounds win only at larger p |
 //! | scatterv, gatherv | linear | non-roots do not know the others' counts, so no tree can route them |
 //! | reduce | binomial | log p rounds, rank-ordered combining for any op |
@@ -122,7 +122,7 @@ impl Collective {
         use Algorithm::*;
         match self {
             Collective::Barrier => &[Dissemination],
-            Collective::Bcast => &[Binomial, ScatterAllgather],
+            Collective::Bcast => &[Binomial, ScatterAllgather, Linear],
             Collective::Scatter | Collective::Gather => &[Binomial, Linear],
             Collective::Scatterv | Collective::Gatherv => &[Linear],
             Collective::Reduce => &[Binomial],
@@ -257,6 +257,7 @@ pub fn select(
     match collective {
         Collective::Barrier => Algorithm::Dissemination,
         Collective::Bcast if p > 8 && bytes >= 512 * KIB => Algorithm::ScatterAllgather,
+        Collective::Bcast if p <= 4 && bytes <= 16 * KIB => Algorithm::Linear,
         Collective::Bcast => Algorithm::Binomial,
         Collective::Scatter | Collective::Gather if p <= 8 => Algorithm::Linear,
         Collective::Scatter | Collective::Gather | Collective::Reduce => Algorithm::Binomial,

@@ -21,6 +21,7 @@ fn tree(rank: u32, size: u32, root: u32) -> Tree<impl Fn(u32) -> u32> {
 /// - [`Algorithm::Binomial`]: down a binomial tree, ⌈log₂ p⌉ rounds.
 /// - [`Algorithm::ScatterAllgather`] (van de Geijn): binomial scatter of `p`
 ///   chunks, then a ring allgather of them.
+/// - [`Algorithm::Linear`]: the root sends to every rank directly, one round.
 pub fn bcast(algorithm: Algorithm, rank: u32, size: u32, root: u32, count: usize) -> Schedule {
     let mut s = Schedule::new();
     let data = Region::output(0, count);
@@ -39,6 +40,22 @@ pub fn bcast(algorithm: Algorithm, rank: u32, size: u32, root: u32, count: usize
             |v| abs(v, root, size),
             64,
         );
+    } else if algorithm == Algorithm::Linear {
+        if rank == root {
+            let sends: Vec<Transfer> = (0..size)
+                .filter(|&peer| peer != root)
+                .map(|peer| Transfer {
+                    peer,
+                    tag: 0,
+                    region: data,
+                })
+                .collect();
+            if !sends.is_empty() {
+                s.exchange(sends, Vec::new());
+            }
+        } else {
+            s.recv(root, 0, data);
+        }
     } else {
         tree.bcast(&mut s, data);
     }
