@@ -122,3 +122,44 @@ fn table_output_and_full_statistics_work() {
     );
     assert!(stdout.contains("Min Latency(us)"), "{stdout}");
 }
+
+#[test]
+fn forcing_an_algorithm_by_environment_works_and_a_bad_name_is_reported() {
+    for algorithm in ["recursive_doubling", "ring", "rabenseifner"] {
+        let var = format!("MPR_COLL_ALLREDUCE={algorithm}");
+        let output = Command::new(mprun_path())
+            .args(["-n", "3", "--timeout", "60", "-x", &var])
+            .arg(bench())
+            .args(["allreduce", "-m", "4:4096", "-i", "10", "-x", "1", "--csv"])
+            .output()
+            .expect("mprun runs");
+        assert!(
+            output.status.success(),
+            "{algorithm}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            !String::from_utf8_lossy(&output.stderr).contains("ignoring"),
+            "{algorithm} was rejected"
+        );
+    }
+    let output = Command::new(mprun_path())
+        .args([
+            "-n",
+            "2",
+            "--timeout",
+            "60",
+            "-x",
+            "MPR_COLL_ALLREDUCE=bogus",
+        ])
+        .arg(bench())
+        .args(["allreduce", "-m", "4:4", "-i", "5", "-x", "1"])
+        .output()
+        .expect("mprun runs");
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ignoring MPR_COLL_ALLREDUCE=bogus"),
+        "{stderr}"
+    );
+}

@@ -332,3 +332,33 @@ fn a_communication_error_aborts_the_job_by_default_and_returns_on_request() {
         run.stdout
     );
 }
+
+#[test]
+fn exports_and_working_directory_reach_every_rank() {
+    let dir = std::env::temp_dir().join(format!("mprun-wdir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = run_mprun(
+        &[
+            "-n",
+            "2",
+            "-x",
+            "MPR_TEST_GREETING=hi there",
+            "--wdir",
+            dir.to_str().unwrap(),
+            "sh",
+            "-c",
+            "echo \"$MPR_TEST_GREETING $(pwd)\"",
+        ],
+        b"",
+        LIMIT,
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let expected = format!("hi there {}", dir.canonicalize().unwrap().display());
+    assert_eq!(
+        run.stdout.lines().filter(|l| *l == expected).count(),
+        2,
+        "{}",
+        run.stdout
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
