@@ -159,13 +159,10 @@ impl Comm {
         dest: impl Into<Rank>,
         tag: impl Into<Tag>,
     ) -> Result<(), Error> {
-        let inner = &*self.inner;
-        let tag = inner.user_tag(tag.into())?;
-        inner.send_bytes(
+        self.send_mode(
             bytemuck::cast_slice(buf),
             dest.into(),
-            inner.p2p,
-            tag,
+            tag.into(),
             SendMode::Standard,
         )
     }
@@ -178,15 +175,19 @@ impl Comm {
         dest: impl Into<Rank>,
         tag: impl Into<Tag>,
     ) -> Result<(), Error> {
-        let inner = &*self.inner;
-        let tag = inner.user_tag(tag.into())?;
-        inner.send_bytes(
+        self.send_mode(
             bytemuck::cast_slice(buf),
             dest.into(),
-            inner.p2p,
-            tag,
+            tag.into(),
             SendMode::Synchronous,
         )
+    }
+
+    /// A blocking user send of bytes in either mode.
+    fn send_mode(&self, bytes: &[u8], dest: Rank, tag: Tag, mode: SendMode) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let tag = inner.user_tag(tag)?;
+        inner.send_bytes(bytes, dest, inner.p2p, tag, mode)
     }
 
     /// Receives into `buf` a message from `source` with `tag` (either may
