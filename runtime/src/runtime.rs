@@ -325,10 +325,10 @@ impl Runtime {
                 ShmEvent::Exited { peer } => {
                     // Whatever it sent over TCP is readable after its exit.
                     state.tcp.drain(&mut state.engine, peer);
+                    // Gone for good: what it sent is read, and nothing more
+                    // can reach it (even a GOODBYE of ours would wait forever).
                     shm.close(peer);
-                    if !state.engine.peer_said_goodbye(peer) || state.engine.wants_transmit(peer) {
-                        state.engine.peer_failed(peer);
-                    }
+                    state.engine.peer_failed(peer);
                 }
                 ShmEvent::Corrupt { peer, error } => eprintln!(
                     "mpr: rank {}: closed the shared-memory lane from rank {peer}: {error}",
