@@ -20,7 +20,9 @@
 //! its rings once more, then sleeps in the poller, where its doorbell is
 //! registered. A producer that published a record fences and takes that
 //! flag: if it was raised, it rings the doorbell (see [`ring`] for the
-//! same handshake on a full ring).
+//! same handshake on a full ring). The fences of these handshakes are
+//! asymmetric (`fences.rs`): the sleeper pays a `membarrier`, the
+//! streaming producer only a compiler fence.
 //!
 //! # Liveness
 //!
@@ -30,6 +32,7 @@
 //! launcher's failed-rank notices arrive independently, as for TCP.
 
 pub(crate) mod doorbell;
+mod fences;
 pub(crate) mod ring;
 pub(crate) mod segment;
 
@@ -37,7 +40,7 @@ use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::Ordering;
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
@@ -80,6 +83,7 @@ impl Prepared {
         node: u32,
         config: ShmConfig,
     ) -> Result<Prepared, SegmentError> {
+        fences::register();
         let (mapping, fd) = segment::create(Shape::new(slots, config.ring_bytes))?;
         let doorbell = Doorbell::bind(rank.0).map_err(|source| SegmentError::Os {
             what: "bind the doorbell",
@@ -335,7 +339,7 @@ impl Shm {
                 wrote = true;
             }
             if wrote {
-                fence(Ordering::SeqCst);
+                fences::light();
                 if let (Some(segment), Some(address)) = (&lane.peer_segment, &lane.doorbell) {
                     let sleeping = segment.sleeping();
                     if sleeping.load(Ordering::Relaxed) == 1
@@ -406,7 +410,7 @@ impl Shm {
     pub(crate) fn prepare_sleep(&mut self) -> bool {
         let sleeping = self.own.sleeping();
         sleeping.store(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
+        fences::heavy();
         let data = self.peers.iter().any(|peer| {
             self.lanes[peer.index()]
                 .as_mut()

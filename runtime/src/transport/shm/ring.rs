@@ -16,9 +16,10 @@
 //! shared line once per batch.
 //!
 //! Waking: a producer that finds the ring full raises `space_wanted` and
-//! rereads `head` after a full fence; the consumer, after handing space
-//! back, fences and takes the flag (see [`Consumer::take_space_wanted`]).
-//! One of the two always sees the other's store, so no wake-up is lost.
+//! rereads `head` after a heavy fence; the consumer, after handing space
+//! back, makes a light fence and takes the flag (see
+//! [`Consumer::take_space_wanted`] and `fences.rs`). One of the two always
+//! sees the other's store, so no wake-up is lost.
 //!
 //! The memory behind a ring is abstracted by [`RingMemory`]: a mapped
 //! shared segment in the transport, heap memory in the tests (loom checks
@@ -29,9 +30,11 @@ use std::io::IoSlice;
 use crossbeam_utils::CachePadded;
 
 #[cfg(loom)]
-use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 #[cfg(not(loom))]
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::fences;
 
 /// Bytes of a record header.
 pub(crate) const RECORD_HEADER: usize = 8;
@@ -183,7 +186,7 @@ impl<M: RingMemory> Producer<M> {
     pub(crate) fn want_space(&mut self) -> bool {
         let control = self.memory.control();
         control.space_wanted.store(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
+        fences::heavy();
         self.head_seen = control.head.load(Ordering::Acquire);
         self.room() > 0
     }
@@ -293,7 +296,7 @@ impl<M: RingMemory> Consumer<M> {
         if !std::mem::take(&mut self.released) {
             return false;
         }
-        fence(Ordering::SeqCst);
+        fences::light();
         let flag = &self.memory.control().space_wanted;
         flag.load(Ordering::Relaxed) == 1 && flag.swap(0, Ordering::AcqRel) == 1
     }
