@@ -1,19 +1,21 @@
 //! A single-producer/single-consumer ring of records: the lane that carries
 //! one sender's bytes to one receiver through shared memory.
 //!
-//! The ring is a [`Control`] block (three cache-line-padded words) and a
-//! data area whose size is a multiple of 8. Positions count bytes since the
-//! ring was made and never wrap (2^64 bytes is centuries of traffic); a
-//! position's offset in the data area is `position % capacity`.
+//! The ring is a [`Control`] block (cache-line-padded words) and a data
+//! area of 64-byte cells (its size is a multiple of 64). Positions count
+//! bytes since the ring was made and never wrap (2^64 bytes is centuries of
+//! traffic); a position's offset in the data area is `position % capacity`.
 //!
-//! A record is an 8-byte header (payload length in the low 32 bits, kind in
-//! the high 32) followed by the payload, padded to a multiple of 8 so
-//! headers never straddle the end of the area. The producer writes a whole
-//! record, then publishes it with a release store of `tail`; the consumer
-//! reads records up to the `tail` it acquired and hands space back with a
-//! release store of `head`. Each side caches the other's word and rereads it
-//! only when it runs out (of data or of room), so a steady stream touches a
-//! shared line once per batch.
+//! A record starts on a cell boundary with an 8-byte header word (payload
+//! length in the low 32 bits, kind in the high 32; never zero) followed by
+//! the payload, and fills whole cells. The header word *is* the signal: the
+//! consumer polls the header at its position, so a small message (header,
+//! frame header and up to 24 bytes of payload in one cell) crosses in one
+//! cache-line transfer. Before publishing a record with a release store of
+//! its header, the producer zeroes the header word of the cell after it, so
+//! the consumer never mistakes last lap's bytes for a record. The consumer
+//! hands space back with a release store of `head`, which the producer
+//! reads only when it runs out of room.
 //!
 //! Waking: a producer that finds the ring full raises `space_wanted` and
 //! rereads `head` after a heavy fence; the consumer, after handing space
@@ -36,6 +38,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::fences;
 
+/// Bytes of a cell: records start on cell boundaries.
+pub(crate) const CELL: usize = 64;
 /// Bytes of a record header.
 pub(crate) const RECORD_HEADER: usize = 8;
 /// Record kind: a piece of the sender's byte stream.
@@ -46,8 +50,6 @@ const KIND_BYTES: u32 = 1;
 #[derive(Debug, Default)]
 #[repr(C)]
 pub(crate) struct Control {
-    /// End of the published records; written by the producer only.
-    tail: CachePadded<AtomicU64>,
     /// End of the records the consumer is done with; written by the
     /// consumer only.
     head: CachePadded<AtomicU64>,
@@ -60,10 +62,12 @@ pub(crate) struct Control {
 pub(crate) trait RingMemory {
     /// The ring's control block.
     fn control(&self) -> &Control;
-    /// Bytes in the data area: a non-zero multiple of 8.
+    /// Bytes in the data area: a non-zero multiple of [`CELL`].
     fn capacity(&self) -> usize;
+    /// The header word of the cell at `offset` (a multiple of [`CELL`]).
+    fn header(&self, offset: usize) -> &AtomicU64;
     /// Copies `src` to the data area at `offset` (`offset + src.len()` is
-    /// at most the capacity).
+    /// at most the capacity; never a header word being polled).
     fn write(&self, offset: usize, src: &[u8]);
     /// Copies the data area at `offset` into `dst` (same bound).
     fn read(&self, offset: usize, dst: &mut [u8]);
@@ -72,15 +76,7 @@ pub(crate) trait RingMemory {
 /// The ring's contents broke its invariants: the peer wrote garbage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum RingError {
-    /// `tail` moved backwards or more than a ring ahead of `head`.
-    #[error("the shared-memory ring's tail is out of range (head {head}, tail {tail})")]
-    BadTail {
-        /// The consumer's position.
-        head: u64,
-        /// The tail the producer published.
-        tail: u64,
-    },
-    /// A record header names an unknown kind or a length past the tail.
+    /// A record header names an unknown kind or a length past the ring.
     #[error("a shared-memory record header is invalid (kind {kind}, length {len})")]
     BadRecord {
         /// The kind in the header.
@@ -90,8 +86,9 @@ pub(crate) enum RingError {
     },
 }
 
-fn padded(len: usize) -> usize {
-    (len + 7) & !7
+/// Bytes a record with `len` payload bytes occupies.
+fn footprint(len: usize) -> usize {
+    (RECORD_HEADER + len).div_ceil(CELL) * CELL
 }
 
 fn write_wrapping(memory: &impl RingMemory, position: u64, src: &[u8]) {
@@ -114,6 +111,10 @@ fn read_wrapping(memory: &impl RingMemory, position: u64, dst: &mut [u8]) {
     }
 }
 
+fn header_at(memory: &impl RingMemory, position: u64) -> &AtomicU64 {
+    memory.header((position % memory.capacity() as u64) as usize)
+}
+
 /// The writing end of a ring.
 #[derive(Debug)]
 pub(crate) struct Producer<M> {
@@ -124,23 +125,21 @@ pub(crate) struct Producer<M> {
 }
 
 impl<M: RingMemory> Producer<M> {
-    /// The producer of a ring in its initial state (or one this side alone
-    /// has written to before).
+    /// The producer of a ring in its initial state.
     pub(crate) fn new(memory: M) -> Producer<M> {
-        let control = memory.control();
-        let tail = control.tail.load(Ordering::Relaxed);
-        let head_seen = control.head.load(Ordering::Acquire);
+        let head_seen = memory.control().head.load(Ordering::Acquire);
         Producer {
             memory,
-            tail,
+            tail: head_seen,
             head_seen,
         }
     }
 
-    /// Room for one more record's payload, given the `head` last seen.
+    /// Largest payload that fits now, given the `head` last seen: the
+    /// record and the next cell (whose header is zeroed) must be free.
     fn room(&self) -> usize {
         let used = (self.tail - self.head_seen) as usize;
-        (self.memory.capacity() - used).saturating_sub(RECORD_HEADER)
+        (self.memory.capacity() - used).saturating_sub(CELL + RECORD_HEADER)
     }
 
     /// Writes up to `max` bytes of `slices` (in order) as one record and
@@ -159,8 +158,6 @@ impl<M: RingMemory> Producer<M> {
         if len == 0 {
             return 0;
         }
-        let header = (len as u64) | (u64::from(KIND_BYTES) << 32);
-        write_wrapping(&self.memory, self.tail, &header.to_le_bytes());
         let mut position = self.tail + RECORD_HEADER as u64;
         let mut left = len;
         for slice in slices {
@@ -172,11 +169,11 @@ impl<M: RingMemory> Producer<M> {
             position += part.len() as u64;
             left -= part.len();
         }
-        self.tail += (RECORD_HEADER + padded(len)) as u64;
-        self.memory
-            .control()
-            .tail
-            .store(self.tail, Ordering::Release);
+        let next = self.tail + footprint(len) as u64;
+        header_at(&self.memory, next).store(0, Ordering::Relaxed);
+        let header = (len as u64) | (u64::from(KIND_BYTES) << 32);
+        header_at(&self.memory, self.tail).store(header, Ordering::Release);
+        self.tail = next;
         len
     }
 
@@ -204,8 +201,6 @@ struct Record {
 pub(crate) struct Consumer<M> {
     memory: M,
     head: u64,
-    /// The producer's `tail` as last read.
-    tail_seen: u64,
     /// The record being read, if one is started.
     current: Option<Record>,
     /// Space was handed back since the last [`Consumer::take_space_wanted`].
@@ -219,20 +214,14 @@ impl<M: RingMemory> Consumer<M> {
         Consumer {
             memory,
             head,
-            tail_seen: head,
             current: None,
             released: false,
         }
     }
 
-    /// Whether unread bytes are published (rereads the producer's `tail`
-    /// only when everything seen so far is read).
-    pub(crate) fn has_data(&mut self) -> bool {
-        if self.current.is_some() || self.head != self.tail_seen {
-            return true;
-        }
-        self.tail_seen = self.memory.control().tail.load(Ordering::Acquire);
-        self.head != self.tail_seen
+    /// Whether a published record waits (one load of the header word).
+    pub(crate) fn has_data(&self) -> bool {
+        self.current.is_some() || header_at(&self.memory, self.head).load(Ordering::Relaxed) != 0
     }
 
     /// Copies up to `dst.len()` bytes of the stream into `dst` (stopping at
@@ -240,21 +229,17 @@ impl<M: RingMemory> Consumer<M> {
     pub(crate) fn read(&mut self, dst: &mut [u8]) -> Result<usize, RingError> {
         let record = match self.current {
             Some(record) => record,
-            None => {
-                if !self.has_data() {
-                    return Ok(0);
-                }
-                let record = self.start_record()?;
-                self.current = Some(record);
-                record
-            }
+            None => match self.start_record()? {
+                Some(record) => record,
+                None => return Ok(0),
+            },
         };
         let n = dst.len().min(record.len - record.offset);
         let position = self.head + (RECORD_HEADER + record.offset) as u64;
         read_wrapping(&self.memory, position, &mut dst[..n]);
         let offset = record.offset + n;
         if offset == record.len {
-            self.head += (RECORD_HEADER + padded(record.len)) as u64;
+            self.head += footprint(record.len) as u64;
             self.memory
                 .control()
                 .head
@@ -267,27 +252,23 @@ impl<M: RingMemory> Consumer<M> {
         Ok(n)
     }
 
-    /// Checks the published tail and the next header.
-    fn start_record(&mut self) -> Result<Record, RingError> {
-        let available = self.tail_seen.wrapping_sub(self.head);
-        if self.tail_seen < self.head || available > self.memory.capacity() as u64 {
-            return Err(RingError::BadTail {
-                head: self.head,
-                tail: self.tail_seen,
-            });
+    /// Acquires the header at `head`: `None` if no record is published.
+    fn start_record(&mut self) -> Result<Option<Record>, RingError> {
+        let header = header_at(&self.memory, self.head).load(Ordering::Acquire);
+        if header == 0 {
+            return Ok(None);
         }
-        let mut raw = [0u8; RECORD_HEADER];
-        read_wrapping(&self.memory, self.head, &mut raw);
-        let header = u64::from_le_bytes(raw);
         let (len, kind) = (header as u32, (header >> 32) as u32);
-        let fits = (RECORD_HEADER + padded(len as usize)) as u64 <= available;
+        let fits = footprint(len as usize) + CELL <= self.memory.capacity();
         if kind != KIND_BYTES || len == 0 || !fits {
             return Err(RingError::BadRecord { kind, len });
         }
-        Ok(Record {
+        let record = Record {
             len: len as usize,
             offset: 0,
-        })
+        };
+        self.current = Some(record);
+        Ok(Some(record))
     }
 
     /// After handing space back: whether the producer said it waits for
@@ -314,9 +295,13 @@ mod tests {
 
     /// Heap memory for a ring; bytes are relaxed atomics so the tests are
     /// free of undefined behaviour without any `unsafe`.
+    /// Header words live apart from the bytes here: the consumer only
+    /// ever looks at a cell's header after the producer zeroed or wrote it
+    /// in the same lap, so what the bytes underneath hold is irrelevant.
     #[derive(Debug)]
     struct Heap {
         control: Control,
+        headers: Vec<AtomicU64>,
         data: Vec<AtomicU8>,
     }
 
@@ -324,6 +309,7 @@ mod tests {
         fn new(capacity: usize) -> Arc<Heap> {
             Arc::new(Heap {
                 control: Control::default(),
+                headers: (0..capacity / CELL).map(|_| AtomicU64::new(0)).collect(),
                 data: (0..capacity).map(|_| AtomicU8::new(0)).collect(),
             })
         }
@@ -335,6 +321,9 @@ mod tests {
         }
         fn capacity(&self) -> usize {
             self.data.len()
+        }
+        fn header(&self, offset: usize) -> &AtomicU64 {
+            &self.headers[offset / CELL]
         }
         fn write(&self, offset: usize, src: &[u8]) {
             for (cell, byte) in self.data[offset..offset + src.len()].iter().zip(src) {
@@ -351,7 +340,7 @@ mod tests {
 
     #[test]
     fn records_wrap_around_and_keep_order() {
-        let heap = Heap::new(64);
+        let heap = Heap::new(256);
         let mut producer = Producer::new(Arc::clone(&heap));
         let mut consumer = Consumer::new(Arc::clone(&heap));
         let mut expected = Vec::new();
@@ -383,47 +372,40 @@ mod tests {
 
     #[test]
     fn a_full_ring_refuses_then_takes_after_reads() {
-        let heap = Heap::new(32);
+        let heap = Heap::new(128);
         let mut producer = Producer::new(Arc::clone(&heap));
         let mut consumer = Consumer::new(Arc::clone(&heap));
-        assert_eq!(producer.push(&[IoSlice::new(&[1; 100])], usize::MAX), 24);
+        assert_eq!(producer.push(&[IoSlice::new(&[1; 100])], usize::MAX), 56);
         assert_eq!(producer.push(&[IoSlice::new(&[2; 8])], usize::MAX), 0);
         assert!(!producer.want_space());
-        let mut buf = [0u8; 24];
-        assert_eq!(consumer.read(&mut buf).unwrap(), 24);
-        assert!(
-            consumer.take_space_wanted(),
-            "the waiting producer is woken"
-        );
+        let mut buf = [0u8; 56];
+        assert_eq!(consumer.read(&mut buf).unwrap(), 56);
+        assert_eq!(buf, [1; 56]);
+        assert!(consumer.take_space_wanted(), "the waiting producer is woken");
         assert!(!consumer.take_space_wanted(), "only once");
         assert_eq!(producer.push(&[IoSlice::new(&[2; 8])], usize::MAX), 8);
     }
 
     #[test]
-    fn garbage_headers_and_tails_are_errors() {
-        let heap = Heap::new(64);
-        heap.control.tail.store(16, Ordering::Release);
-        heap.write(0, &((9u64 << 32) | 4).to_le_bytes());
+    fn garbage_headers_are_errors() {
+        let heap = Heap::new(256);
+        heap.headers[0].store((9u64 << 32) | 4, Ordering::Release);
         let mut consumer = Consumer::new(Arc::clone(&heap));
         assert_eq!(
             consumer.read(&mut [0; 8]),
             Err(RingError::BadRecord { kind: 9, len: 4 })
         );
-        let heap = Heap::new(64);
-        heap.control.tail.store(1000, Ordering::Release);
+        let heap = Heap::new(256);
+        heap.headers[0].store((1u64 << 32) | 200, Ordering::Release);
         let mut consumer = Consumer::new(Arc::clone(&heap));
-        assert!(matches!(
+        assert_eq!(
             consumer.read(&mut [0; 8]),
-            Err(RingError::BadTail { .. })
-        ));
-        let heap = Heap::new(64);
-        heap.control.tail.store(16, Ordering::Release);
-        heap.write(0, &((1u64 << 32) | 40).to_le_bytes());
+            Err(RingError::BadRecord { kind: 1, len: 200 })
+        );
+        let heap = Heap::new(256);
+        heap.headers[0].store(1u64 << 32, Ordering::Release);
         let mut consumer = Consumer::new(Arc::clone(&heap));
-        assert!(matches!(
-            consumer.read(&mut [0; 8]),
-            Err(RingError::BadRecord { len: 40, .. })
-        ));
+        assert!(consumer.read(&mut [0; 8]).is_err(), "an empty record");
     }
 
     #[test]
@@ -462,7 +444,7 @@ mod tests {
         /// (any buffer size) delivers the stream exactly once, in order.
         #[test]
         fn stream_matches_a_queue(ops in proptest::collection::vec((any::<bool>(), 1usize..40, 1usize..4), 1..200)) {
-            let heap = Heap::new(48);
+            let heap = Heap::new(256);
             let mut producer = Producer::new(Arc::clone(&heap));
             let mut consumer = Consumer::new(Arc::clone(&heap));
             let mut oracle = VecDeque::new();
@@ -506,6 +488,7 @@ mod loom_tests {
     /// write (a missing happens-before) fails the model.
     struct Tracked {
         control: Control,
+        headers: Vec<AtomicU64>,
         data: Vec<UnsafeCell<u8>>,
     }
 
@@ -515,6 +498,9 @@ mod loom_tests {
         }
         fn capacity(&self) -> usize {
             self.data.len()
+        }
+        fn header(&self, offset: usize) -> &AtomicU64 {
+            &self.headers[offset / CELL]
         }
         fn write(&self, offset: usize, src: &[u8]) {
             for (cell, byte) in self.data[offset..offset + src.len()].iter().zip(src) {
@@ -534,10 +520,10 @@ mod loom_tests {
     fn tracked(capacity: usize) -> Arc<Tracked> {
         Arc::new(Tracked {
             control: Control {
-                tail: CachePadded::new(AtomicU64::new(0)),
                 head: CachePadded::new(AtomicU64::new(0)),
                 space_wanted: CachePadded::new(AtomicU32::new(0)),
             },
+            headers: (0..capacity / CELL).map(|_| AtomicU64::new(0)).collect(),
             data: (0..capacity).map(|_| UnsafeCell::new(0)).collect(),
         })
     }
@@ -547,7 +533,7 @@ mod loom_tests {
     #[test]
     fn records_cross_without_races() {
         loom::model(|| {
-            let memory = tracked(16);
+            let memory = tracked(2 * CELL);
             let producer_memory = Arc::clone(&memory);
             let writer = loom::thread::spawn(move || {
                 let mut producer = Producer::new(producer_memory);
@@ -577,9 +563,10 @@ mod loom_tests {
     #[test]
     fn a_waiting_producer_is_always_told() {
         loom::model(|| {
-            let memory = tracked(16);
+            let memory = tracked(2 * CELL);
             let mut producer = Producer::new(Arc::clone(&memory));
             assert_eq!(producer.push(&[IoSlice::new(&[7; 8])], usize::MAX), 8);
+            assert_eq!(producer.push(&[IoSlice::new(&[8; 8])], usize::MAX), 0);
             let consumer_memory = Arc::clone(&memory);
             let reader = loom::thread::spawn(move || {
                 let mut consumer = Consumer::new(consumer_memory);

@@ -17,12 +17,12 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use rustix::fs::{MemfdFlags, Mode, OFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
-use super::ring::{Control, RingMemory};
+use super::ring::{CELL, Control, RingMemory};
 
 /// Identifies a segment of this version.
 const MAGIC: u64 = u64::from_le_bytes(*b"MPRSHM01");
@@ -212,7 +212,7 @@ const _: () = assert!(std::mem::size_of::<Control>() <= CONTROL_BYTES);
 
 impl RingMemory for SlotMemory {
     fn control(&self) -> &Control {
-        // SAFETY: the control block lies inside the mapping, page-aligned
+        // SAFETY: the control block lies inside the mapping, 512-aligned
         // (aligned enough for `Control`), starts zero-filled (a valid
         // `Control`: three zero atomics) and is only accessed atomically.
         unsafe { &*self.mapping.base.as_ptr().add(self.control).cast() }
@@ -220,6 +220,15 @@ impl RingMemory for SlotMemory {
 
     fn capacity(&self) -> usize {
         self.mapping.shape.capacity
+    }
+
+    fn header(&self, offset: usize) -> &AtomicU64 {
+        assert!(offset % CELL == 0 && offset < self.capacity());
+        // SAFETY: in bounds (asserted) and 64-aligned (slots and their data
+        // areas start on 512-byte boundaries of a page-aligned mapping); header words are only accessed atomically while
+        // they may be polled, and plain payload copies reach them only in
+        // cells the ring protocol has handed to one side.
+        unsafe { &*self.data().add(offset).cast() }
     }
 
     fn write(&self, offset: usize, src: &[u8]) {

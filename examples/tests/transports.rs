@@ -1,0 +1,331 @@
+//! Jobs over each transport and over a mix of both: shared memory between
+//! ranks of one host (the default), TCP (`MPR_TRANSPORT=tcp`), and jobs
+//! where some ranks refuse shared memory. Also the shared-memory liveness
+//! and cleanup guarantees, with `kill -9`.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use mpr::bootstrap::wire::{FrameReader, MAX_SERVER_FRAME, Message};
+
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_ring"))
+        .parent()
+        .expect("binaries have a directory")
+        .to_path_buf()
+}
+
+fn binary(path: PathBuf) -> String {
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo test --workspace`, which builds mprun and the runtime's examples",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}
+
+fn ring() -> String {
+    binary(PathBuf::from(env!("CARGO_BIN_EXE_ring")))
+}
+
+fn stress() -> String {
+    binary(bin_dir().join("examples").join("p2p_stress"))
+}
+
+fn mprun() -> String {
+    binary(bin_dir().join("mprun"))
+}
+
+/// Waits for `child` at most `limit`, killing it (and failing) past that.
+fn wait_bounded(child: Child, limit: Duration, what: &str) -> Output {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(output) => output.expect("the child ran"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("{what} hung");
+        }
+    }
+}
+
+/// `mprun -n N [ENV...] ARGS` with `MPR_TRANSPORT` set as given.
+fn run_job(n: u32, transport: &str, args: &[&str]) -> String {
+    let child = Command::new(mprun())
+        .args(["-n", &n.to_string(), "--timeout", "120"])
+        .args(args)
+        .env("MPR_TRANSPORT", transport)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mprun starts");
+    let output = wait_bounded(child, Duration::from_secs(130), "the job");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{args:?} over {transport} failed ({:?}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn oks(out: &str) -> usize {
+    out.lines().filter(|line| line.ends_with(" ok")).count()
+}
+
+#[test]
+fn tcp_alone_still_carries_rings_floods_and_large_messages() {
+    for n in [2, 5, 8] {
+        let out = run_job(n, "tcp", &[&ring(), "20"]);
+        assert!(out.contains(&format!("over {n} ranks")) && out.contains("(correct)"));
+    }
+    let out = run_job(4, "tcp", &[&stress(), "flood", "50000"]);
+    assert_eq!(oks(&out), 4, "{out}");
+    let out = run_job(2, "tcp", &[&stress(), "big", "67108864"]);
+    assert_eq!(oks(&out), 2, "{out}");
+}
+
+#[test]
+fn shared_memory_carries_floods_and_large_messages() {
+    let out = run_job(8, "auto", &[&stress(), "flood", "50000"]);
+    assert_eq!(oks(&out), 8, "{out}");
+    let out = run_job(2, "auto", &[&stress(), "big", "268435456"]);
+    assert_eq!(oks(&out), 2, "{out}");
+}
+
+/// Odd ranks turn shared memory off, so ranks 0 and 2 talk through memory
+/// and every other pair through TCP, in the same job and the same streams
+/// of wildcard receives.
+#[test]
+fn shared_memory_and_tcp_peers_mix_in_one_job() {
+    let wrapper = "if [ $((MPR_RANK % 2)) = 1 ]; then export MPR_TRANSPORT=tcp; fi; exec \"$@\"";
+    for program in [
+        vec![ring(), "30".to_owned()],
+        vec![stress(), "flood".to_owned(), "50000".to_owned()],
+    ] {
+        let mut args = vec!["sh", "-c", wrapper, "sh"];
+        args.extend(program.iter().map(String::as_str));
+        let out = run_job(4, "auto", &args);
+        assert!(
+            out.contains("(correct)") || oks(&out) == 4,
+            "{program:?}: {out}"
+        );
+    }
+}
+
+/// A bootstrap server for `n` ranks that wires them and then reports
+/// nothing, so failures can only be noticed by the ranks themselves.
+fn silent_bootstrap(n: usize) -> (String, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address").to_string();
+    let server = std::thread::spawn(move || {
+        let mut links: Vec<(u32, TcpStream, FrameReader)> = Vec::new();
+        let mut cards = vec![Vec::new(); n];
+        while links.len() < n {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut reader = FrameReader::new(MAX_SERVER_FRAME);
+            let Message::Hello { rank, .. } = read(&mut stream, &mut reader) else {
+                panic!("a rank must say hello first");
+            };
+            let Message::Fence { card, .. } = read(&mut stream, &mut reader) else {
+                panic!("then fence");
+            };
+            cards[rank as usize] = card;
+            links.push((rank, stream, reader));
+        }
+        let done = Message::FenceDone { epoch: 0, cards }.encode();
+        for (_, stream, _) in &mut links {
+            stream.write_all(&done).expect("send the cards");
+        }
+        // Acknowledge finalizes until every link closes.
+        let handles: Vec<_> = links
+            .into_iter()
+            .map(|(_, mut stream, mut reader)| {
+                std::thread::spawn(move || {
+                    while let Some(message) = try_read(&mut stream, &mut reader) {
+                        if message == Message::Finalize {
+                            let _ = stream.write_all(&Message::FinalizeAck.encode());
+                        }
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            let _ = handle.join();
+        }
+    });
+    (addr, server)
+}
+
+fn try_read(stream: &mut TcpStream, reader: &mut FrameReader) -> Option<Message> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(message) = reader.next_message().ok()? {
+            return Some(message);
+        }
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        reader.push(&chunk[..n]);
+    }
+}
+
+fn read(stream: &mut TcpStream, reader: &mut FrameReader) -> Message {
+    try_read(stream, reader).expect("a whole message")
+}
+
+/// Over shared memory a dead peer sends no end-of-file: without any
+/// launcher notice, the rank waiting for it still fails within a second,
+/// with an error naming it (the pidfd in its poller). Over TCP the socket
+/// says it.
+#[test]
+fn a_peer_killed_with_sigkill_fails_the_receive_within_a_second_without_a_launcher() {
+    let program = binary(bin_dir().join("examples").join("peer_death"));
+    for transport in ["auto", "tcp"] {
+        let (addr, server) = silent_bootstrap(2);
+        let ranks: Vec<Child> = (0..2)
+            .map(|rank| {
+                Command::new(&program)
+                    .env("MPR_RANK", rank.to_string())
+                    .env("MPR_SIZE", "2")
+                    .env("MPR_LOCAL_RANK", rank.to_string())
+                    .env("MPR_LOCAL_SIZE", "2")
+                    .env("MPR_NODE", "0")
+                    .env("MPR_JOB", "liveness-test")
+                    .env("MPR_BOOTSTRAP", &addr)
+                    .env("MPR_SECRET", "00112233445566778899aabbccddeeff")
+                    .env("MPR_TRANSPORT", transport)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("a rank starts")
+            })
+            .collect();
+        let mut ranks = ranks.into_iter();
+        let rank0 = ranks.next().expect("rank 0");
+        let rank1 = ranks.next().expect("rank 1");
+        let output = wait_bounded(rank0, Duration::from_secs(20), "rank 0");
+        let killed = wait_bounded(rank1, Duration::from_secs(20), "rank 1");
+        let _ = server.join();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("PeerFailed { rank: Rank(1) }"),
+            "{transport}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let millis: u64 = stdout
+            .split("ended after ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|ms| ms.parse().ok())
+            .expect("rank 0 prints the time");
+        assert!(millis < 1000, "{transport}: noticed after {millis} ms");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(killed.status.signal(), Some(9), "rank 1 died of SIGKILL");
+    }
+}
+
+/// Names in `/dev/shm`.
+fn dev_shm() -> BTreeSet<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|dir| {
+            dir.filter_map(|entry| entry.ok())
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Processes whose environment holds `marker`.
+fn marked_processes(marker: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| {
+                    env.split(|&b| b == 0)
+                        .any(|var| var == marker.as_bytes())
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Shared-memory segments a process maps.
+fn mapped_segments(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map(|maps| maps.lines().filter(|l| l.contains("memfd:mpr-shm")).count())
+        .unwrap_or(0)
+}
+
+/// Polls `condition` until it holds or `limit` passes.
+fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    condition()
+}
+
+/// `kill -9` of every rank and of `mprun` in the middle of a job leaves no
+/// process and no shared-memory object behind: segments are anonymous
+/// (memfd) and die with the last process that maps them.
+#[test]
+fn kill_9_of_every_rank_and_of_mprun_leaves_nothing_behind() {
+    let before = dev_shm();
+    let marker = format!("MPR_TEST_MARK={}-{}", std::process::id(), line!());
+    let (name, value) = marker.split_once('=').expect("a marker");
+    let mut job = Command::new(mprun())
+        .args(["-n", "4", "--timeout", "60", "-x", name, &ring(), "100000000"])
+        .env(name, value)
+        .env("MPR_TRANSPORT", "auto")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mprun starts");
+    // The four ranks are up and each maps its own segment and three peers'.
+    let mut ranks = Vec::new();
+    let wired = eventually(Duration::from_secs(30), || {
+        ranks = marked_processes(&marker)
+            .into_iter()
+            .filter(|&pid| pid != job.id() && mapped_segments(pid) >= 4)
+            .collect();
+        ranks.len() == 4
+    });
+    let mut victims: Vec<u32> = marked_processes(&marker);
+    victims.push(job.id());
+    for pid in &victims {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    let _ = job.wait();
+    assert!(wired, "the ranks never mapped their segments: {ranks:?}");
+    let gone = eventually(Duration::from_secs(10), || {
+        marked_processes(&marker).is_empty()
+    });
+    assert!(
+        gone,
+        "left running: {:?}",
+        marked_processes(&marker)
+    );
+    let after = dev_shm();
+    let new: Vec<_> = after.difference(&before).collect();
+    assert!(new.is_empty(), "left in /dev/shm: {new:?}");
+}

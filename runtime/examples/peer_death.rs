@@ -1,0 +1,46 @@
+//! Rank 1 kills itself with SIGKILL while rank 0 waits to receive from it;
+//! rank 0 prints how long it took until the receive failed, and the error.
+//!
+//! Used by the transport tests, with and without a launcher that reports
+//! failed ranks: over shared memory there is no end-of-file, so the
+//! runtime must notice the death itself (a pidfd in its poller).
+
+use std::time::Instant;
+
+fn main() {
+    let universe = match mpr::init() {
+        Ok(universe) => universe,
+        Err(error) => {
+            eprintln!("init failed: {error}");
+            std::process::exit(2);
+        }
+    };
+    universe.set_error_mode(mpr::ErrorMode::Return);
+    let world = universe.world();
+    if let Err(error) = world.barrier() {
+        eprintln!("barrier failed: {error}");
+        std::process::exit(3);
+    }
+    match world.rank() {
+        1 => {
+            let pid = std::process::id().to_string();
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status();
+            // SIGKILL is asynchronous only in theory; never go on.
+            loop {
+                std::thread::park();
+            }
+        }
+        0 => {
+            let started = Instant::now();
+            let mut buf = [0u8; 8];
+            let result = world.recv(&mut buf, 1, 0);
+            println!(
+                "rank 0: receive from rank 1 ended after {} ms: {result:?}",
+                started.elapsed().as_millis()
+            );
+        }
+        _ => {}
+    }
+}
