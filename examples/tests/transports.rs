@@ -256,10 +256,7 @@ fn marked_processes(marker: &str) -> Vec<u32> {
     dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|env| {
-                    env.split(|&b| b == 0)
-                        .any(|var| var == marker.as_bytes())
-                })
+                .map(|env| env.split(|&b| b == 0).any(|var| var == marker.as_bytes()))
                 .unwrap_or(false)
         })
         .collect()
@@ -293,7 +290,16 @@ fn kill_9_of_every_rank_and_of_mprun_leaves_nothing_behind() {
     let marker = format!("MPR_TEST_MARK={}-{}", std::process::id(), line!());
     let (name, value) = marker.split_once('=').expect("a marker");
     let mut job = Command::new(mprun())
-        .args(["-n", "4", "--timeout", "60", "-x", name, &ring(), "100000000"])
+        .args([
+            "-n",
+            "4",
+            "--timeout",
+            "60",
+            "-x",
+            name,
+            &ring(),
+            "100000000",
+        ])
         .env(name, value)
         .env("MPR_TRANSPORT", "auto")
         .stdin(Stdio::null())
@@ -320,12 +326,54 @@ fn kill_9_of_every_rank_and_of_mprun_leaves_nothing_behind() {
     let gone = eventually(Duration::from_secs(10), || {
         marked_processes(&marker).is_empty()
     });
-    assert!(
-        gone,
-        "left running: {:?}",
-        marked_processes(&marker)
-    );
+    assert!(gone, "left running: {:?}", marked_processes(&marker));
     let after = dev_shm();
     let new: Vec<_> = after.difference(&before).collect();
     assert!(new.is_empty(), "left in /dev/shm: {new:?}");
+}
+
+/// `--report-bindings` makes every rank say where it runs; by default a
+/// host with no more ranks than CPUs binds each rank to its own CPU, and
+/// `--bind-to none` binds nothing.
+#[test]
+fn ranks_bind_to_cores_unless_told_not_to_and_report_it() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let hello = binary(PathBuf::from(env!("CARGO_BIN_EXE_hello")));
+    let report = |extra: &[&str], n: usize| {
+        let child = Command::new(mprun())
+            .args(["-n", &n.to_string(), "--report-bindings"])
+            .args(extra)
+            .arg(&hello)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mprun starts");
+        let output = wait_bounded(child, Duration::from_secs(60), "hello");
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let n = cpus.min(4);
+    let bound = report(&[], n);
+    let mut cpus_taken: Vec<&str> = bound
+        .lines()
+        .filter_map(|line| line.split("bound to CPU ").nth(1))
+        .collect();
+    cpus_taken.sort();
+    cpus_taken.dedup();
+    assert_eq!(cpus_taken.len(), n, "one CPU each: {bound}");
+    let unbound = report(&["--bind-to", "none"], n);
+    assert_eq!(
+        unbound.matches("not bound (--bind-to none)").count(),
+        n,
+        "{unbound}"
+    );
+    let crowded = report(&[], cpus + 1);
+    assert_eq!(
+        crowded
+            .matches("not bound (more ranks than CPUs on this host)")
+            .count(),
+        cpus + 1,
+        "{crowded}"
+    );
 }

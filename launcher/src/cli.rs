@@ -40,6 +40,15 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) oversubscribe: bool,
 
+    /// Bind each rank to a CPU (`core`) or not (`none`). Default: bind
+    /// when a host has no more ranks than CPUs, as Open MPI does.
+    #[arg(long = "bind-to", value_enum, value_name = "core|none")]
+    pub(crate) bind_to: Option<BindTo>,
+
+    /// Every rank prints its CPU binding to stderr when it starts.
+    #[arg(long = "report-bindings")]
+    pub(crate) report_bindings: bool,
+
     /// Export VAR (from this environment) or VAR=VALUE to every rank; repeatable.
     #[arg(short = 'x', value_name = "VAR[=VALUE]")]
     pub(crate) export: Vec<String>,
@@ -66,6 +75,25 @@ pub(crate) struct Args {
     pub(crate) command: Vec<String>,
 }
 
+/// What `--bind-to` asks every rank to do (passed on as `MPR_BIND_TO`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BindTo {
+    /// One CPU per rank.
+    Core,
+    /// No binding.
+    None,
+}
+
+impl BindTo {
+    /// The value of `MPR_BIND_TO`.
+    pub(crate) fn as_env(self) -> &'static str {
+        match self {
+            BindTo::Core => "core",
+            BindTo::None => "none",
+        }
+    }
+}
+
 /// Options that take a value, to find where the program starts.
 const OPTIONS_WITH_VALUE: &[&str] = &[
     "-n",
@@ -77,6 +105,7 @@ const OPTIONS_WITH_VALUE: &[&str] = &[
     "-H",
     "--host",
     "--map-by",
+    "--bind-to",
     "-x",
     "--timeout",
     "--wdir",

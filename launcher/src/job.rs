@@ -114,6 +114,12 @@ pub(crate) fn prepare(args: &Args) -> Result<Job, LaunchError> {
                 (var::BOOTSTRAP.to_owned(), bootstrap.to_string()),
                 (var::SECRET.to_owned(), secret.clone()),
             ];
+            if let Some(bind_to) = args.bind_to {
+                env.push(("MPR_BIND_TO".to_owned(), bind_to.as_env().to_owned()));
+            }
+            if args.report_bindings {
+                env.push(("MPR_REPORT_BINDINGS".to_owned(), "1".to_owned()));
+            }
             env.extend(exports.iter().cloned());
             RankSpec {
                 command: RankCommand {

@@ -62,11 +62,29 @@
 //! (ready-to-send, clear-to-send, then the data straight into the user's
 //! buffer). Per-peer credits bound what a receiver can be made to buffer:
 //! past them senders fall back to rendezvous, so a flood of unexpected
-//! messages cannot exhaust memory. Ranks are connected lazily by TCP, one
-//! connection per pair, each proving the job secret first. The calling
-//! thread drives progress: a waiting call polls for a while (yielding the
-//! core when the host has more ranks than cores), then sleeps in the poller.
-//! `Comm` is `Send + Sync`.
+//! messages cannot exhaust memory.
+//!
+//! Two transports carry the bytes, one per direction of each pair, chosen
+//! at wire-up:
+//! - **shared memory** between ranks on the same host (same launcher node,
+//!   same kernel and network namespace): each rank makes an anonymous
+//!   `memfd` segment holding one single-producer/single-consumer ring per
+//!   local peer, and its peers map it through `/proc/<pid>/fd`. Small
+//!   messages cross in one cache line; large ones stream through the ring
+//!   (two copies, pipelined in records of a quarter ring). Nothing is ever
+//!   left in `/dev/shm`: the memory goes away with the last process that
+//!   maps it, `kill -9` included. A dead peer gives no end-of-file here, so
+//!   each rank watches its local peers' processes (pidfds) and fails the
+//!   operations of one that exits without saying goodbye, within
+//!   milliseconds. `MPR_TRANSPORT=tcp` turns shared memory off;
+//! - **TCP** to every other rank, connected lazily, one connection per
+//!   pair, each proving the job secret first.
+//!
+//! The calling thread drives progress: a waiting call polls for a while
+//! (reading the shared-memory rings without a system call, yielding the
+//! core when the host has more ranks than cores), then sleeps in the
+//! poller, where peers ring its doorbell (an abstract unix socket) if it
+//! said it sleeps. `Comm` is `Send + Sync`.
 //!
 //! # Errors
 //!
@@ -104,6 +122,10 @@
 //! | `MPR_SOCKET_BUFFER` | `4m` | `SO_SNDBUF`/`SO_RCVBUF` of data sockets; `0` keeps the kernel's autotuning |
 //! | `MPR_ERRORS` | `abort` when launched, else `return` | error policy, see above |
 //! | `MPR_ASYNC_PROGRESS` | off | `1`: a progress thread moves data while user threads compute |
+//! | `MPR_TRANSPORT` | `auto` | `tcp`: no shared memory, every pair over TCP (for comparison); a rank with `tcp` is reached over TCP by everyone |
+//! | `MPR_BIND_TO` | `auto` | `core`: bind local rank *i* to the *i*-th CPU it may run on; `none`; `auto` binds only when the host has no more ranks than CPUs (Open MPI's default). Set by `mprun --bind-to` |
+//! | `MPR_REPORT_BINDINGS` | off | `1`: each rank prints its binding to stderr at `init` (`mprun --report-bindings`) |
+//! | `MPR_SHM_RING` | `256k` | data bytes of each shared-memory ring (rounded up to pages; one ring per pair of local ranks, allocated as touched) |
 //!
 //! # Bootstrap
 //!
@@ -113,6 +135,7 @@
 //! every peer and reports *finalize* to the launcher. The wire format is in
 //! [`bootstrap`].
 
+mod binding;
 pub mod bootstrap;
 mod buffer;
 mod collective;

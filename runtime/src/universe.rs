@@ -10,6 +10,7 @@ use crate::bootstrap::client::{BootstrapError, Connected, Registered};
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::Rank;
+use crate::binding::{self, BindTo};
 use crate::comm::Comm;
 use crate::engine::Engine;
 use crate::env::{EnvError, JobEnv};
@@ -88,6 +89,23 @@ pub fn init() -> Result<Universe, InitError> {
     let Some(job) = JobEnv::from_process()? else {
         return Universe::singleton();
     };
+    // Before any thread starts, so that every thread inherits the binding.
+    let bound = binding::bind(
+        BindTo::parse(std::env::var("MPR_BIND_TO").ok().as_deref()),
+        job.local_rank,
+        job.local_size,
+    );
+    if matches!(
+        std::env::var("MPR_REPORT_BINDINGS").as_deref(),
+        Ok("1" | "true" | "yes")
+    ) {
+        eprintln!(
+            "mpr: rank {} (pid {}) on {}: {bound}",
+            job.rank,
+            std::process::id(),
+            host_name()
+        );
+    }
     let registered = Registered::connect(&job.bootstrap, job.rank, job.secret.as_bytes())?;
     let listening = Listening::bind(data_plane_ip()).map_err(InitError::Transport)?;
     let tuning = Tuning::from_env(true, job.local_size);

@@ -381,7 +381,10 @@ mod tests {
         let mut buf = [0u8; 56];
         assert_eq!(consumer.read(&mut buf).unwrap(), 56);
         assert_eq!(buf, [1; 56]);
-        assert!(consumer.take_space_wanted(), "the waiting producer is woken");
+        assert!(
+            consumer.take_space_wanted(),
+            "the waiting producer is woken"
+        );
         assert!(!consumer.take_space_wanted(), "only once");
         assert_eq!(producer.push(&[IoSlice::new(&[2; 8])], usize::MAX), 8);
     }
