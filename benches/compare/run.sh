@@ -4,7 +4,12 @@
 # per-runtime CSVs, one table (markdown) and one plot per benchmark.
 #
 #   benches/compare/run.sh [-n RANKS] [-m MIN:MAX] [--rounds R] [--out DIR]
-#                          [--timeout SECS] [BENCHMARK ...]
+#                          [--timeout SECS] [--mpr-transport auto|tcp]
+#                          [--mpi openmpi,openmpi-tcp,mpich] [BENCHMARK ...]
+#
+# --mpr-transport tcp runs mpr with MPR_TRANSPORT=tcp (labelled "mpr TCP"),
+# to compare TCP with TCP; the default lets ranks of one host share memory.
+# --mpi picks which system MPIs (and Open MPI transports) run beside it.
 #
 # Benchmarks default to `latency bw`; any name that both `mpr-bench` and
 # `mpi_bench.c` know works. Each round runs mpr, then every MPI, in turn;
@@ -19,7 +24,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -37,6 +42,8 @@ sizes=""
 rounds=1
 limit=600
 out=""
+mpr_transport=auto
+mpis="openmpi,openmpi-tcp,mpich"
 benchmarks=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -45,6 +52,8 @@ while [[ $# -gt 0 ]]; do
         --rounds) [[ $# -ge 2 ]] || die "--rounds needs a count"; rounds="$2"; shift 2 ;;
         --out) [[ $# -ge 2 ]] || die "--out needs a directory"; out="$2"; shift 2 ;;
         --timeout) [[ $# -ge 2 ]] || die "--timeout needs seconds"; limit="$2"; shift 2 ;;
+        --mpr-transport) [[ $# -ge 2 ]] || die "--mpr-transport needs auto or tcp"; mpr_transport="$2"; shift 2 ;;
+        --mpi) [[ $# -ge 2 ]] || die "--mpi needs a list"; mpis="$2"; shift 2 ;;
         -h | --help) usage 0 ;;
         -*) echo "run.sh: unknown option $1" >&2; usage 2 ;;
         *) benchmarks+=("$1"); shift ;;
@@ -54,7 +63,9 @@ done
 [[ "$rounds" =~ ^[0-9]+$ && "$rounds" -ge 1 ]] || die "--rounds must be a number >= 1, got '$rounds'"
 [[ "$limit" =~ ^[0-9]+$ && "$limit" -ge 1 ]] || die "--timeout must be seconds >= 1, got '$limit'"
 [[ -z "$sizes" || "$sizes" =~ ^[0-9]*:?[0-9]+$ ]] || die "-m must be MIN:MAX in bytes, got '$sizes'"
+[[ "$mpr_transport" == auto || "$mpr_transport" == tcp ]] || die "--mpr-transport must be auto or tcp"
 [[ ${#benchmarks[@]} -gt 0 ]] || benchmarks=(latency bw)
+wants() { [[ ",$mpis," == *",$1,"* ]]; }
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -89,7 +100,7 @@ launch() {
     local slug="$1"
     shift
     case "$slug" in
-        mpr) timeout "$limit" "$mprun" -n "$ranks" "$bench" "$@" ;;
+        mpr) MPR_TRANSPORT="$mpr_transport" timeout "$limit" "$mprun" -n "$ranks" "$bench" "$@" ;;
         openmpi-tcp)
             timeout "$limit" "$ompi_run" "${as_root[@]}" --oversubscribe -n "$ranks" \
                 --mca btl tcp,self --mca btl_tcp_if_include lo "$out/bin/mpi_bench.openmpi" "$@"
@@ -109,7 +120,7 @@ cargo build --release -p mpr-bench -p mpr-launcher
 mprun="$root/target/release/mprun"
 bench="$root/target/release/mpr-bench"
 [[ -x "$mprun" && -x "$bench" ]] || die "release build did not produce $mprun and $bench"
-add_runtime mpr mpr
+if [[ "$mpr_transport" == tcp ]]; then add_runtime "mpr TCP" mpr; else add_runtime mpr mpr; fi
 
 # Open MPI: mpicc/mpirun (or their .openmpi names) whose --version says Open MPI.
 ompi_run="" ompi_cc=""
@@ -123,8 +134,8 @@ done
 if [[ -n "$ompi_run" ]]; then
     echo "== building mpi_bench with $ompi_cc ($("$ompi_run" --version 2>&1 | head -1))"
     build_mpi_bench "$ompi_cc" "$out/bin/mpi_bench.openmpi"
-    add_runtime "Open MPI TCP" openmpi-tcp
-    add_runtime "Open MPI" openmpi
+    wants openmpi-tcp && add_runtime "Open MPI TCP" openmpi-tcp
+    wants openmpi && add_runtime "Open MPI" openmpi
 else
     note "Open MPI not found (mpirun + mpicc reporting Open MPI); skipping it"
 fi
@@ -141,7 +152,7 @@ done
 if [[ -n "$mpich_run" ]]; then
     echo "== building mpi_bench with $mpich_cc (MPICH)"
     build_mpi_bench "$mpich_cc" "$out/bin/mpi_bench.mpich"
-    add_runtime MPICH mpich
+    wants mpich && add_runtime MPICH mpich
 else
     note "MPICH not found (mpirun.mpich + mpicc.mpich); skipping it"
 fi

@@ -200,13 +200,15 @@ impl Runtime {
     /// in the poller. Never fails: a broken transport fails every peer, so
     /// every operation that needs one completes (with an error).
     pub(crate) fn wait_until<T>(&self, mut ready: impl FnMut(&mut Engine) -> Option<T>) -> T {
-        let started = Instant::now();
+        // The clock starts at the 64th poll: most waits of a ping-pong end
+        // sooner, and reading it costs as much as a poll.
+        let mut started: Option<Instant> = None;
         let mut polls: u32 = 0;
         let mut spinning = true;
         loop {
-            // Reading the clock costs as much as a poll: look every 64 polls.
             if spinning && polls % 64 == 63 {
-                spinning = started.elapsed() < self.tuning.spin;
+                let since = *started.get_or_insert_with(Instant::now);
+                spinning = since.elapsed() < self.tuning.spin;
             }
             {
                 let mut state = self.lock();

@@ -251,7 +251,7 @@ impl Shm {
             });
             peers.push(peer);
         }
-        let max_record = (prepared.mapping.shape().capacity / 4).max(4096);
+        let max_record = std::env::var("MPR_SHM_RECORD").ok().and_then(|v| crate::tuning::parse_bytes(&v)).unwrap_or(prepared.mapping.shape().capacity / 4).max(4096);
         Ok((
             Shm {
                 own: prepared.mapping,
