@@ -89,6 +89,9 @@ pub fn init() -> Result<Universe, InitError> {
     let Some(job) = JobEnv::from_process()? else {
         return Universe::singleton();
     };
+    // Before binding: oversubscription is judged by the CPUs the job has,
+    // not by the one this rank is about to be bound to.
+    let tuning = Tuning::from_env(true, job.local_size);
     // Before any thread starts, so that every thread inherits the binding.
     let bound = binding::bind(
         BindTo::parse(std::env::var("MPR_BIND_TO").ok().as_deref()),
@@ -108,7 +111,6 @@ pub fn init() -> Result<Universe, InitError> {
     }
     let registered = Registered::connect(&job.bootstrap, job.rank, job.secret.as_bytes())?;
     let listening = Listening::bind(data_plane_ip()).map_err(InitError::Transport)?;
-    let tuning = Tuning::from_env(true, job.local_size);
     let rank = Rank(job.rank);
     let prepared = prepare_shared_memory(&tuning, rank, job.local_rank, job.local_size, job.node);
     let card = Card {
@@ -184,6 +186,9 @@ pub(crate) fn prepare_shared_memory(
     }
     let config = ShmConfig {
         ring_bytes: tuning.shm_ring,
+        record_bytes: tuning.shm_record,
+        single_copy_min: tuning.shm_single_copy,
+        single_copy_max: tuning.shm_single_copy_max,
     };
     Prepared::new(rank, local_rank, local_size, node, config)
         .map_err(|error| {

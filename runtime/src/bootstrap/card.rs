@@ -36,6 +36,10 @@ pub struct SharedMemoryCard {
     pub fd: i32,
     /// Abstract unix socket name of this rank's doorbell.
     pub doorbell: String,
+    /// Address of a known word in this process: a peer that can read it
+    /// with `process_vm_readv` may copy large messages straight from this
+    /// rank's memory (single copy).
+    pub probe: u64,
 }
 
 impl Card {
@@ -68,6 +72,7 @@ mod tests {
                 capacity: 1 << 18,
                 fd: 5,
                 doorbell: "mpr.1.2.3".into(),
+                probe: 0x1000,
             }),
         };
         assert_eq!(Card::decode(&card.encode()).unwrap(), card);

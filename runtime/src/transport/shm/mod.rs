@@ -62,7 +62,18 @@ const PIDFD_BASE: usize = (1 << 48) + 1;
 pub(crate) struct ShmConfig {
     /// Data bytes of each ring.
     pub(crate) ring_bytes: usize,
+    /// Largest record copied through the ring at once.
+    pub(crate) record_bytes: usize,
+    /// Pieces of at least this many bytes are copied once, by the receiver,
+    /// straight from the sender's memory (`process_vm_readv`); 0: never.
+    pub(crate) single_copy_min: usize,
+    /// ...and of at most this many (larger ones stream through the ring,
+    /// where sender and receiver copy in parallel).
+    pub(crate) single_copy_max: usize,
 }
+
+/// The word peers read to learn whether they may read this process.
+static PROBE: u64 = u64::from_le_bytes(*b"mpr-cma!");
 
 /// A rank's segment and doorbell, made before the fence.
 #[derive(Debug)]
@@ -72,6 +83,7 @@ pub(crate) struct Prepared {
     doorbell: Doorbell,
     slot: u32,
     node: u32,
+    config: ShmConfig,
 }
 
 impl Prepared {
@@ -95,6 +107,7 @@ impl Prepared {
             doorbell,
             slot,
             node,
+            config,
         })
     }
 
@@ -109,6 +122,7 @@ impl Prepared {
             capacity: shape.capacity as u64,
             fd: self.fd.as_raw_fd(),
             doorbell: self.doorbell.name().to_owned(),
+            probe: &PROBE as *const u64 as u64,
         }
     }
 }
@@ -161,6 +175,13 @@ struct Lane {
     doorbell: Option<SocketAddr>,
     pidfd: Option<OwnedFd>,
     open: bool,
+    /// Our ring into the peer was full at the last flush.
+    tx_blocked: bool,
+    /// The peer's process, whose memory remote records point into.
+    pid: nix::unistd::Pid,
+    /// A remote record in flight: the `remote_done` count that ends it
+    /// and the bytes it covers (reported transmitted only then).
+    remote_inflight: Option<(u64, usize)>,
 }
 
 /// Every shared-memory lane of one rank.
@@ -174,9 +195,12 @@ pub(crate) struct Shm {
     lanes: Vec<Option<Lane>>,
     /// Ranks with a lane, in rank order.
     peers: Vec<Rank>,
-    /// Largest record written at once: a quarter ring, so the two sides
-    /// copy in parallel.
+    /// Largest record written at once, so the two sides copy in parallel.
     max_record: usize,
+    /// Smallest piece sent as a remote record (0: never).
+    single_copy_min: usize,
+    /// Largest piece sent as a remote record.
+    single_copy_max: usize,
     events: Vec<ShmEvent>,
     /// A ring was full at the last flush: bytes wait for room.
     blocked: bool,
@@ -248,10 +272,23 @@ impl Shm {
                 doorbell: doorbell::address(&theirs.doorbell).ok(),
                 pidfd,
                 open: true,
+                tx_blocked: false,
+                pid: nix::unistd::Pid::from_raw(card.pid as i32),
+                remote_inflight: None,
             });
+            if prepared.config.single_copy_min > 0 && peer_segment_mapped(&lanes[index]) {
+                if let Some(lane) = &lanes[index] {
+                    if can_read(lane.pid, theirs.probe) {
+                        lane.rx.allow_remote();
+                    }
+                }
+            }
             peers.push(peer);
         }
-        let max_record = std::env::var("MPR_SHM_RECORD").ok().and_then(|v| crate::tuning::parse_bytes(&v)).unwrap_or(prepared.mapping.shape().capacity / 4).max(4096);
+        let max_record = prepared
+            .config
+            .record_bytes
+            .clamp(4096, (prepared.mapping.shape().capacity / 2).max(4096));
         Ok((
             Shm {
                 own: prepared.mapping,
@@ -261,6 +298,8 @@ impl Shm {
                 lanes,
                 peers,
                 max_record,
+                single_copy_min: prepared.config.single_copy_min,
+                single_copy_max: prepared.config.single_copy_max,
                 events: Vec::new(),
                 blocked: false,
             },
@@ -310,28 +349,65 @@ impl Shm {
         self.blocked = false;
         for index in 0..self.peers.len() {
             let peer = self.peers[index];
-            if !engine.wants_transmit(peer) {
-                continue;
-            }
             let Some(lane) = self.lanes[peer.index()].as_mut() else {
                 continue;
             };
+            if !lane.open {
+                continue;
+            }
+            if let (Some((done_at, len)), Some(tx)) = (lane.remote_inflight, lane.tx.as_ref()) {
+                if tx.remote_done() < done_at {
+                    // The peer still copies: poll again (a sleeping caller
+                    // is woken when it finishes).
+                    self.blocked = true;
+                    continue;
+                }
+                lane.remote_inflight = None;
+                engine.transmitted(peer, len);
+            }
+            if !engine.wants_transmit(peer) {
+                continue;
+            }
             let (Some(tx), true) = (lane.tx.as_mut(), lane.open) else {
                 continue;
             };
+            let single_copy = self.single_copy_min > 0 && tx.remote_allowed();
+            let (min, max) = (self.single_copy_min, self.single_copy_max);
+            let by_single_copy = |len: usize| single_copy && (min..=max).contains(&len);
             let mut wrote = false;
+            lane.tx_blocked = false;
             loop {
                 let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(8);
-                engine.transmit_slices(peer, &mut slices, self.max_record);
-                if slices.is_empty() {
+                engine.transmit_slices(peer, &mut slices, MAX_OFFER);
+                let Some(first) = slices.first() else {
                     break;
+                };
+                if by_single_copy(first.len()) {
+                    let (addr, len) = (first.as_ptr() as u64, first.len());
+                    drop(slices);
+                    match tx.push_remote(addr, len as u64) {
+                        Some(done_at) => {
+                            lane.remote_inflight = Some((done_at, len));
+                            wrote = true;
+                            self.blocked = true;
+                        }
+                        None => {
+                            lane.tx_blocked = true;
+                            self.blocked = true;
+                        }
+                    }
+                    break;
+                }
+                // Copy up to the next piece that goes by single copy.
+                if let Some(cut) = slices.iter().position(|slice| by_single_copy(slice.len())) {
+                    slices.truncate(cut);
                 }
                 let n = tx.push(&slices, self.max_record);
                 drop(slices);
                 if n == 0 {
-                    if tx.want_space() {
-                        continue;
-                    }
+                    // Full: a spinning caller flushes again on its next
+                    // poll; one about to sleep asks for a wake-up then.
+                    lane.tx_blocked = true;
                     self.blocked = true;
                     break;
                 }
@@ -341,12 +417,7 @@ impl Shm {
             if wrote {
                 fences::light();
                 if let (Some(segment), Some(address)) = (&lane.peer_segment, &lane.doorbell) {
-                    let sleeping = segment.sleeping();
-                    if sleeping.load(Ordering::Relaxed) == 1
-                        && sleeping.swap(0, Ordering::AcqRel) == 1
-                    {
-                        self.ringer.ring(address);
-                    }
+                    wake_if_sleeping(segment, &self.ringer, address);
                 }
             }
         }
@@ -376,9 +447,13 @@ impl Shm {
             return false;
         }
         let mut any = false;
+        let pid = lane.pid;
         loop {
             let target = engine.recv_target(peer);
-            match lane.rx.read(target) {
+            match lane
+                .rx
+                .read(target, |addr, dst| read_remote(pid, addr, dst))
+            {
                 Ok(0) => break,
                 Ok(n) => {
                     any = true;
@@ -402,19 +477,34 @@ impl Shm {
                 self.ringer.ring(address);
             }
         }
+        if lane.rx.take_remote_finished() {
+            // The producer may sleep until its bytes are copied.
+            if let (Some(segment), Some(address)) = (&lane.peer_segment, &lane.doorbell) {
+                wake_if_sleeping(segment, &self.ringer, address);
+            }
+        }
         any
     }
 
-    /// Raises the sleeping flag unless data already waits: true if the
+    /// Raises the sleeping flag (and, on full rings, the producer's
+    /// space-wanted flag) unless data or room already waits: true if the
     /// caller may sleep in the poller (then call [`Shm::woke`] after).
     pub(crate) fn prepare_sleep(&mut self) -> bool {
         let sleeping = self.own.sleeping();
         sleeping.store(1, Ordering::SeqCst);
+        for lane in self.lanes.iter().flatten() {
+            if let (true, Some(tx)) = (lane.tx_blocked, &lane.tx) {
+                tx.raise_space_wanted();
+            }
+        }
         fences::heavy();
-        let data = self.peers.iter().any(|peer| {
-            self.lanes[peer.index()]
-                .as_mut()
-                .is_some_and(|lane| lane.open && lane.rx.has_data())
+        let data = self.lanes.iter_mut().flatten().any(|lane| {
+            let room = lane.tx_blocked && lane.tx.as_mut().is_some_and(Producer::has_room);
+            let copied = match (lane.remote_inflight, &lane.tx) {
+                (Some((done_at, _)), Some(tx)) => tx.remote_done() >= done_at,
+                _ => false,
+            };
+            lane.open && (room || copied || lane.rx.has_data())
         });
         if data {
             sleeping.store(0, Ordering::Relaxed);
@@ -453,8 +543,56 @@ impl Shm {
     pub(crate) fn close(&mut self, peer: Rank) {
         if let Some(Some(lane)) = self.lanes.get_mut(peer.index()) {
             lane.open = false;
+            lane.remote_inflight = None;
         }
     }
+}
+
+/// Most bytes asked of the engine at once (single-copy pieces can be large).
+const MAX_OFFER: usize = 1 << 30;
+
+/// Rings the doorbell of the rank owning `segment` if it said it sleeps
+/// (taking the flag, so one ring per sleep).
+fn wake_if_sleeping(segment: &Mapping, ringer: &Ringer, address: &SocketAddr) {
+    let sleeping = segment.sleeping();
+    if sleeping.load(Ordering::Relaxed) == 1 && sleeping.swap(0, Ordering::AcqRel) == 1 {
+        ringer.ring(address);
+    }
+}
+
+fn peer_segment_mapped(lane: &Option<Lane>) -> bool {
+    lane.as_ref()
+        .is_some_and(|lane| lane.peer_segment.is_some())
+}
+
+/// Most bytes one `process_vm_readv` copies.
+const SINGLE_COPY_CHUNK: usize = 256 << 10;
+
+/// Copies `dst.len()` bytes at `addr` of process `pid` into `dst`.
+fn read_remote(pid: nix::unistd::Pid, addr: u64, dst: &mut [u8]) -> Result<(), i32> {
+    use nix::sys::uio::{RemoteIoVec, process_vm_readv};
+    let mut done = 0;
+    while done < dst.len() {
+        let len = (dst.len() - done).min(SINGLE_COPY_CHUNK);
+        let remote = [RemoteIoVec {
+            base: (addr as usize).wrapping_add(done),
+            len,
+        }];
+        let mut local = [std::io::IoSliceMut::new(&mut dst[done..done + len])];
+        match process_vm_readv(pid, &mut local, &remote) {
+            Ok(0) => return Err(nix::errno::Errno::EFAULT as i32),
+            Ok(n) => done += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(errno) => return Err(errno as i32),
+        }
+    }
+    Ok(())
+}
+
+/// Whether this process may read `pid`'s memory: reads its probe word.
+fn can_read(pid: nix::unistd::Pid, probe: u64) -> bool {
+    let mut word = [0u8; 8];
+    read_remote(pid, probe, &mut word).is_ok() && u64::from_le_bytes(word) == PROBE
 }
 
 /// Wires the shared-memory lanes of `rank` and hooks them into the TCP

@@ -44,6 +44,13 @@ pub(crate) const CELL: usize = 64;
 pub(crate) const RECORD_HEADER: usize = 8;
 /// Record kind: a piece of the sender's byte stream.
 const KIND_BYTES: u32 = 1;
+/// Record kind: the next `len` bytes of the stream are at `addr` in the
+/// producer's address space (payload: `addr`, `len`, little-endian u64s);
+/// the consumer copies them itself (single copy) and counts the record in
+/// `remote_done`, and the producer keeps them untouched until then.
+const KIND_REMOTE: u32 = 2;
+/// Payload bytes of a remote record.
+const REMOTE_PAYLOAD: usize = 16;
 
 /// The shared words of one ring. All-zero bytes are its initial state (a
 /// fresh shared segment is zero-filled).
@@ -56,6 +63,10 @@ pub(crate) struct Control {
     /// 1 while the producer waits for room; raised by the producer, taken
     /// by the consumer.
     space_wanted: CachePadded<AtomicU32>,
+    /// Remote records the consumer has finished copying.
+    remote_done: CachePadded<AtomicU64>,
+    /// 1 once the consumer has shown it can read the producer's memory.
+    remote_ok: CachePadded<AtomicU32>,
 }
 
 /// The memory of one ring.
@@ -83,6 +94,12 @@ pub(crate) enum RingError {
         kind: u32,
         /// The length in the header.
         len: u32,
+    },
+    /// Copying a remote record from the producer's memory failed.
+    #[error("reading the sender's memory failed (os error {errno})")]
+    RemoteRead {
+        /// The system's error number.
+        errno: i32,
     },
 }
 
@@ -122,6 +139,8 @@ pub(crate) struct Producer<M> {
     tail: u64,
     /// The consumer's `head` as last read.
     head_seen: u64,
+    /// Remote records published so far.
+    remote_pushed: u64,
 }
 
 impl<M: RingMemory> Producer<M> {
@@ -132,6 +151,7 @@ impl<M: RingMemory> Producer<M> {
             memory,
             tail: head_seen,
             head_seen,
+            remote_pushed: 0,
         }
     }
 
@@ -177,14 +197,61 @@ impl<M: RingMemory> Producer<M> {
         len
     }
 
+    /// Publishes a remote record for `len` bytes at `addr` of this
+    /// process; returns the count [`Producer::remote_done`] must reach
+    /// before those bytes may change, or `None` if the ring is full.
+    pub(crate) fn push_remote(&mut self, addr: u64, len: u64) -> Option<u64> {
+        if self.room() < REMOTE_PAYLOAD {
+            self.head_seen = self.memory.control().head.load(Ordering::Acquire);
+            if self.room() < REMOTE_PAYLOAD {
+                return None;
+            }
+        }
+        let mut payload = [0u8; REMOTE_PAYLOAD];
+        payload[..8].copy_from_slice(&addr.to_le_bytes());
+        payload[8..].copy_from_slice(&len.to_le_bytes());
+        write_wrapping(&self.memory, self.tail + RECORD_HEADER as u64, &payload);
+        let next = self.tail + footprint(REMOTE_PAYLOAD) as u64;
+        header_at(&self.memory, next).store(0, Ordering::Relaxed);
+        let header = (REMOTE_PAYLOAD as u64) | (u64::from(KIND_REMOTE) << 32);
+        header_at(&self.memory, self.tail).store(header, Ordering::Release);
+        self.tail = next;
+        self.remote_pushed += 1;
+        Some(self.remote_pushed)
+    }
+
+    /// Remote records the consumer has finished copying.
+    pub(crate) fn remote_done(&self) -> u64 {
+        self.memory.control().remote_done.load(Ordering::Acquire)
+    }
+
+    /// Whether the consumer can read this process's memory.
+    pub(crate) fn remote_allowed(&self) -> bool {
+        self.memory.control().remote_ok.load(Ordering::Relaxed) == 1
+    }
+
     /// Announces that the producer waits for room, then looks once more:
     /// true if room appeared meanwhile (write again instead of sleeping).
     /// Otherwise the consumer will see the flag after it frees space.
+    #[cfg(test)]
     pub(crate) fn want_space(&mut self) -> bool {
-        let control = self.memory.control();
-        control.space_wanted.store(1, Ordering::SeqCst);
+        self.raise_space_wanted();
         fences::heavy();
-        self.head_seen = control.head.load(Ordering::Acquire);
+        self.has_room()
+    }
+
+    /// First half of [`Producer::want_space`], for a caller that makes one
+    /// heavy fence for several handshakes: raises the flag.
+    pub(crate) fn raise_space_wanted(&self) {
+        self.memory
+            .control()
+            .space_wanted
+            .store(1, Ordering::SeqCst);
+    }
+
+    /// Second half: rereads the consumer's `head`; true if a record fits.
+    pub(crate) fn has_room(&mut self) -> bool {
+        self.head_seen = self.memory.control().head.load(Ordering::Acquire);
         self.room() > 0
     }
 }
@@ -194,6 +261,8 @@ impl<M: RingMemory> Producer<M> {
 struct Record {
     len: usize,
     offset: usize,
+    /// For a remote record: where its bytes are in the producer.
+    remote: Option<u64>,
 }
 
 /// The reading end of a ring.
@@ -205,17 +274,24 @@ pub(crate) struct Consumer<M> {
     current: Option<Record>,
     /// Space was handed back since the last [`Consumer::take_space_wanted`].
     released: bool,
+    /// Remote records finished (mirrors `remote_done`).
+    remote_done: u64,
+    /// A remote record finished since the last [`Consumer::take_remote_finished`].
+    remote_finished: bool,
 }
 
 impl<M: RingMemory> Consumer<M> {
     /// The consumer of a ring in its initial state.
     pub(crate) fn new(memory: M) -> Consumer<M> {
         let head = memory.control().head.load(Ordering::Relaxed);
+        let remote_done = memory.control().remote_done.load(Ordering::Relaxed);
         Consumer {
             memory,
             head,
             current: None,
             released: false,
+            remote_done,
+            remote_finished: false,
         }
     }
 
@@ -226,7 +302,12 @@ impl<M: RingMemory> Consumer<M> {
 
     /// Copies up to `dst.len()` bytes of the stream into `dst` (stopping at
     /// a record's end) and returns how many; 0 means the ring is empty.
-    pub(crate) fn read(&mut self, dst: &mut [u8]) -> Result<usize, RingError> {
+    /// Bytes of a remote record are fetched with `remote(addr, dst)`.
+    pub(crate) fn read(
+        &mut self,
+        dst: &mut [u8],
+        remote: impl FnOnce(u64, &mut [u8]) -> Result<(), i32>,
+    ) -> Result<usize, RingError> {
         let record = match self.current {
             Some(record) => record,
             None => match self.start_record()? {
@@ -235,20 +316,37 @@ impl<M: RingMemory> Consumer<M> {
             },
         };
         let n = dst.len().min(record.len - record.offset);
-        let position = self.head + (RECORD_HEADER + record.offset) as u64;
-        read_wrapping(&self.memory, position, &mut dst[..n]);
+        match record.remote {
+            Some(addr) => remote(addr + record.offset as u64, &mut dst[..n])
+                .map_err(|errno| RingError::RemoteRead { errno })?,
+            None => {
+                let position = self.head + (RECORD_HEADER + record.offset) as u64;
+                read_wrapping(&self.memory, position, &mut dst[..n]);
+            }
+        }
         let offset = record.offset + n;
-        if offset == record.len {
-            self.head += footprint(record.len) as u64;
+        if offset < record.len {
+            self.current = Some(Record { offset, ..record });
+            return Ok(n);
+        }
+        let stored = if record.remote.is_some() {
+            self.remote_done += 1;
             self.memory
                 .control()
-                .head
-                .store(self.head, Ordering::Release);
-            self.current = None;
-            self.released = true;
+                .remote_done
+                .store(self.remote_done, Ordering::Release);
+            self.remote_finished = true;
+            REMOTE_PAYLOAD
         } else {
-            self.current = Some(Record { offset, ..record });
-        }
+            record.len
+        };
+        self.head += footprint(stored) as u64;
+        self.memory
+            .control()
+            .head
+            .store(self.head, Ordering::Release);
+        self.current = None;
+        self.released = true;
         Ok(n)
     }
 
@@ -260,15 +358,50 @@ impl<M: RingMemory> Consumer<M> {
         }
         let (len, kind) = (header as u32, (header >> 32) as u32);
         let fits = footprint(len as usize) + CELL <= self.memory.capacity();
-        if kind != KIND_BYTES || len == 0 || !fits {
-            return Err(RingError::BadRecord { kind, len });
-        }
-        let record = Record {
-            len: len as usize,
-            offset: 0,
+        let record = match kind {
+            KIND_BYTES if len > 0 && fits => Record {
+                len: len as usize,
+                offset: 0,
+                remote: None,
+            },
+            KIND_REMOTE if len as usize == REMOTE_PAYLOAD && fits => {
+                let mut payload = [0u8; REMOTE_PAYLOAD];
+                read_wrapping(&self.memory, self.head + RECORD_HEADER as u64, &mut payload);
+                let addr = u64::from_le_bytes(payload[..8].try_into().unwrap_or_default());
+                let bytes = u64::from_le_bytes(payload[8..].try_into().unwrap_or_default());
+                let Ok(bytes) = usize::try_from(bytes) else {
+                    return Err(RingError::BadRecord { kind, len });
+                };
+                if bytes == 0 || addr.checked_add(bytes as u64).is_none() {
+                    return Err(RingError::BadRecord { kind, len });
+                }
+                Record {
+                    len: bytes,
+                    offset: 0,
+                    remote: Some(addr),
+                }
+            }
+            _ => return Err(RingError::BadRecord { kind, len }),
         };
         self.current = Some(record);
         Ok(Some(record))
+    }
+
+    /// Says this consumer can read the producer's memory: the producer may
+    /// send remote records from now on.
+    pub(crate) fn allow_remote(&self) {
+        self.memory.control().remote_ok.store(1, Ordering::Release);
+    }
+
+    /// Whether a remote record finished since the last call (the producer
+    /// may be asleep waiting for it): makes the light fence of that
+    /// handshake when it returns true.
+    pub(crate) fn take_remote_finished(&mut self) -> bool {
+        let finished = std::mem::take(&mut self.remote_finished);
+        if finished {
+            fences::light();
+        }
+        finished
     }
 
     /// After handing space back: whether the producer said it waits for
@@ -292,6 +425,10 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    fn no_remote(_: u64, _: &mut [u8]) -> Result<(), i32> {
+        Err(-1)
+    }
 
     /// Heap memory for a ring; bytes are relaxed atomics so the tests are
     /// free of undefined behaviour without any `unsafe`.
@@ -353,7 +490,7 @@ mod tests {
                 sent += n;
                 if n == 0 {
                     let mut buf = [0u8; 7];
-                    let r = consumer.read(&mut buf).unwrap();
+                    let r = consumer.read(&mut buf, no_remote).unwrap();
                     got.extend_from_slice(&buf[..r]);
                 }
             }
@@ -361,7 +498,7 @@ mod tests {
         }
         let mut buf = [0u8; 5];
         loop {
-            let r = consumer.read(&mut buf).unwrap();
+            let r = consumer.read(&mut buf, no_remote).unwrap();
             if r == 0 {
                 break;
             }
@@ -379,7 +516,7 @@ mod tests {
         assert_eq!(producer.push(&[IoSlice::new(&[2; 8])], usize::MAX), 0);
         assert!(!producer.want_space());
         let mut buf = [0u8; 56];
-        assert_eq!(consumer.read(&mut buf).unwrap(), 56);
+        assert_eq!(consumer.read(&mut buf, no_remote).unwrap(), 56);
         assert_eq!(buf, [1; 56]);
         assert!(
             consumer.take_space_wanted(),
@@ -390,25 +527,68 @@ mod tests {
     }
 
     #[test]
+    fn remote_records_are_fetched_by_the_consumer_and_counted() {
+        let heap = Heap::new(256);
+        let mut producer = Producer::new(Arc::clone(&heap));
+        let mut consumer = Consumer::new(Arc::clone(&heap));
+        let source: Vec<u8> = (0..100u8).collect();
+        assert!(!producer.remote_allowed());
+        consumer.allow_remote();
+        assert!(producer.remote_allowed());
+        assert_eq!(producer.push(&[IoSlice::new(b"abc")], usize::MAX), 3);
+        assert_eq!(producer.push_remote(10, 50), Some(1));
+        assert_eq!(producer.push(&[IoSlice::new(b"xyz")], usize::MAX), 3);
+        let fetch = |addr: u64, dst: &mut [u8]| {
+            let at = addr as usize;
+            dst.copy_from_slice(&source[at..at + dst.len()]);
+            Ok(())
+        };
+        let mut got = Vec::new();
+        let mut buf = [0u8; 32];
+        loop {
+            let n = consumer.read(&mut buf, fetch).unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        let mut expected = b"abc".to_vec();
+        expected.extend_from_slice(&source[10..60]);
+        expected.extend_from_slice(b"xyz");
+        assert_eq!(got, expected);
+        assert_eq!(producer.remote_done(), 1);
+        assert!(consumer.take_remote_finished());
+        assert!(!consumer.take_remote_finished());
+        assert_eq!(producer.push_remote(0, 5), Some(2));
+        assert_eq!(
+            consumer.read(&mut buf, |_, _| Err(3)),
+            Err(RingError::RemoteRead { errno: 3 })
+        );
+    }
+
+    #[test]
     fn garbage_headers_are_errors() {
         let heap = Heap::new(256);
         heap.headers[0].store((9u64 << 32) | 4, Ordering::Release);
         let mut consumer = Consumer::new(Arc::clone(&heap));
         assert_eq!(
-            consumer.read(&mut [0; 8]),
+            consumer.read(&mut [0; 8], no_remote),
             Err(RingError::BadRecord { kind: 9, len: 4 })
         );
         let heap = Heap::new(256);
         heap.headers[0].store((1u64 << 32) | 200, Ordering::Release);
         let mut consumer = Consumer::new(Arc::clone(&heap));
         assert_eq!(
-            consumer.read(&mut [0; 8]),
+            consumer.read(&mut [0; 8], no_remote),
             Err(RingError::BadRecord { kind: 1, len: 200 })
         );
         let heap = Heap::new(256);
         heap.headers[0].store(1u64 << 32, Ordering::Release);
         let mut consumer = Consumer::new(Arc::clone(&heap));
-        assert!(consumer.read(&mut [0; 8]).is_err(), "an empty record");
+        assert!(
+            consumer.read(&mut [0; 8], no_remote).is_err(),
+            "an empty record"
+        );
     }
 
     #[test]
@@ -432,7 +612,7 @@ mod tests {
         let mut got = Vec::with_capacity(data.len());
         let mut buf = vec![0u8; 777];
         while got.len() < data.len() {
-            let n = consumer.read(&mut buf).unwrap();
+            let n = consumer.read(&mut buf, no_remote).unwrap();
             got.extend_from_slice(&buf[..n]);
             if n == 0 {
                 std::thread::yield_now();
@@ -465,7 +645,7 @@ mod tests {
                     next = next.wrapping_sub((flat.len() - n) as u8);
                 } else {
                     let mut buf = vec![0u8; size];
-                    let n = consumer.read(&mut buf).unwrap();
+                    let n = consumer.read(&mut buf, no_remote).unwrap();
                     for byte in &buf[..n] {
                         prop_assert_eq!(Some(*byte), oracle.pop_front());
                     }
@@ -486,6 +666,10 @@ mod loom_tests {
     use loom::sync::Arc;
 
     use super::*;
+
+    fn no_remote(_: u64, _: &mut [u8]) -> Result<(), i32> {
+        Err(-1)
+    }
 
     /// Heap memory whose every byte access loom tracks: a read racing a
     /// write (a missing happens-before) fails the model.
@@ -550,7 +734,7 @@ mod loom_tests {
             let mut got = Vec::new();
             while got.len() < 9 {
                 let mut buf = [0u8; 3];
-                let n = consumer.read(&mut buf).unwrap();
+                let n = consumer.read(&mut buf, no_remote).unwrap();
                 got.extend_from_slice(&buf[..n]);
                 if n == 0 {
                     loom::thread::yield_now();
@@ -574,7 +758,7 @@ mod loom_tests {
             let reader = loom::thread::spawn(move || {
                 let mut consumer = Consumer::new(consumer_memory);
                 let mut buf = [0u8; 8];
-                assert_eq!(consumer.read(&mut buf).unwrap(), 8);
+                assert_eq!(consumer.read(&mut buf, no_remote).unwrap(), 8);
                 consumer.take_space_wanted()
             });
             let room = producer.want_space();

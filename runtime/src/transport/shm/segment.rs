@@ -258,6 +258,10 @@ mod tests {
     use super::super::ring::{Consumer, Producer};
     use super::*;
 
+    fn no_remote(_: u64, _: &mut [u8]) -> Result<(), i32> {
+        Err(-1)
+    }
+
     #[test]
     fn a_segment_opened_through_proc_carries_a_ring() {
         let shape = Shape::new(3, 8192);
@@ -268,7 +272,7 @@ mod tests {
         let mut consumer = Consumer::new(SlotMemory::new(&own, 2).unwrap());
         assert_eq!(producer.push(&[IoSlice::new(b"hello")], usize::MAX), 5);
         let mut buf = [0u8; 16];
-        assert_eq!(consumer.read(&mut buf).unwrap(), 5);
+        assert_eq!(consumer.read(&mut buf, no_remote).unwrap(), 5);
         assert_eq!(&buf[..5], b"hello");
         assert!(SlotMemory::new(&own, 3).is_none());
     }
