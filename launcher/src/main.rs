@@ -5,10 +5,12 @@
 
 mod bootserver;
 mod cli;
+mod control;
 mod hostfile;
 mod job;
 mod output;
 mod placement;
+mod rules;
 mod slurm;
 mod spawn;
 mod supervisor;

@@ -25,6 +25,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::bootserver::{Action, BootServer, ConnId, Report};
 use crate::output::LineBuffer;
+use crate::rules::{Cause, describe};
 use crate::spawn::{Guard, RankCommand, spawn_rank};
 
 const LISTENER: Token = Token(0);
@@ -41,8 +42,6 @@ const STRANGER_GRACE: Duration = Duration::from_secs(2);
 /// How long output pipes may stay open after every rank exited (a rank's
 /// orphaned child may hold them).
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
-/// Exit code of a job stopped by `--timeout` (as `timeout(1)`).
-pub(crate) const TIMEOUT_EXIT: i32 = 124;
 
 /// One rank to start, with the host it runs on.
 #[derive(Debug, Clone)]
@@ -64,26 +63,6 @@ pub(crate) struct JobOptions {
     pub(crate) grace: Duration,
 }
 
-/// Why the job stops early.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Cause {
-    /// A rank exited with a non-zero code.
-    Exit(i32),
-    /// A rank was killed by a signal.
-    Signal(i32),
-    /// A rank called abort (or panicked).
-    Abort { code: i32, message: String },
-    /// A rank exited 0 after `init` without finalizing.
-    NoFinalize,
-    /// A rank exited without reaching a fence the others wait at.
-    LeftFence,
-    /// A rank could not be started.
-    Spawn(String),
-    /// The job ran past `--timeout`.
-    Timeout(Duration),
-    /// `mprun` received a signal.
-    Interrupted(i32),
-}
 
 /// A rank being supervised.
 #[derive(Debug)]
@@ -263,7 +242,7 @@ impl Supervisor {
             }
         }
         self.flush_output();
-        Ok(self.exit_code())
+        Ok(self.failure.as_ref().map_or(0, |(_, cause)| cause.exit_code()))
     }
 
     /// Every rank exited and every pipe closed (or the drain grace ran out).
@@ -440,7 +419,7 @@ impl Supervisor {
                         state.initialized = true;
                     }
                 }
-                Action::Report(Report::Finalized(_)) => {}
+                Action::Report(Report::Finalized(_)) | Action::FenceBatch { .. } => {}
                 Action::Report(Report::Aborted {
                     rank,
                     code,
@@ -589,58 +568,8 @@ impl Supervisor {
         }
     }
 
-    fn exit_code(&self) -> i32 {
-        match &self.failure {
-            None => 0,
-            Some((_, cause)) => match cause {
-                Cause::Exit(code) => *code,
-                Cause::Signal(signal) | Cause::Interrupted(signal) => 128 + signal,
-                Cause::Abort { code, .. } => {
-                    if *code == 0 {
-                        1
-                    } else {
-                        *code
-                    }
-                }
-                Cause::NoFinalize | Cause::LeftFence => 1,
-                Cause::Spawn(_) => 127,
-                Cause::Timeout(_) => TIMEOUT_EXIT,
-            },
-        }
-    }
 }
 
-/// The cause of a failure as the end of a sentence.
-fn describe(cause: &Cause) -> String {
-    match cause {
-        Cause::Exit(code) => format!("exited with code {code}"),
-        Cause::Signal(signal) => {
-            format!("was killed by signal {signal} ({})", signal_name(*signal))
-        }
-        Cause::Abort { code, message } => {
-            let message = message.trim().replace('\n', ": ");
-            format!("aborted the job with code {code}: {message}")
-        }
-        Cause::NoFinalize => {
-            "exited without finalizing (it called mpr::init but did not drop the Universe)".into()
-        }
-        Cause::LeftFence => {
-            "exited without calling mpr::init while the other ranks wait for it".into()
-        }
-        Cause::Spawn(reason) => reason.clone(),
-        Cause::Timeout(limit) => format!(
-            "the job ran past its timeout of {} s (--timeout)",
-            limit.as_secs_f64()
-        ),
-        Cause::Interrupted(signal) => format!("received {}", signal_name(*signal)),
-    }
-}
-
-fn signal_name(signal: i32) -> &'static str {
-    Signal::try_from(signal)
-        .map(Signal::as_str)
-        .unwrap_or("unknown signal")
-}
 
 /// Writes forwarded output to `mprun`'s stdout (0) or stderr (1).
 fn flush(buffer: &mut Vec<u8>, stream: usize) {
