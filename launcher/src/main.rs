@@ -3,9 +3,13 @@
 //! See `mprun --help` and the README for usage; DESIGN §3 for the contract
 //! between `mprun` and its ranks.
 
+mod agent;
 mod bootserver;
 mod cli;
+mod cluster;
 mod control;
+mod daemon;
+mod fence;
 mod hostfile;
 mod job;
 mod output;
@@ -21,6 +25,10 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some(spawn::GUARD_ARG) {
         spawn::guard_main();
     }
+    if std::env::args().nth(1).as_deref() == Some(daemon::DAEMON_ARG) {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        daemon::daemon_main(&args);
+    }
     let args = cli::Args::parse_from(cli::normalize(std::env::args()));
     let job = match job::prepare(&args) {
         Ok(job) => job,
@@ -29,7 +37,11 @@ fn main() {
             std::process::exit(2);
         }
     };
-    match supervisor::run(job.listener, job.secret, job.ranks, job.options) {
+    let result = match job.mode {
+        job::Mode::Local(ranks) => supervisor::run(job.listener, job.secret, ranks, job.options),
+        job::Mode::Cluster(plan) => cluster::run(job.listener, job.secret, plan, job.options),
+    };
+    match result {
         Ok(code) => std::process::exit(code),
         Err(error) => {
             eprintln!("mprun: supervision failed: {error}");

@@ -1,0 +1,934 @@
+//! Supervising a job that spans hosts: one daemon per host, started by a
+//! launch agent, reporting over a control link (see `control`).
+//!
+//! One thread, one `mio` poll, as in `supervisor`: the control listener and
+//! links, the agents' stderr pipes, the signals and the timers. Agents are
+//! started in parallel, at most `concurrency` of them still waiting for
+//! their daemon to call back at once. The ranks' events flow through the
+//! same rules as local ones (`rules`); a host whose daemon dies, whose
+//! link closes or stays silent for `LINK_TIMEOUT`, or whose agent fails
+//! before the daemon calls back, stops the job with a line naming it.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin};
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::unix::pipe::Receiver;
+use mio::{Events, Interest, Poll, Token};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::agent::{self, LauncherKind};
+use crate::control::{
+    ControlReader, Down, HEARTBEAT, LINK_TIMEOUT, LaunchSpec, MAX_UP_FRAME, RankLaunch, Up,
+    encode_into, same_secret,
+};
+use crate::fence::Fences;
+use crate::output::LineBuffer;
+use crate::rules::{Cause, describe};
+use crate::supervisor::JobOptions;
+
+const LISTENER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+/// Agent stderr tokens: `AGENT_BASE + agent`.
+const AGENT_BASE: usize = 16;
+/// Control connections get tokens from here up.
+const CONN_BASE: usize = 1 << 40;
+/// How long a daemon may take to call back after its agent started.
+const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most connections that have not said hello kept at once.
+const MAX_STRANGERS: usize = 256;
+/// How much of an agent's stderr is kept for the error message.
+const TAIL: usize = 2048;
+
+/// One host of the job and the ranks it runs.
+#[derive(Debug, Clone)]
+pub(crate) struct PlannedHost {
+    /// Name as in the hostfile or allocation.
+    pub(crate) name: String,
+    /// `addr:port` its daemon dials.
+    pub(crate) connect: String,
+    /// Its ranks.
+    pub(crate) ranks: Vec<RankLaunch>,
+}
+
+/// Everything a multi-host job needs.
+#[derive(Debug)]
+pub(crate) struct ClusterPlan {
+    /// Hosts that run ranks, in node order.
+    pub(crate) hosts: Vec<PlannedHost>,
+    /// World size.
+    pub(crate) size: u32,
+    /// Program and arguments.
+    pub(crate) command: Vec<String>,
+    /// Working directory of every rank.
+    pub(crate) wdir: String,
+    /// How daemons are started.
+    pub(crate) kind: LauncherKind,
+    /// The split `--launch-agent`.
+    pub(crate) agent: Vec<String>,
+    /// Most agents waiting for their daemon at once.
+    pub(crate) concurrency: usize,
+    /// `mprun` itself, as the daemons run it (same path on every host).
+    pub(crate) exe: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostState {
+    /// Its agent is not started yet.
+    Waiting,
+    /// Its agent runs; its daemon has not called back.
+    Launching(Instant),
+    /// Its daemon is connected.
+    Running,
+    /// Its daemon said goodbye, or it was never started because the job stopped.
+    Done,
+    /// It was lost.
+    Lost,
+}
+
+#[derive(Debug)]
+struct Host {
+    name: String,
+    state: HostState,
+    conn: Option<usize>,
+    agent: Option<usize>,
+    ranks: Vec<u32>,
+}
+
+#[derive(Debug)]
+struct Conn {
+    stream: TcpStream,
+    reader: ControlReader<Up>,
+    outbox: Vec<u8>,
+    host: Option<usize>,
+    last_heard: Instant,
+}
+
+#[derive(Debug)]
+struct AgentProc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stderr: Option<Receiver>,
+    tail: Vec<u8>,
+    exited: bool,
+}
+
+#[derive(Debug)]
+struct RankState {
+    host: usize,
+    pid: u32,
+    ended: bool,
+    initialized: bool,
+    finalized: bool,
+    lines: [LineBuffer; 2],
+    tag: Vec<u8>,
+}
+
+struct Cluster {
+    poll: Poll,
+    listener: TcpListener,
+    signals: Signals,
+    secret: Vec<u8>,
+    plan: ClusterPlan,
+    hosts: Vec<Host>,
+    ranks: Vec<RankState>,
+    conns: HashMap<usize, Conn>,
+    next_conn: usize,
+    agents: Vec<AgentProc>,
+    fences: Fences,
+    options: JobOptions,
+    started: Instant,
+    next_heartbeat: Instant,
+    failure: Option<Cause>,
+    stop_deadline: Option<Instant>,
+    give_up_deadline: Option<Instant>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("hosts", &self.hosts.len())
+            .finish()
+    }
+}
+
+/// Runs a multi-host job to its end and returns `mprun`'s exit code.
+pub(crate) fn run(
+    listener: std::net::TcpListener,
+    secret: Vec<u8>,
+    plan: ClusterPlan,
+    options: JobOptions,
+) -> std::io::Result<i32> {
+    let poll = Poll::new()?;
+    listener.set_nonblocking(true)?;
+    let mut listener = TcpListener::from_std(listener);
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut signals = Signals::new([SIGCHLD, SIGINT, SIGTERM, SIGHUP])?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)?;
+    let mut ranks: Vec<RankState> = (0..plan.size)
+        .map(|rank| RankState {
+            host: 0,
+            pid: 0,
+            ended: false,
+            initialized: false,
+            finalized: false,
+            lines: [LineBuffer::default(), LineBuffer::default()],
+            tag: if options.tag_output {
+                format!("[{rank}] ").into_bytes()
+            } else {
+                Vec::new()
+            },
+        })
+        .collect();
+    let hosts = plan
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(index, host)| {
+            for launch in &host.ranks {
+                if let Some(rank) = ranks.get_mut(launch.rank as usize) {
+                    rank.host = index;
+                }
+            }
+            Host {
+                name: host.name.clone(),
+                state: HostState::Waiting,
+                conn: None,
+                agent: None,
+                ranks: host.ranks.iter().map(|launch| launch.rank).collect(),
+            }
+        })
+        .collect();
+    let now = Instant::now();
+    let mut cluster = Cluster {
+        poll,
+        listener,
+        signals,
+        secret,
+        fences: Fences::new(plan.size),
+        plan,
+        hosts,
+        ranks,
+        conns: HashMap::new(),
+        next_conn: CONN_BASE,
+        agents: Vec::new(),
+        options,
+        started: now,
+        next_heartbeat: now + HEARTBEAT,
+        failure: None,
+        stop_deadline: None,
+        give_up_deadline: None,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    };
+    cluster.launch();
+    let result = cluster.event_loop();
+    cluster.flush_output();
+    cluster.reap_agents();
+    result
+}
+
+impl Cluster {
+    /// Starts agents: under Slurm one `srun` for every host, otherwise one
+    /// agent per host, at most `concurrency` waiting for a call-back.
+    fn launch(&mut self) {
+        if self.failure.is_some() {
+            return;
+        }
+        if self.plan.kind == LauncherKind::Slurm {
+            if self.hosts.iter().any(|host| host.state != HostState::Waiting) {
+                return;
+            }
+            let nodes: Vec<String> = self.hosts.iter().map(|host| host.name.clone()).collect();
+            let connect = self.plan.hosts.first().map(|h| h.connect.clone());
+            let line = agent::srun_command_line(&self.plan.exe, &nodes, &connect.unwrap_or_default());
+            let secret = String::from_utf8_lossy(&self.secret).into_owned();
+            let all: Vec<usize> = (0..self.hosts.len()).collect();
+            self.start_agent(&line, Some(&secret), &all);
+            return;
+        }
+        let launching = self
+            .hosts
+            .iter()
+            .filter(|host| matches!(host.state, HostState::Launching(_)))
+            .count();
+        let free = self.plan.concurrency.max(1).saturating_sub(launching);
+        let waiting: Vec<usize> = (0..self.hosts.len())
+            .filter(|&index| self.hosts[index].state == HostState::Waiting)
+            .take(free)
+            .collect();
+        for index in waiting {
+            let planned = &self.plan.hosts[index];
+            let line = agent::host_command_line(
+                self.plan.kind,
+                &self.plan.agent,
+                &self.plan.exe,
+                &planned.name,
+                index as u32,
+                &planned.connect,
+            );
+            self.start_agent(&line, None, &[index]);
+        }
+    }
+
+    fn start_agent(&mut self, line: &[String], secret_env: Option<&str>, hosts: &[usize]) {
+        let spawned = agent::command(line, secret_env)
+            .ok_or_else(|| std::io::Error::new(ErrorKind::InvalidInput, "empty agent command"))
+            .and_then(|mut command| command.spawn());
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(error) => {
+                let program = line.first().cloned().unwrap_or_default();
+                for &index in hosts {
+                    self.hosts[index].state = HostState::Launching(Instant::now());
+                }
+                if let Some(&index) = hosts.first() {
+                    self.lose_host(index, format!("cannot run the launch agent {program:?}: {error}"));
+                }
+                return;
+            }
+        };
+        let id = self.agents.len();
+        let mut stdin = child.stdin.take();
+        if secret_env.is_none() {
+            // The daemon reads the secret as its first line of stdin.
+            if let Some(pipe) = stdin.as_mut() {
+                let mut line = self.secret.clone();
+                line.push(b'\n');
+                let _ = pipe.write_all(&line);
+            }
+        }
+        let stderr = child.stderr.take().map(Receiver::from).and_then(|mut pipe| {
+            pipe.set_nonblocking(true).ok()?;
+            self.poll
+                .registry()
+                .register(&mut pipe, Token(AGENT_BASE + id), Interest::READABLE)
+                .ok()?;
+            Some(pipe)
+        });
+        self.agents.push(AgentProc {
+            child,
+            stdin,
+            stderr,
+            tail: Vec::new(),
+            exited: false,
+        });
+        for &index in hosts {
+            self.hosts[index].state = HostState::Launching(Instant::now());
+            self.hosts[index].agent = Some(id);
+        }
+    }
+
+    fn event_loop(&mut self) -> std::io::Result<i32> {
+        let mut events = Events::with_capacity(256);
+        loop {
+            self.check_timers();
+            self.flush_output();
+            if self
+                .hosts
+                .iter()
+                .all(|host| matches!(host.state, HostState::Done | HostState::Lost))
+            {
+                break;
+            }
+            match self.poll.poll(&mut events, self.next_wakeup()) {
+                Ok(()) => {}
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    SIGNALS => self.on_signals(),
+                    Token(token) if token >= CONN_BASE => self.on_conn(token),
+                    Token(token) if token >= AGENT_BASE => self.read_agent(token - AGENT_BASE),
+                    Token(_) => {}
+                }
+            }
+        }
+        Ok(self.failure.as_ref().map_or(0, Cause::exit_code))
+    }
+
+    fn next_wakeup(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let launching = self.hosts.iter().filter_map(|host| match host.state {
+            HostState::Launching(since) => Some(since + LAUNCH_TIMEOUT),
+            _ => None,
+        });
+        let silent = self
+            .conns
+            .values()
+            .filter(|conn| conn.host.is_some())
+            .map(|conn| conn.last_heard + LINK_TIMEOUT);
+        [
+            Some(self.next_heartbeat),
+            self.options.timeout.map(|limit| self.started + limit),
+            self.stop_deadline,
+            self.give_up_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(launching)
+        .chain(silent)
+        .min()
+        .map(|deadline| deadline.saturating_duration_since(now))
+    }
+
+    fn check_timers(&mut self) {
+        let now = Instant::now();
+        if now >= self.next_heartbeat {
+            self.next_heartbeat = now + HEARTBEAT;
+            self.broadcast(&Down::Heartbeat);
+            // Strangers that never said hello are dropped.
+            let stale: Vec<usize> = self
+                .conns
+                .iter()
+                .filter(|(_, conn)| conn.host.is_none() && now >= conn.last_heard + LINK_TIMEOUT)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in stale {
+                self.close_conn(id);
+            }
+        }
+        if let Some(limit) = self.options.timeout {
+            if self.failure.is_none() && now >= self.started + limit {
+                self.fail_job(None, Cause::Timeout(limit));
+            }
+        }
+        for index in 0..self.hosts.len() {
+            match self.hosts[index].state {
+                HostState::Launching(since) if now >= since + LAUNCH_TIMEOUT => self.lose_host(
+                    index,
+                    format!(
+                        "its daemon did not call back within {} s{}",
+                        LAUNCH_TIMEOUT.as_secs(),
+                        self.agent_tail(index)
+                    ),
+                ),
+                HostState::Running => {
+                    let silent = self.hosts[index]
+                        .conn
+                        .and_then(|id| self.conns.get(&id))
+                        .is_some_and(|conn| now >= conn.last_heard + LINK_TIMEOUT);
+                    if silent {
+                        self.lose_host(
+                            index,
+                            format!(
+                                "no heartbeat from its daemon for {} s (the host is down or its link is cut)",
+                                LINK_TIMEOUT.as_secs_f64()
+                            ),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        if self.stop_deadline.is_some_and(|deadline| now >= deadline) {
+            self.stop_deadline = None;
+            self.broadcast(&Down::Signal {
+                signal: Signal::SIGKILL as i32,
+            });
+        }
+        if self.give_up_deadline.is_some_and(|deadline| now >= deadline) {
+            self.give_up_deadline = None;
+            for index in 0..self.hosts.len() {
+                if !matches!(self.hosts[index].state, HostState::Done | HostState::Lost) {
+                    self.lose_host(index, "its daemon did not finish after the job stopped".into());
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let strangers = self.conns.values().filter(|c| c.host.is_none()).count();
+                    if strangers >= MAX_STRANGERS {
+                        continue;
+                    }
+                    let id = self.next_conn;
+                    self.next_conn += 1;
+                    let _ = stream.set_nodelay(true);
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut stream, Token(id), Interest::READABLE | Interest::WRITABLE)
+                        .is_ok()
+                    {
+                        self.conns.insert(
+                            id,
+                            Conn {
+                                stream,
+                                reader: ControlReader::new(MAX_UP_FRAME),
+                                outbox: Vec::new(),
+                                host: None,
+                                last_heard: Instant::now(),
+                            },
+                        );
+                    }
+                }
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn on_conn(&mut self, id: usize) {
+        let mut chunk = [0u8; 64 * 1024];
+        let mut broken = None;
+        let mut messages = Vec::new();
+        if let Some(conn) = self.conns.get_mut(&id) {
+            loop {
+                match conn.stream.read(&mut chunk) {
+                    Ok(0) => {
+                        broken = Some("its daemon closed the link (it died or was killed)".to_owned());
+                        break;
+                    }
+                    Ok(n) => {
+                        conn.last_heard = Instant::now();
+                        conn.reader.push(&chunk[..n]);
+                    }
+                    Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                    Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                    Err(error) => {
+                        broken = Some(format!("its control link failed: {error}"));
+                        break;
+                    }
+                }
+            }
+            loop {
+                match conn.reader.next_message() {
+                    Ok(Some(message)) => messages.push(message),
+                    Ok(None) => break,
+                    Err(error) => {
+                        broken = Some(format!("its daemon sent an invalid message: {error}"));
+                        break;
+                    }
+                }
+            }
+        }
+        for message in messages {
+            self.on_up(id, message);
+        }
+        if !self.write_conn(id) && broken.is_none() {
+            broken = Some("its control link broke".into());
+        }
+        if let Some(reason) = broken {
+            match self.conns.get(&id).and_then(|conn| conn.host) {
+                Some(host) => self.lose_host(host, reason),
+                None => self.close_conn(id),
+            }
+        }
+    }
+
+    fn write_conn(&mut self, id: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return true;
+        };
+        while !conn.outbox.is_empty() {
+            match conn.stream.write(&conn.outbox) {
+                Ok(n) => {
+                    conn.outbox.drain(..n);
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return true,
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    fn close_conn(&mut self, id: usize) {
+        if let Some(mut conn) = self.conns.remove(&id) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+    }
+
+    fn send(&mut self, host: usize, message: &Down) {
+        let Some(id) = self.hosts[host].conn else {
+            return;
+        };
+        if let Some(conn) = self.conns.get_mut(&id) {
+            encode_into(message, &mut conn.outbox);
+        }
+        if !self.write_conn(id) {
+            self.lose_host(host, "its control link broke".into());
+        }
+    }
+
+    fn broadcast(&mut self, message: &Down) {
+        for host in 0..self.hosts.len() {
+            if self.hosts[host].state == HostState::Running {
+                self.send(host, message);
+            }
+        }
+    }
+
+    fn on_up(&mut self, id: usize, message: Up) {
+        let Some(host) = self.conns.get(&id).map(|conn| conn.host) else {
+            return;
+        };
+        let Some(host) = host else {
+            return self.on_hello(id, message);
+        };
+        if self.hosts[host].state != HostState::Running {
+            return;
+        }
+        let ours = |ranks: &[RankState], rank: u32| {
+            ranks.get(rank as usize).is_some_and(|state| state.host == host)
+        };
+        match message {
+            Up::Started { rank, pid } if ours(&self.ranks, rank) => {
+                self.ranks[rank as usize].pid = pid;
+            }
+            Up::Output {
+                rank,
+                stream,
+                bytes,
+            } if ours(&self.ranks, rank) => {
+                let state = &mut self.ranks[rank as usize];
+                let out = if stream == 0 {
+                    &mut self.stdout
+                } else {
+                    &mut self.stderr
+                };
+                state.lines[usize::from(stream != 0)].push(&bytes, &state.tag, out);
+                if out.len() >= 1 << 20 {
+                    flush(out, usize::from(stream != 0));
+                }
+            }
+            Up::Exited {
+                rank,
+                code,
+                signal,
+                left_fence,
+            } if ours(&self.ranks, rank) => self.on_exit(rank, code, signal, left_fence),
+            Up::Initialized { rank } if ours(&self.ranks, rank) => {
+                self.ranks[rank as usize].initialized = true;
+            }
+            Up::Finalized { rank } if ours(&self.ranks, rank) => {
+                self.ranks[rank as usize].finalized = true;
+            }
+            Up::Aborted {
+                rank,
+                code,
+                message,
+            } if ours(&self.ranks, rank) => self.fail_job(Some(rank), Cause::Abort { code, message }),
+            Up::Fence { epoch, cards } => {
+                let ranks = &self.ranks;
+                match self.fences.add(epoch, cards, |rank| ours(ranks, rank)) {
+                    Ok(Some((epoch, cards))) => self.broadcast(&Down::FenceDone { epoch, cards }),
+                    Ok(None) => {}
+                    Err(error) => self.lose_host(host, format!("its daemon {error}")),
+                }
+                self.check_fence_stall();
+            }
+            Up::Failed { code, message } => self.fail_job(None, Cause::HostFailed { code, message }),
+            Up::Heartbeat => {}
+            Up::Done => {
+                self.hosts[host].state = HostState::Done;
+                self.end_ranks_of(host);
+                if let Some(id) = self.hosts[host].conn.take() {
+                    self.close_conn(id);
+                }
+            }
+            other => self.lose_host(host, format!("its daemon sent an unexpected {other:?}")),
+        }
+    }
+
+    fn on_hello(&mut self, id: usize, message: Up) {
+        let Up::Hello {
+            host,
+            node_name,
+            secret,
+        } = message
+        else {
+            return self.close_conn(id);
+        };
+        if !same_secret(&secret, &self.secret) {
+            return self.close_conn(id);
+        }
+        let launching = |h: &Host| matches!(h.state, HostState::Launching(_)) && h.conn.is_none();
+        let index = match host {
+            Some(index) => Some(index as usize).filter(|&i| self.hosts.get(i).is_some_and(launching)),
+            None => {
+                let short = node_name.split('.').next().unwrap_or(&node_name).to_owned();
+                self.hosts.iter().position(|h| {
+                    launching(h) && (h.name == node_name || h.name.split('.').next() == Some(&short))
+                })
+            }
+        };
+        let Some(index) = index else {
+            return self.close_conn(id);
+        };
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.host = Some(index);
+        }
+        self.hosts[index].conn = Some(id);
+        self.hosts[index].state = HostState::Running;
+        let planned = &self.plan.hosts[index];
+        let spec = LaunchSpec {
+            secret: self.secret.clone(),
+            host: planned.name.clone(),
+            size: self.plan.size,
+            command: self.plan.command.clone(),
+            wdir: self.plan.wdir.clone(),
+            ranks: planned.ranks.clone(),
+        };
+        self.send(index, &Down::Launch(Box::new(spec)));
+        if self.failure.is_some() {
+            // The job stopped while this daemon was on its way: stop it too.
+            self.send(index, &Down::Signal { signal: Signal::SIGTERM as i32 });
+        }
+        self.launch();
+    }
+
+    fn on_exit(&mut self, rank: u32, code: Option<i32>, signal: Option<i32>, left_fence: bool) {
+        let state = &mut self.ranks[rank as usize];
+        if state.ended {
+            return;
+        }
+        state.ended = true;
+        for stream in 0..2 {
+            let out = if stream == 0 {
+                &mut self.stdout
+            } else {
+                &mut self.stderr
+            };
+            state.lines[stream].finish(&state.tag, out);
+        }
+        let (initialized, finalized) = (state.initialized, state.finalized);
+        match (code, signal) {
+            (Some(code), _) if code != 0 => self.fail_job(Some(rank), Cause::Exit(code)),
+            (_, Some(signal)) => self.fail_job(Some(rank), Cause::Signal(signal)),
+            _ if initialized && !finalized => self.fail_job(Some(rank), Cause::NoFinalize),
+            _ if left_fence => self.fail_job(Some(rank), Cause::LeftFence),
+            _ => {}
+        }
+        self.check_fence_stall();
+    }
+
+    /// Fails the job if ranks wait at a fence that an ended rank never reached.
+    fn check_fence_stall(&mut self) {
+        for rank in 0..self.ranks.len() as u32 {
+            let state = &self.ranks[rank as usize];
+            if state.ended && !state.finalized && self.fences.waits_for(rank) {
+                self.fail_job(Some(rank), Cause::LeftFence);
+            }
+        }
+    }
+
+    /// The ranks of a host that is gone count as ended.
+    fn end_ranks_of(&mut self, host: usize) {
+        for rank in self.hosts[host].ranks.clone() {
+            let state = &mut self.ranks[rank as usize];
+            if !state.ended {
+                state.ended = true;
+                for stream in 0..2 {
+                    let out = if stream == 0 {
+                        &mut self.stdout
+                    } else {
+                        &mut self.stderr
+                    };
+                    state.lines[stream].finish(&state.tag, out);
+                }
+            }
+        }
+    }
+
+    fn lose_host(&mut self, index: usize, reason: String) {
+        if matches!(self.hosts[index].state, HostState::Done | HostState::Lost) {
+            return;
+        }
+        let was_running = self.hosts[index].state == HostState::Running;
+        self.hosts[index].state = HostState::Lost;
+        if let Some(id) = self.hosts[index].conn.take() {
+            // Closing the link makes the daemon kill its ranks.
+            self.close_conn(id);
+        }
+        self.end_ranks_of(index);
+        let name = self.hosts[index].name.clone();
+        if self.failure.is_none() {
+            self.fail_job(None, Cause::HostLost { host: name, reason });
+        } else if was_running {
+            eprintln!("mprun: host {name} is lost too: {reason}");
+        }
+        self.launch();
+    }
+
+    fn on_signals(&mut self) {
+        let received: Vec<i32> = self.signals.pending().collect();
+        for signal in received {
+            match signal {
+                SIGCHLD => self.on_agent_exits(),
+                other => self.fail_job(None, Cause::Interrupted(other)),
+            }
+        }
+    }
+
+    fn on_agent_exits(&mut self) {
+        for id in 0..self.agents.len() {
+            if self.agents[id].exited {
+                continue;
+            }
+            let status = match self.agents[id].child.try_wait() {
+                Ok(Some(status)) => status,
+                Ok(None) | Err(_) => continue,
+            };
+            self.agents[id].exited = true;
+            self.read_agent(id);
+            for index in 0..self.hosts.len() {
+                if self.hosts[index].agent == Some(id)
+                    && matches!(self.hosts[index].state, HostState::Launching(_))
+                {
+                    let reason = format!(
+                        "its launch agent exited ({status}) before the daemon called back{}",
+                        self.agent_tail(index)
+                    );
+                    self.lose_host(index, reason);
+                }
+            }
+        }
+    }
+
+    fn read_agent(&mut self, id: usize) {
+        let Some(agent) = self.agents.get_mut(id) else {
+            return;
+        };
+        let Some(pipe) = agent.stderr.as_mut() else {
+            return;
+        };
+        let mut chunk = [0u8; 4096];
+        let eof = loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    agent.tail.extend_from_slice(&chunk[..n]);
+                    let excess = agent.tail.len().saturating_sub(TAIL);
+                    agent.tail.drain(..excess);
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break false,
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => break true,
+            }
+        };
+        if eof {
+            if let Some(mut pipe) = agent.stderr.take() {
+                let _ = self.poll.registry().deregister(&mut pipe);
+            }
+        }
+    }
+
+    /// The last lines the host's agent wrote to stderr, for a message.
+    fn agent_tail(&self, host: usize) -> String {
+        let Some(agent) = self.hosts[host].agent.and_then(|id| self.agents.get(id)) else {
+            return String::new();
+        };
+        let text = String::from_utf8_lossy(&agent.tail);
+        let text = text.trim();
+        if text.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", text.replace('\n', " | "))
+        }
+    }
+
+    fn fail_job(&mut self, rank: Option<u32>, cause: Cause) {
+        if self.failure.is_some() {
+            return;
+        }
+        self.flush_output();
+        let line = match rank {
+            Some(rank) => {
+                let state = &self.ranks[rank as usize];
+                format!(
+                    "mprun: rank {rank} (host {}, pid {}) {}; stopping the job",
+                    self.hosts[state.host].name,
+                    state.pid,
+                    describe(&cause)
+                )
+            }
+            None => format!("mprun: {}; stopping the job", describe(&cause)),
+        };
+        eprintln!("{line}");
+        self.failure = Some(cause);
+        if let Some(rank) = rank {
+            self.broadcast(&Down::PeerFailed { rank });
+        }
+        self.broadcast(&Down::Signal {
+            signal: Signal::SIGTERM as i32,
+        });
+        for host in &mut self.hosts {
+            if host.state == HostState::Waiting {
+                host.state = HostState::Done;
+            }
+        }
+        let now = Instant::now();
+        self.stop_deadline = Some(now + self.options.grace);
+        self.give_up_deadline = Some(now + self.options.grace + LINK_TIMEOUT);
+    }
+
+    fn flush_output(&mut self) {
+        flush(&mut self.stdout, 0);
+        flush(&mut self.stderr, 1);
+    }
+
+    /// Ends the agents: closes their stdin (a daemon reading it stops), lets
+    /// them exit for a moment, then kills their process groups.
+    fn reap_agents(&mut self) {
+        for agent in &mut self.agents {
+            agent.stdin.take();
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut events = Events::with_capacity(16);
+        loop {
+            let mut running = false;
+            for agent in &mut self.agents {
+                if !agent.exited {
+                    agent.exited = matches!(agent.child.try_wait(), Ok(Some(_)));
+                    running |= !agent.exited;
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !running || left.is_zero() {
+                break;
+            }
+            // SIGCHLD wakes the poll when an agent exits.
+            let _ = self.poll.poll(&mut events, Some(left.min(Duration::from_millis(100))));
+            let _ = self.signals.pending().count();
+        }
+        for agent in &mut self.agents {
+            if !agent.exited {
+                let _ = killpg(Pid::from_raw(agent.child.id() as i32), Signal::SIGKILL);
+                let _ = agent.child.wait();
+            }
+        }
+    }
+}
+
+/// Writes forwarded output to `mprun`'s stdout (0) or stderr (1).
+fn flush(buffer: &mut Vec<u8>, stream: usize) {
+    if buffer.is_empty() {
+        return;
+    }
+    let _ = if stream == 0 {
+        std::io::stdout()
+            .lock()
+            .write_all(buffer)
+            .and_then(|()| std::io::stdout().flush())
+    } else {
+        std::io::stderr().lock().write_all(buffer)
+    };
+    buffer.clear();
+}
