@@ -115,7 +115,11 @@ pub(crate) fn shell_quote(word: &str) -> String {
 
 /// The daemon's arguments after the executable.
 pub(crate) fn daemon_args(connect: &str, host: Option<u32>) -> Vec<String> {
-    let mut args = vec![DAEMON_ARG.to_owned(), "--connect".to_owned(), connect.to_owned()];
+    let mut args = vec![
+        DAEMON_ARG.to_owned(),
+        "--connect".to_owned(),
+        connect.to_owned(),
+    ];
     if let Some(host) = host {
         args.extend(["--host-index".to_owned(), host.to_string()]);
     }
@@ -205,7 +209,10 @@ mod tests {
             ["ssh", "-i", "/tmp/my key", "-o", "A=b c", "x y"]
         );
         assert_eq!(split_words("  "), Err(AgentError::Empty));
-        assert!(matches!(split_words("ssh 'x"), Err(AgentError::Unterminated(_))));
+        assert!(matches!(
+            split_words("ssh 'x"),
+            Err(AgentError::Unterminated(_))
+        ));
     }
 
     #[test]

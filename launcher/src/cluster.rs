@@ -246,12 +246,17 @@ impl Cluster {
             return;
         }
         if self.plan.kind == LauncherKind::Slurm {
-            if self.hosts.iter().any(|host| host.state != HostState::Waiting) {
+            if self
+                .hosts
+                .iter()
+                .any(|host| host.state != HostState::Waiting)
+            {
                 return;
             }
             let nodes: Vec<String> = self.hosts.iter().map(|host| host.name.clone()).collect();
             let connect = self.plan.hosts.first().map(|h| h.connect.clone());
-            let line = agent::srun_command_line(&self.plan.exe, &nodes, &connect.unwrap_or_default());
+            let line =
+                agent::srun_command_line(&self.plan.exe, &nodes, &connect.unwrap_or_default());
             let secret = String::from_utf8_lossy(&self.secret).into_owned();
             let all: Vec<usize> = (0..self.hosts.len()).collect();
             self.start_agent(&line, Some(&secret), &all);
@@ -293,7 +298,10 @@ impl Cluster {
                     self.hosts[index].state = HostState::Launching(Instant::now());
                 }
                 if let Some(&index) = hosts.first() {
-                    self.lose_host(index, format!("cannot run the launch agent {program:?}: {error}"));
+                    self.lose_host(
+                        index,
+                        format!("cannot run the launch agent {program:?}: {error}"),
+                    );
                 }
                 return;
             }
@@ -308,14 +316,18 @@ impl Cluster {
                 let _ = pipe.write_all(&line);
             }
         }
-        let stderr = child.stderr.take().map(Receiver::from).and_then(|mut pipe| {
-            pipe.set_nonblocking(true).ok()?;
-            self.poll
-                .registry()
-                .register(&mut pipe, Token(AGENT_BASE + id), Interest::READABLE)
-                .ok()?;
-            Some(pipe)
-        });
+        let stderr = child
+            .stderr
+            .take()
+            .map(Receiver::from)
+            .and_then(|mut pipe| {
+                pipe.set_nonblocking(true).ok()?;
+                self.poll
+                    .registry()
+                    .register(&mut pipe, Token(AGENT_BASE + id), Interest::READABLE)
+                    .ok()?;
+                Some(pipe)
+            });
         self.agents.push(AgentProc {
             child,
             stdin,
@@ -439,11 +451,17 @@ impl Cluster {
                 signal: Signal::SIGKILL as i32,
             });
         }
-        if self.give_up_deadline.is_some_and(|deadline| now >= deadline) {
+        if self
+            .give_up_deadline
+            .is_some_and(|deadline| now >= deadline)
+        {
             self.give_up_deadline = None;
             for index in 0..self.hosts.len() {
                 if !matches!(self.hosts[index].state, HostState::Done | HostState::Lost) {
-                    self.lose_host(index, "its daemon did not finish after the job stopped".into());
+                    self.lose_host(
+                        index,
+                        "its daemon did not finish after the job stopped".into(),
+                    );
                 }
             }
         }
@@ -463,7 +481,11 @@ impl Cluster {
                     if self
                         .poll
                         .registry()
-                        .register(&mut stream, Token(id), Interest::READABLE | Interest::WRITABLE)
+                        .register(
+                            &mut stream,
+                            Token(id),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )
                         .is_ok()
                     {
                         self.conns.insert(
@@ -492,7 +514,8 @@ impl Cluster {
             loop {
                 match conn.stream.read(&mut chunk) {
                     Ok(0) => {
-                        broken = Some("its daemon closed the link (it died or was killed)".to_owned());
+                        broken =
+                            Some("its daemon closed the link (it died or was killed)".to_owned());
                         break;
                     }
                     Ok(n) => {
@@ -586,7 +609,9 @@ impl Cluster {
             return;
         }
         let ours = |ranks: &[RankState], rank: u32| {
-            ranks.get(rank as usize).is_some_and(|state| state.host == host)
+            ranks
+                .get(rank as usize)
+                .is_some_and(|state| state.host == host)
         };
         match message {
             Up::Started { rank, pid } if ours(&self.ranks, rank) => {
@@ -624,7 +649,9 @@ impl Cluster {
                 rank,
                 code,
                 message,
-            } if ours(&self.ranks, rank) => self.fail_job(Some(rank), Cause::Abort { code, message }),
+            } if ours(&self.ranks, rank) => {
+                self.fail_job(Some(rank), Cause::Abort { code, message })
+            }
             Up::Fence { epoch, cards } => {
                 let ranks = &self.ranks;
                 match self.fences.add(epoch, cards, |rank| ours(ranks, rank)) {
@@ -634,7 +661,9 @@ impl Cluster {
                 }
                 self.check_fence_stall();
             }
-            Up::Failed { code, message } => self.fail_job(None, Cause::HostFailed { code, message }),
+            Up::Failed { code, message } => {
+                self.fail_job(None, Cause::HostFailed { code, message })
+            }
             Up::Heartbeat => {}
             Up::Done => {
                 self.hosts[host].state = HostState::Done;
@@ -661,11 +690,14 @@ impl Cluster {
         }
         let launching = |h: &Host| matches!(h.state, HostState::Launching(_)) && h.conn.is_none();
         let index = match host {
-            Some(index) => Some(index as usize).filter(|&i| self.hosts.get(i).is_some_and(launching)),
+            Some(index) => {
+                Some(index as usize).filter(|&i| self.hosts.get(i).is_some_and(launching))
+            }
             None => {
                 let short = node_name.split('.').next().unwrap_or(&node_name).to_owned();
                 self.hosts.iter().position(|h| {
-                    launching(h) && (h.name == node_name || h.name.split('.').next() == Some(&short))
+                    launching(h)
+                        && (h.name == node_name || h.name.split('.').next() == Some(&short))
                 })
             }
         };
@@ -689,7 +721,12 @@ impl Cluster {
         self.send(index, &Down::Launch(Box::new(spec)));
         if self.failure.is_some() {
             // The job stopped while this daemon was on its way: stop it too.
-            self.send(index, &Down::Signal { signal: Signal::SIGTERM as i32 });
+            self.send(
+                index,
+                &Down::Signal {
+                    signal: Signal::SIGTERM as i32,
+                },
+            );
         }
         self.launch();
     }
@@ -905,7 +942,9 @@ impl Cluster {
                 break;
             }
             // SIGCHLD wakes the poll when an agent exits.
-            let _ = self.poll.poll(&mut events, Some(left.min(Duration::from_millis(100))));
+            let _ = self
+                .poll
+                .poll(&mut events, Some(left.min(Duration::from_millis(100))));
             let _ = self.signals.pending().count();
         }
         for agent in &mut self.agents {

@@ -226,7 +226,8 @@ pub(crate) fn check_paths(spec: &LaunchSpec, host: &str) -> Result<(), String> {
 
 fn executable(path: &PathBuf) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 fn run(args: &[String]) -> Result<(), DaemonError> {
@@ -307,7 +308,11 @@ impl Daemon {
     fn new(mut control: TcpStream, spec: &LaunchSpec) -> Result<Daemon, DaemonError> {
         let poll = Poll::new().map_err(io("cannot create a poller"))?;
         poll.registry()
-            .register(&mut control, CONTROL, Interest::READABLE | Interest::WRITABLE)
+            .register(
+                &mut control,
+                CONTROL,
+                Interest::READABLE | Interest::WRITABLE,
+            )
             .map_err(io("cannot poll the control link"))?;
         let listener = crate::job::listen_loopback().map_err(io("cannot open a bootstrap port"))?;
         listener
@@ -320,12 +325,13 @@ impl Daemon {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(io("cannot poll the bootstrap port"))?;
-        let mut signals = Signals::new([SIGCHLD, SIGINT, SIGTERM, SIGHUP])
-            .map_err(io("cannot catch signals"))?;
+        let mut signals =
+            Signals::new([SIGCHLD, SIGINT, SIGTERM, SIGHUP]).map_err(io("cannot catch signals"))?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(io("cannot poll signals"))?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(io("cannot make a waker"))?);
+        let waker =
+            Arc::new(Waker::new(poll.registry(), WAKER).map_err(io("cannot make a waker"))?);
         let local: Vec<u32> = spec.ranks.iter().map(|rank| rank.rank).collect();
         let now = Instant::now();
         Ok(Daemon {
@@ -494,7 +500,11 @@ impl Daemon {
         if self.ranks.iter().any(|rank| !rank.exited) {
             return false;
         }
-        if self.ranks.iter().all(|rank| rank.pipes.iter().all(Option::is_none)) {
+        if self
+            .ranks
+            .iter()
+            .all(|rank| rank.pipes.iter().all(Option::is_none))
+        {
             return true;
         }
         let deadline = *self

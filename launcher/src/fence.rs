@@ -88,11 +88,7 @@ impl Fences {
     /// Whether some rank waits at the fence in progress that `rank` has not
     /// reached.
     pub(crate) fn waits_for(&self, rank: u32) -> bool {
-        self.arrived > 0
-            && self
-                .cards
-                .get(rank as usize)
-                .is_some_and(Option::is_none)
+        self.arrived > 0 && self.cards.get(rank as usize).is_some_and(Option::is_none)
     }
 }
 

@@ -188,8 +188,12 @@ fn cluster_plan(
     mut exports: Vec<(String, String)>,
 ) -> Result<(std::net::TcpListener, ClusterPlan), LaunchError> {
     let io = |what: &'static str| move |source| LaunchError::Io { what, source };
-    let listener = listen_control(kind == LauncherKind::Fork).map_err(io("cannot open the control port"))?;
-    let port = listener.local_addr().map_err(io("cannot read the control port"))?.port();
+    let listener =
+        listen_control(kind == LauncherKind::Fork).map_err(io("cannot open the control port"))?;
+    let port = listener
+        .local_addr()
+        .map_err(io("cannot read the control port"))?
+        .port();
     let cwd = std::env::current_dir().map_err(io("cannot read the working directory"))?;
     let wdir = args.wdir.as_ref().map_or(cwd.clone(), |dir| cwd.join(dir));
     let exe = std::env::current_exe().map_err(io("cannot find the mprun executable"))?;
@@ -282,7 +286,8 @@ fn control_ip(host: &str, interface: Option<&str>) -> Result<std::net::IpAddr, L
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    let socket = std::net::UdpSocket::bind(unspecified).map_err(|error| route(error.to_string()))?;
+    let socket =
+        std::net::UdpSocket::bind(unspecified).map_err(|error| route(error.to_string()))?;
     socket
         .connect(target)
         .map_err(|error| route(format!("no route: {error}")))?;

@@ -127,6 +127,9 @@ mod tests {
         };
         assert_eq!(lost.exit_code(), HOST_LOST_EXIT);
         assert_eq!(describe(&lost), "host n1 is lost: link silent");
-        assert_eq!(describe(&Cause::Signal(9)), "was killed by signal 9 (SIGKILL)");
+        assert_eq!(
+            describe(&Cause::Signal(9)),
+            "was killed by signal 9 (SIGKILL)"
+        );
     }
 }

@@ -63,7 +63,6 @@ pub(crate) struct JobOptions {
     pub(crate) grace: Duration,
 }
 
-
 /// A rank being supervised.
 #[derive(Debug)]
 struct RankState {
@@ -242,7 +241,10 @@ impl Supervisor {
             }
         }
         self.flush_output();
-        Ok(self.failure.as_ref().map_or(0, |(_, cause)| cause.exit_code()))
+        Ok(self
+            .failure
+            .as_ref()
+            .map_or(0, |(_, cause)| cause.exit_code()))
     }
 
     /// Every rank exited and every pipe closed (or the drain grace ran out).
@@ -567,9 +569,7 @@ impl Supervisor {
             }
         }
     }
-
 }
-
 
 /// Writes forwarded output to `mprun`'s stdout (0) or stderr (1).
 fn flush(buffer: &mut Vec<u8>, stream: usize) {

@@ -156,12 +156,16 @@ pub fn interfaces() -> io::Result<Vec<InterfaceAddr>> {
 pub fn data_plane() -> io::Result<DataPlane> {
     let multi_host = std::env::var(MULTI_HOST_VAR).is_ok_and(|value| value == "1");
     let spec = match std::env::var(INTERFACE_VAR) {
-        Ok(text) if !text.trim().is_empty() => Some(InterfaceSpec::parse(&text).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{INTERFACE_VAR}={text:?}: expected an interface name or a CIDR network"),
-            )
-        })?),
+        Ok(text) if !text.trim().is_empty() => {
+            Some(InterfaceSpec::parse(&text).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{INTERFACE_VAR}={text:?}: expected an interface name or a CIDR network"
+                    ),
+                )
+            })?)
+        }
         _ => None,
     };
     if spec.is_none() && !multi_host {
@@ -234,7 +238,11 @@ mod tests {
     #[test]
     fn nothing_matching_is_an_error_naming_the_choice() {
         let spec = InterfaceSpec::parse("down0").unwrap();
-        assert!(choose(&sample(), Some(&spec), true).unwrap_err().contains("down0"));
+        assert!(
+            choose(&sample(), Some(&spec), true)
+                .unwrap_err()
+                .contains("down0")
+        );
         let only_lo = [iface("lo", "127.0.0.1", true)];
         assert!(
             choose(&only_lo, None, true)
