@@ -196,8 +196,7 @@ fn a_failing_launch_agent_is_reported_with_its_words() {
     );
     assert_eq!(run.code, Some(255), "{}", run.stderr);
     assert!(
-        run.stderr.contains("host 198.18.255.254 is lost")
-            && run.stderr.contains("agent says no"),
+        run.stderr.contains("host 198.18.255.254 is lost") && run.stderr.contains("agent says no"),
         "{}",
         run.stderr
     );

@@ -1,0 +1,115 @@
+//! Multi-host jobs over ssh on this one machine: three network namespaces
+//! joined by veth pairs and a bridge, each with its own sshd (see
+//! `support/lab.rs`). Needs root and `ip` (skipped, saying why, without
+//! them); CI runs it as root with openssh-server installed.
+
+mod support;
+
+use std::time::Duration;
+
+use support::lab::{self, Lab};
+use support::{all_gone, processes_marked, run_mprun, start_mprun, workspace_bin};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn bin(name: &str) -> String {
+    workspace_bin(name).to_string_lossy().into_owned()
+}
+
+/// One lab for every scenario (namespaces and sshd take a moment to set up).
+#[test]
+fn jobs_span_three_namespaces_over_ssh_and_fail_cleanly() {
+    if let Some(reason) = lab::unavailable() {
+        println!("skipped: the netns/ssh test {reason}");
+        return;
+    }
+    let lab = Lab::new("s", 3);
+    let agent = lab.agent();
+    let hosts = lab.hostfile(2);
+    let hosts = hosts.to_str().unwrap();
+    let base = ["--launch-agent", agent.as_str(), "--hostfile", hosts];
+
+    // Real programs with ranks on every host: the data plane must use the
+    // hosts' addresses, as each namespace has a loopback of its own.
+    let hello = run_mprun(&[&base[..], &["-l", &bin("hello")]].concat(), b"", LIMIT);
+    assert_eq!(hello.code, Some(0), "hello: {}", hello.stderr);
+    assert_eq!(hello.stdout.lines().count(), 6, "{}", hello.stdout);
+    for program in ["ring", "pi", "jacobi"] {
+        let run = run_mprun(&[&base[..], &[&bin(program)]].concat(), b"", LIMIT);
+        assert_eq!(
+            run.code,
+            Some(0),
+            "{program}: {}\n{}",
+            run.stdout,
+            run.stderr
+        );
+        assert!(run.stdout.contains("correct"), "{program}: {}", run.stdout);
+    }
+    let placement = run_mprun(
+        &[&base[..], &["-l", "sh", "-c", "echo $MPR_NODE $MPR_MULTI_HOST $(ip -br addr show eth0 | tr -s ' ' | cut -d' ' -f3)"]].concat(),
+        b"",
+        LIMIT,
+    );
+    assert_eq!(placement.code, Some(0), "{}", placement.stderr);
+    for (node, addr) in lab.addrs.iter().enumerate() {
+        let line = format!("{node} 1 {addr}/24");
+        assert_eq!(
+            placement.stdout.matches(&line).count(),
+            2,
+            "{}",
+            placement.stdout
+        );
+    }
+
+    // A rank killed on one host: the job stops everywhere, naming it.
+    let mark = format!("MPRUN_TEST_MARK=netns-kill-{}", std::process::id());
+    let job = start_mprun(
+        &[
+            &base[..],
+            &["-x", &mark, "sh", "-c", "echo ready; exec sleep 60"],
+        ]
+        .concat(),
+    );
+    job.wait_for_lines("ready", 6, LIMIT);
+    let ranks = processes_marked(&mark);
+    assert_eq!(ranks.len(), 6, "{ranks:?}");
+    let victim = *ranks.iter().max().unwrap();
+    lab::sh("kill", &["-9", &victim.to_string()]);
+    let (code, stderr, _) = job.finish(LIMIT);
+    assert_eq!(code, Some(137), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {victim}) was killed by signal 9")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(host 198.18."), "{stderr}");
+    assert!(
+        all_gone(&ranks, Duration::from_secs(10)),
+        "ranks left behind"
+    );
+
+    // One host's link cut: the job ends within a bounded time, naming it,
+    // and the ranks on the cut host are killed by its daemon.
+    let mark = format!("MPRUN_TEST_MARK=netns-cut-{}", std::process::id());
+    let job = start_mprun(
+        &[
+            &base[..],
+            &["-x", &mark, "sh", "-c", "echo ready; exec sleep 60"],
+        ]
+        .concat(),
+    );
+    job.wait_for_lines("ready", 6, LIMIT);
+    let ranks = processes_marked(&mark);
+    assert_eq!(ranks.len(), 6, "{ranks:?}");
+    lab.cut(1);
+    let (code, stderr, elapsed) = job.finish(LIMIT);
+    assert_eq!(code, Some(255), "{stderr}");
+    assert!(
+        stderr.contains(&format!("host {} is lost", lab.addrs[1])),
+        "{stderr}"
+    );
+    assert!(elapsed < Duration::from_secs(15), "took {elapsed:?}");
+    assert!(
+        all_gone(&ranks, Duration::from_secs(10)),
+        "ranks left behind"
+    );
+}
