@@ -23,7 +23,7 @@ fn jobs_span_three_namespaces_over_ssh_and_fail_cleanly() {
         println!("skipped: the netns/ssh test {reason}");
         return;
     }
-    let lab = Lab::new("s", 3);
+    let lab = Lab::with_sshd("s", 3);
     let agent = lab.agent();
     let hosts = lab.hostfile(2);
     let hosts = hosts.to_str().unwrap();

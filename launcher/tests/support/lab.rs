@@ -72,11 +72,18 @@ fn quiet(program: &str, args: &[&str]) {
 impl Lab {
     /// Builds `hosts` namespaces named after `name` (a few letters), each
     /// with sshd listening on its address.
-    pub(crate) fn new(name: &str, hosts: usize) -> Lab {
+    pub(crate) fn with_sshd(name: &str, hosts: usize) -> Lab {
         assert!(
             Path::new("/usr/sbin/sshd").exists(),
             "/usr/sbin/sshd is missing: apt-get install -y openssh-server (.ci/run does)"
         );
+        let lab = Lab::new(name, hosts);
+        lab.start_sshd();
+        lab
+    }
+
+    /// Builds `hosts` namespaces named after `name` (a few letters).
+    pub(crate) fn new(name: &str, hosts: usize) -> Lab {
         let pid = std::process::id();
         let tag = format!("{name}{:x}", pid % 0xfff);
         let subnet = 20 + pid % 200;
@@ -93,25 +100,6 @@ impl Lab {
             gateway: format!("198.18.{subnet}.1"),
         };
         lab.remove_network();
-        let key = lab.dir.join("key");
-        let host_key = lab.dir.join("host_key");
-        for path in [&key, &host_key] {
-            sh(
-                "ssh-keygen",
-                &[
-                    "-q",
-                    "-t",
-                    "ed25519",
-                    "-N",
-                    "",
-                    "-f",
-                    path.to_str().unwrap(),
-                ],
-            );
-        }
-        std::fs::copy(lab.dir.join("key.pub"), lab.dir.join("authorized_keys"))
-            .expect("authorized key");
-        std::fs::create_dir_all("/run/sshd").expect("sshd privilege separation directory");
         sh("ip", &["link", "add", &lab.bridge, "type", "bridge"]);
         sh(
             "ip",
@@ -138,15 +126,59 @@ impl Lab {
             );
             lab.veths.push(veth.clone());
             sh("ip", &["link", "set", &veth, "master", &lab.bridge, "up"]);
-            let exec = |args: &[&str]| {
-                let mut all = vec!["netns", "exec", ns.as_str()];
-                all.extend_from_slice(args);
-                sh("ip", &all);
-            };
-            exec(&["ip", "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
-            exec(&["ip", "link", "set", "eth0", "up"]);
-            exec(&["ip", "link", "set", "lo", "up"]);
-            let config = lab.dir.join(format!("sshd{host}.conf"));
+            lab.exec(
+                host,
+                &["ip", "addr", "add", &format!("{addr}/24"), "dev", "eth0"],
+            );
+            lab.exec(host, &["ip", "link", "set", "eth0", "up"]);
+            lab.exec(host, &["ip", "link", "set", "lo", "up"]);
+            lab.addrs.push(addr);
+        }
+        lab
+    }
+
+    /// The lab's network, as `--interface` takes it.
+    pub(crate) fn cidr(&self) -> String {
+        let net = self.gateway.rsplit_once('.').map_or("", |(net, _)| net);
+        format!("{net}.0/24")
+    }
+
+    /// Runs a command inside host `index`'s namespace (panics if it fails).
+    pub(crate) fn exec(&self, index: usize, args: &[&str]) {
+        let mut all = vec!["netns", "exec", self.namespaces[index].as_str()];
+        all.extend_from_slice(args);
+        sh("ip", &all);
+    }
+
+    /// Name of host `index`'s namespace.
+    pub(crate) fn namespace(&self, index: usize) -> &str {
+        &self.namespaces[index]
+    }
+
+    /// Starts an sshd with a throwaway host key in every namespace,
+    /// accepting a throwaway user key (see [`Lab::agent`]).
+    pub(crate) fn start_sshd(&self) {
+        let key = self.dir.join("key");
+        let host_key = self.dir.join("host_key");
+        for path in [&key, &host_key] {
+            sh(
+                "ssh-keygen",
+                &[
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-f",
+                    path.to_str().unwrap(),
+                ],
+            );
+        }
+        std::fs::copy(self.dir.join("key.pub"), self.dir.join("authorized_keys"))
+            .expect("authorized key");
+        std::fs::create_dir_all("/run/sshd").expect("sshd privilege separation directory");
+        for (host, addr) in self.addrs.iter().enumerate() {
+            let config = self.dir.join(format!("sshd{host}.conf"));
             std::fs::write(
                 &config,
                 format!(
@@ -155,16 +187,14 @@ impl Lab {
                      KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
                      MaxStartups 100:30:200\nMaxSessions 100\n",
                     host_key.display(),
-                    lab.dir.join("authorized_keys").display(),
-                    lab.dir.join(format!("sshd{host}.pid")).display(),
+                    self.dir.join("authorized_keys").display(),
+                    self.dir.join(format!("sshd{host}.pid")).display(),
                 ),
             )
             .expect("sshd config");
             // sshd forks into the background once it listens: ready on return.
-            exec(&["/usr/sbin/sshd", "-f", config.to_str().unwrap()]);
-            lab.addrs.push(addr);
+            self.exec(host, &["/usr/sbin/sshd", "-f", config.to_str().unwrap()]);
         }
-        lab
     }
 
     /// The `--launch-agent` that reaches the lab's hosts.

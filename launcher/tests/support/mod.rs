@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod lab;
+pub(crate) mod slurm;
 
 use std::io::Write;
 use std::path::PathBuf;
