@@ -655,7 +655,10 @@ impl Cluster {
             Up::Fence { epoch, cards } => {
                 let ranks = &self.ranks;
                 match self.fences.add(epoch, cards, |rank| ours(ranks, rank)) {
-                    Ok(Some((epoch, cards))) => self.broadcast(&Down::FenceDone { epoch, cards }),
+                    Ok(Some(done)) => self.broadcast(&Down::FenceDone {
+                        epoch: done.epoch,
+                        cards: done.cards,
+                    }),
                     Ok(None) => {}
                     Err(error) => self.lose_host(host, format!("its daemon {error}")),
                 }

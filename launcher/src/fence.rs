@@ -20,6 +20,15 @@ pub(crate) enum FenceError {
     Rank(u32),
 }
 
+/// A completed fence: its number and every rank's card, by world rank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Completed {
+    /// Fence number.
+    pub(crate) epoch: u32,
+    /// One card per world rank.
+    pub(crate) cards: Vec<Vec<u8>>,
+}
+
 /// The fence in progress across hosts.
 #[derive(Debug)]
 pub(crate) struct Fences {
@@ -46,7 +55,7 @@ impl Fences {
         epoch: u32,
         batch: Vec<(u32, Vec<u8>)>,
         ours: impl Fn(u32) -> bool,
-    ) -> Result<Option<(u32, Vec<Vec<u8>>)>, FenceError> {
+    ) -> Result<Option<Completed>, FenceError> {
         if epoch != self.epoch {
             return Err(FenceError::Epoch {
                 expected: self.epoch,
@@ -82,7 +91,7 @@ impl Fences {
         let done = self.epoch;
         self.epoch += 1;
         self.arrived = 0;
-        Ok(Some((done, cards)))
+        Ok(Some(Completed { epoch: done, cards }))
     }
 
     /// Whether some rank waits at the fence in progress that `rank` has not
@@ -109,7 +118,10 @@ mod tests {
         let done = fences.add(0, vec![(0, vec![0]), (1, vec![1])], host_a);
         assert_eq!(
             done,
-            Ok(Some((0, vec![vec![0], vec![1], vec![2], vec![3]])))
+            Ok(Some(Completed {
+                epoch: 0,
+                cards: vec![vec![0], vec![1], vec![2], vec![3]]
+            }))
         );
         assert!(!fences.waits_for(0));
         assert_eq!(
