@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{all_gone, processes_marked, run_mprun, start_mprun, workspace_bin};
+use support::{all_gone, ready_pids, run_mprun, start_mprun, workspace_bin};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -90,10 +90,9 @@ fn a_killed_remote_rank_names_rank_host_and_pid_and_stops_every_host() {
         &export,
         "sh",
         "-c",
-        "echo ready; exec sleep 60",
+        "echo ready $$; exec sleep 60",
     ]);
-    job.wait_for_lines("ready", 4, LIMIT);
-    let ranks = processes_marked(&mark);
+    let ranks = ready_pids(&job.wait_for_lines("ready", 4, LIMIT));
     let victim = *ranks.iter().max().expect("ranks run");
     assert!(ranks.len() >= 4, "{ranks:?}");
     assert!(
@@ -128,10 +127,9 @@ fn a_dead_daemon_is_a_lost_host_and_nothing_is_left_running() {
         &mark,
         "sh",
         "-c",
-        "echo ready; exec sleep 60",
+        "echo ready $$; exec sleep 60",
     ]);
-    job.wait_for_lines("ready", 3, LIMIT);
-    let ranks = processes_marked(&mark);
+    let ranks = ready_pids(&job.wait_for_lines("ready", 3, LIMIT));
     // The daemons carry the job's variables only in their ranks; find them
     // as the parents of host b's ranks.
     let daemons: Vec<u32> = ranks

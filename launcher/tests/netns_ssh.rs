@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use support::lab::{self, Lab};
-use support::{all_gone, processes_marked, run_mprun, start_mprun, workspace_bin};
+use support::{all_gone, ready_pids, run_mprun, start_mprun, workspace_bin};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -66,12 +66,11 @@ fn jobs_span_three_namespaces_over_ssh_and_fail_cleanly() {
     let job = start_mprun(
         &[
             &base[..],
-            &["-x", &mark, "sh", "-c", "echo ready; exec sleep 60"],
+            &["-x", &mark, "sh", "-c", "echo ready $$; exec sleep 60"],
         ]
         .concat(),
     );
-    job.wait_for_lines("ready", 6, LIMIT);
-    let ranks = processes_marked(&mark);
+    let ranks = ready_pids(&job.wait_for_lines("ready", 6, LIMIT));
     assert_eq!(ranks.len(), 6, "{ranks:?}");
     let victim = *ranks.iter().max().unwrap();
     lab::sh("kill", &["-9", &victim.to_string()]);
@@ -93,12 +92,11 @@ fn jobs_span_three_namespaces_over_ssh_and_fail_cleanly() {
     let job = start_mprun(
         &[
             &base[..],
-            &["-x", &mark, "sh", "-c", "echo ready; exec sleep 60"],
+            &["-x", &mark, "sh", "-c", "echo ready $$; exec sleep 60"],
         ]
         .concat(),
     );
-    job.wait_for_lines("ready", 6, LIMIT);
-    let ranks = processes_marked(&mark);
+    let ranks = ready_pids(&job.wait_for_lines("ready", 6, LIMIT));
     assert_eq!(ranks.len(), 6, "{ranks:?}");
     lab.cut(1);
     let (code, stderr, elapsed) = job.finish(LIMIT);

@@ -225,3 +225,11 @@ impl Drop for Running {
         }
     }
 }
+
+/// Pids from the `ready PID` lines among `lines`.
+pub(crate) fn ready_pids(lines: &[String]) -> Vec<u32> {
+    lines
+        .iter()
+        .filter_map(|line| line.trim().strip_prefix("ready ")?.trim().parse().ok())
+        .collect()
+}
