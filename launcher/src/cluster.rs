@@ -12,24 +12,22 @@
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
-use mio::unix::pipe::Receiver;
 use mio::{Events, Interest, Poll, Token};
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::agent::{self, LauncherKind};
+use crate::agents::Agents;
 use crate::control::{
     ControlReader, Down, HEARTBEAT, LINK_TIMEOUT, LaunchSpec, MAX_UP_FRAME, RankLaunch, Up,
     encode_into, same_secret,
 };
 use crate::fence::Fences;
-use crate::output::LineBuffer;
+use crate::output::{LineBuffer, flush};
 use crate::rules::{Cause, describe};
 use crate::supervisor::JobOptions;
 
@@ -43,8 +41,6 @@ const CONN_BASE: usize = 1 << 40;
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most connections that have not said hello kept at once.
 const MAX_STRANGERS: usize = 256;
-/// How much of an agent's stderr is kept for the error message.
-const TAIL: usize = 2048;
 
 /// One host of the job and the ranks it runs.
 #[derive(Debug, Clone)]
@@ -111,15 +107,6 @@ struct Conn {
 }
 
 #[derive(Debug)]
-struct AgentProc {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stderr: Option<Receiver>,
-    tail: Vec<u8>,
-    exited: bool,
-}
-
-#[derive(Debug)]
 struct RankState {
     host: usize,
     pid: u32,
@@ -140,7 +127,7 @@ struct Cluster {
     ranks: Vec<RankState>,
     conns: HashMap<usize, Conn>,
     next_conn: usize,
-    agents: Vec<AgentProc>,
+    agents: Agents,
     fences: Fences,
     options: JobOptions,
     started: Instant,
@@ -221,7 +208,7 @@ pub(crate) fn run(
         ranks,
         conns: HashMap::new(),
         next_conn: CONN_BASE,
-        agents: Vec::new(),
+        agents: Agents::new(AGENT_BASE),
         options,
         started: now,
         next_heartbeat: now + HEARTBEAT,
@@ -234,7 +221,15 @@ pub(crate) fn run(
     cluster.launch();
     let result = cluster.event_loop();
     cluster.flush_output();
-    cluster.reap_agents();
+    let Cluster {
+        agents,
+        poll,
+        signals,
+        ..
+    } = &mut cluster;
+    agents.finish(poll, || {
+        let _ = signals.pending().count();
+    });
     result
 }
 
@@ -257,9 +252,8 @@ impl Cluster {
             let connect = self.plan.hosts.first().map(|h| h.connect.clone());
             let line =
                 agent::srun_command_line(&self.plan.exe, &nodes, &connect.unwrap_or_default());
-            let secret = String::from_utf8_lossy(&self.secret).into_owned();
             let all: Vec<usize> = (0..self.hosts.len()).collect();
-            self.start_agent(&line, Some(&secret), &all);
+            self.start_agent(&line, true, &all);
             return;
         }
         let launching = self
@@ -282,62 +276,42 @@ impl Cluster {
                 index as u32,
                 &planned.connect,
             );
-            self.start_agent(&line, None, &[index]);
+            self.start_agent(&line, false, &[index]);
         }
     }
 
-    fn start_agent(&mut self, line: &[String], secret_env: Option<&str>, hosts: &[usize]) {
-        let spawned = agent::command(line, secret_env)
-            .ok_or_else(|| std::io::Error::new(ErrorKind::InvalidInput, "empty agent command"))
-            .and_then(|mut command| command.spawn());
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(error) => {
-                let program = line.first().cloned().unwrap_or_default();
-                for &index in hosts {
-                    self.hosts[index].state = HostState::Launching(Instant::now());
-                }
-                if let Some(&index) = hosts.first() {
-                    self.lose_host(
-                        index,
-                        format!("cannot run the launch agent {program:?}: {error}"),
-                    );
-                }
-                return;
-            }
-        };
-        let id = self.agents.len();
-        let mut stdin = child.stdin.take();
-        if secret_env.is_none() {
-            // The daemon reads the secret as its first line of stdin.
-            if let Some(pipe) = stdin.as_mut() {
-                let mut line = self.secret.clone();
-                line.push(b'\n');
-                let _ = pipe.write_all(&line);
-            }
-        }
-        let stderr = child
-            .stderr
-            .take()
-            .map(Receiver::from)
-            .and_then(|mut pipe| {
-                pipe.set_nonblocking(true).ok()?;
-                self.poll
-                    .registry()
-                    .register(&mut pipe, Token(AGENT_BASE + id), Interest::READABLE)
-                    .ok()?;
-                Some(pipe)
-            });
-        self.agents.push(AgentProc {
-            child,
-            stdin,
-            stderr,
-            tail: Vec::new(),
-            exited: false,
-        });
+    fn start_agent(&mut self, line: &[String], secret_in_env: bool, hosts: &[usize]) {
+        let started = self
+            .agents
+            .spawn(&self.poll, line, &self.secret, secret_in_env);
         for &index in hosts {
             self.hosts[index].state = HostState::Launching(Instant::now());
-            self.hosts[index].agent = Some(id);
+            self.hosts[index].agent = started.as_ref().ok().copied();
+        }
+        if let Err(error) = started {
+            let program = line.first().cloned().unwrap_or_default();
+            for &index in hosts {
+                self.lose_host(
+                    index,
+                    format!("cannot run the launch agent {program:?}: {error}"),
+                );
+            }
+        }
+    }
+
+    fn on_agent_exits(&mut self) {
+        for (id, status) in self.agents.reap(&self.poll) {
+            for index in 0..self.hosts.len() {
+                if self.hosts[index].agent == Some(id)
+                    && matches!(self.hosts[index].state, HostState::Launching(_))
+                {
+                    let reason = format!(
+                        "its launch agent exited ({status}) before the daemon called back{}",
+                        self.agents.tail(Some(id))
+                    );
+                    self.lose_host(index, reason);
+                }
+            }
         }
     }
 
@@ -363,7 +337,9 @@ impl Cluster {
                     LISTENER => self.accept(),
                     SIGNALS => self.on_signals(),
                     Token(token) if token >= CONN_BASE => self.on_conn(token),
-                    Token(token) if token >= AGENT_BASE => self.read_agent(token - AGENT_BASE),
+                    Token(token) if token >= AGENT_BASE => {
+                        self.agents.read(&self.poll, token - AGENT_BASE)
+                    }
                     Token(_) => {}
                 }
             }
@@ -424,7 +400,7 @@ impl Cluster {
                     format!(
                         "its daemon did not call back within {} s{}",
                         LAUNCH_TIMEOUT.as_secs(),
-                        self.agent_tail(index)
+                        self.agents.tail(self.hosts[index].agent)
                     ),
                 ),
                 HostState::Running => {
@@ -817,73 +793,6 @@ impl Cluster {
         }
     }
 
-    fn on_agent_exits(&mut self) {
-        for id in 0..self.agents.len() {
-            if self.agents[id].exited {
-                continue;
-            }
-            let status = match self.agents[id].child.try_wait() {
-                Ok(Some(status)) => status,
-                Ok(None) | Err(_) => continue,
-            };
-            self.agents[id].exited = true;
-            self.read_agent(id);
-            for index in 0..self.hosts.len() {
-                if self.hosts[index].agent == Some(id)
-                    && matches!(self.hosts[index].state, HostState::Launching(_))
-                {
-                    let reason = format!(
-                        "its launch agent exited ({status}) before the daemon called back{}",
-                        self.agent_tail(index)
-                    );
-                    self.lose_host(index, reason);
-                }
-            }
-        }
-    }
-
-    fn read_agent(&mut self, id: usize) {
-        let Some(agent) = self.agents.get_mut(id) else {
-            return;
-        };
-        let Some(pipe) = agent.stderr.as_mut() else {
-            return;
-        };
-        let mut chunk = [0u8; 4096];
-        let eof = loop {
-            match pipe.read(&mut chunk) {
-                Ok(0) => break true,
-                Ok(n) => {
-                    agent.tail.extend_from_slice(&chunk[..n]);
-                    let excess = agent.tail.len().saturating_sub(TAIL);
-                    agent.tail.drain(..excess);
-                }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => break false,
-                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => break true,
-            }
-        };
-        if eof {
-            if let Some(mut pipe) = agent.stderr.take() {
-                let _ = self.poll.registry().deregister(&mut pipe);
-            }
-        }
-    }
-
-    /// The last lines the host's agent wrote to stderr, for a message.
-    fn agent_tail(&self, host: usize) -> String {
-        let Some(agent) = self.hosts[host].agent.and_then(|id| self.agents.get(id)) else {
-            return String::new();
-        };
-        let text = String::from_utf8_lossy(&agent.tail);
-        let text = text.trim();
-        if text.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", text.replace('\n', " | "))
-        }
-    }
-
     fn fail_job(&mut self, rank: Option<u32>, cause: Cause) {
         if self.failure.is_some() {
             return;
@@ -923,54 +832,4 @@ impl Cluster {
         flush(&mut self.stdout, 0);
         flush(&mut self.stderr, 1);
     }
-
-    /// Ends the agents: closes their stdin (a daemon reading it stops), lets
-    /// them exit for a moment, then kills their process groups.
-    fn reap_agents(&mut self) {
-        for agent in &mut self.agents {
-            agent.stdin.take();
-        }
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let mut events = Events::with_capacity(16);
-        loop {
-            let mut running = false;
-            for agent in &mut self.agents {
-                if !agent.exited {
-                    agent.exited = matches!(agent.child.try_wait(), Ok(Some(_)));
-                    running |= !agent.exited;
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if !running || left.is_zero() {
-                break;
-            }
-            // SIGCHLD wakes the poll when an agent exits.
-            let _ = self
-                .poll
-                .poll(&mut events, Some(left.min(Duration::from_millis(100))));
-            let _ = self.signals.pending().count();
-        }
-        for agent in &mut self.agents {
-            if !agent.exited {
-                let _ = killpg(Pid::from_raw(agent.child.id() as i32), Signal::SIGKILL);
-                let _ = agent.child.wait();
-            }
-        }
-    }
-}
-
-/// Writes forwarded output to `mprun`'s stdout (0) or stderr (1).
-fn flush(buffer: &mut Vec<u8>, stream: usize) {
-    if buffer.is_empty() {
-        return;
-    }
-    let _ = if stream == 0 {
-        std::io::stdout()
-            .lock()
-            .write_all(buffer)
-            .and_then(|()| std::io::stdout().flush())
-    } else {
-        std::io::stderr().lock().write_all(buffer)
-    };
-    buffer.clear();
 }

@@ -4,11 +4,13 @@
 //! between `mprun` and its ranks.
 
 mod agent;
+mod agents;
 mod bootserver;
 mod cli;
 mod cluster;
 mod control;
 mod daemon;
+mod daemon_loop;
 mod fence;
 mod hostfile;
 mod job;

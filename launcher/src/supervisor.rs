@@ -24,7 +24,7 @@ use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::bootserver::{Action, BootServer, ConnId, Report};
-use crate::output::LineBuffer;
+use crate::output::{LineBuffer, flush};
 use crate::rules::{Cause, describe};
 use crate::spawn::{Guard, RankCommand, spawn_rank};
 
@@ -569,23 +569,6 @@ impl Supervisor {
             }
         }
     }
-}
-
-/// Writes forwarded output to `mprun`'s stdout (0) or stderr (1).
-fn flush(buffer: &mut Vec<u8>, stream: usize) {
-    if buffer.is_empty() {
-        return;
-    }
-    // A closed or broken terminal must not stop supervision: drop the bytes.
-    let _ = if stream == 0 {
-        std::io::stdout()
-            .lock()
-            .write_all(buffer)
-            .and_then(|()| std::io::stdout().flush())
-    } else {
-        std::io::stderr().lock().write_all(buffer)
-    };
-    buffer.clear();
 }
 
 /// Copies `mprun`'s stdin to rank 0 on a thread of its own (stdin may be a

@@ -1,0 +1,569 @@
+//! The per-host daemon's event loop: its ranks, their bootstrap, their
+//! output, and the control link to `mprun` (see `daemon` for the whole).
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::unix::pipe::Receiver;
+use mio::{Events, Interest, Poll, Token, Waker};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::bootserver::{Action, BootServer, ConnId, Report};
+use crate::control::{
+    ControlReader, Down, HEARTBEAT, LINK_TIMEOUT, LaunchSpec, MAX_DOWN_FRAME, STDERR, STDOUT, Up,
+    encode_into,
+};
+use crate::daemon::{DaemonError, io};
+use crate::spawn::{RankCommand, spawn_rank};
+
+const CONTROL: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const LISTENER: Token = Token(2);
+const WAKER: Token = Token(3);
+const PIPE_BASE: usize = 16;
+const CONN_BASE: usize = 1 << 40;
+/// Output bytes queued for `mprun` past which the ranks' pipes are not read
+/// (the ranks then block on a full pipe: backpressure, bounded memory).
+const OUTBOX_HIGH: usize = 16 << 20;
+/// How long output pipes may stay open after every rank exited.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// One rank of this host.
+#[derive(Debug)]
+struct LocalRank {
+    rank: u32,
+    child: Option<Child>,
+    pid: u32,
+    exited: bool,
+    pipes: [Option<Receiver>; 2],
+}
+
+/// One bootstrap connection from a local rank.
+#[derive(Debug)]
+struct BootConn {
+    stream: TcpStream,
+    outbox: Vec<u8>,
+}
+
+/// The daemon's running state.
+pub(crate) struct Daemon {
+    poll: Poll,
+    control: TcpStream,
+    reader: ControlReader<Down>,
+    outbox: Vec<u8>,
+    last_heard: Instant,
+    next_heartbeat: Instant,
+    listener: TcpListener,
+    bootstrap: SocketAddr,
+    server: BootServer,
+    conns: HashMap<ConnId, BootConn>,
+    next_conn: usize,
+    ranks: Vec<LocalRank>,
+    signals: Signals,
+    stdin_closed: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    drain_deadline: Option<Instant>,
+}
+
+impl Daemon {
+    pub(crate) fn new(mut control: TcpStream, spec: &LaunchSpec) -> Result<Daemon, DaemonError> {
+        let poll = Poll::new().map_err(io("cannot create a poller"))?;
+        poll.registry()
+            .register(
+                &mut control,
+                CONTROL,
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(io("cannot poll the control link"))?;
+        let listener = crate::job::listen_loopback().map_err(io("cannot open a bootstrap port"))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(io("cannot open a bootstrap port"))?;
+        let bootstrap = listener
+            .local_addr()
+            .map_err(io("cannot read the bootstrap address"))?;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(io("cannot poll the bootstrap port"))?;
+        let mut signals =
+            Signals::new([SIGCHLD, SIGINT, SIGTERM, SIGHUP]).map_err(io("cannot catch signals"))?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(io("cannot poll signals"))?;
+        let waker =
+            Arc::new(Waker::new(poll.registry(), WAKER).map_err(io("cannot make a waker"))?);
+        let local: Vec<u32> = spec.ranks.iter().map(|rank| rank.rank).collect();
+        let now = Instant::now();
+        Ok(Daemon {
+            poll,
+            control,
+            reader: ControlReader::new(MAX_DOWN_FRAME),
+            outbox: Vec::new(),
+            last_heard: now,
+            next_heartbeat: now + HEARTBEAT,
+            listener,
+            bootstrap,
+            server: BootServer::relay(spec.size, spec.secret.clone(), &local),
+            conns: HashMap::new(),
+            next_conn: CONN_BASE,
+            ranks: Vec::new(),
+            signals,
+            stdin_closed: Arc::new(AtomicBool::new(false)),
+            waker,
+            drain_deadline: None,
+        })
+    }
+
+    /// Reads stdin to its end on a thread; its end wakes the loop.
+    pub(crate) fn watch_stdin(&mut self) -> Result<(), DaemonError> {
+        let closed = Arc::clone(&self.stdin_closed);
+        let waker = Arc::clone(&self.waker);
+        std::thread::Builder::new()
+            .name("mprun-daemon-stdin".into())
+            .spawn(move || {
+                let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+                closed.store(true, Ordering::SeqCst);
+                let _ = waker.wake();
+            })
+            .map_err(io("cannot start the stdin watcher"))?;
+        Ok(())
+    }
+
+    pub(crate) fn send(&mut self, message: &Up) {
+        encode_into(message, &mut self.outbox);
+    }
+
+    pub(crate) fn spawn_all(&mut self, spec: &LaunchSpec, group: i32) -> Result<(), DaemonError> {
+        for (index, launch) in spec.ranks.iter().enumerate() {
+            let mut env = launch.env.clone();
+            env.push((
+                mpr::env::var::BOOTSTRAP.to_owned(),
+                self.bootstrap.to_string(),
+            ));
+            let command = RankCommand {
+                command: spec.command.clone(),
+                env,
+                wdir: Some(PathBuf::from(&spec.wdir)),
+                stdin: false,
+            };
+            let mut state = LocalRank {
+                rank: launch.rank,
+                child: None,
+                pid: 0,
+                exited: false,
+                pipes: [None, None],
+            };
+            match spawn_rank(&command, group) {
+                Ok(mut child) => {
+                    state.pid = child.id();
+                    let outputs = [
+                        child.stdout.take().map(Receiver::from),
+                        child.stderr.take().map(Receiver::from),
+                    ];
+                    for (stream, pipe) in outputs.into_iter().enumerate() {
+                        if let Some(mut pipe) = pipe {
+                            let token = Token(PIPE_BASE + 2 * index + stream);
+                            if pipe.set_nonblocking(true).is_ok()
+                                && self
+                                    .poll
+                                    .registry()
+                                    .register(&mut pipe, token, Interest::READABLE)
+                                    .is_ok()
+                            {
+                                state.pipes[stream] = Some(pipe);
+                            }
+                        }
+                    }
+                    state.child = Some(child);
+                    self.send(&Up::Started {
+                        rank: launch.rank,
+                        pid: state.pid,
+                    });
+                }
+                Err(error) => {
+                    state.exited = true;
+                    let program = spec.command.first().cloned().unwrap_or_default();
+                    self.send(&Up::Failed {
+                        code: 127,
+                        message: format!(
+                            "rank {} (host {}) cannot start {program:?}: {error}",
+                            launch.rank, spec.host
+                        ),
+                    });
+                }
+            }
+            self.ranks.push(state);
+        }
+        self.flush();
+        Ok(())
+    }
+
+    pub(crate) fn event_loop(&mut self) -> Result<(), DaemonError> {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let now = Instant::now();
+            if now >= self.next_heartbeat {
+                self.send(&Up::Heartbeat);
+                self.next_heartbeat = now + HEARTBEAT;
+            }
+            if now.duration_since(self.last_heard) >= LINK_TIMEOUT {
+                return Err(DaemonError::LinkLost(format!(
+                    "no word from mprun for {} s",
+                    LINK_TIMEOUT.as_secs_f64()
+                )));
+            }
+            if self.stdin_closed.load(Ordering::SeqCst) {
+                return Err(DaemonError::LinkLost(
+                    "the launch agent closed the daemon's stdin".into(),
+                ));
+            }
+            if !self.flush() {
+                return Err(DaemonError::LinkLost("the control link broke".into()));
+            }
+            if self.finished() {
+                self.send(&Up::Done);
+                return self.flush_blocking();
+            }
+            let wakeup = [
+                Some(self.next_heartbeat),
+                Some(self.last_heard + LINK_TIMEOUT),
+                self.drain_deadline,
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+            match self.poll.poll(&mut events, wakeup) {
+                Ok(()) => {}
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) => return Err(io("poll failed")(error)),
+            }
+            for event in events.iter() {
+                match event.token() {
+                    CONTROL => self.on_control()?,
+                    SIGNALS => self.on_signals(),
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(token) if token >= CONN_BASE => self.on_conn(token),
+                    Token(token) if token >= PIPE_BASE => {
+                        let index = token - PIPE_BASE;
+                        self.read_pipe(index / 2, index % 2);
+                    }
+                    Token(_) => {}
+                }
+            }
+        }
+    }
+
+    /// Every rank exited and its output was read (or the drain grace ran out).
+    fn finished(&mut self) -> bool {
+        if self.ranks.iter().any(|rank| !rank.exited) {
+            return false;
+        }
+        if self
+            .ranks
+            .iter()
+            .all(|rank| rank.pipes.iter().all(Option::is_none))
+        {
+            return true;
+        }
+        let deadline = *self
+            .drain_deadline
+            .get_or_insert_with(|| Instant::now() + DRAIN_GRACE);
+        Instant::now() >= deadline
+    }
+
+    /// Writes what is queued for `mprun`; false if the link broke.
+    fn flush(&mut self) -> bool {
+        let was_high = self.outbox.len() >= OUTBOX_HIGH;
+        while !self.outbox.is_empty() {
+            match self.control.write(&self.outbox) {
+                Ok(n) => {
+                    self.outbox.drain(..n);
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+        if was_high && self.outbox.len() < OUTBOX_HIGH {
+            // Resume the pipes paused by backpressure.
+            for index in 0..self.ranks.len() {
+                self.read_pipe(index, 0);
+                self.read_pipe(index, 1);
+            }
+        }
+        true
+    }
+
+    /// Sends everything queued before exiting (bounded by [`LINK_TIMEOUT`]).
+    pub(crate) fn flush_blocking(&mut self) -> Result<(), DaemonError> {
+        let deadline = Instant::now() + LINK_TIMEOUT;
+        let mut events = Events::with_capacity(8);
+        while !self.outbox.is_empty() {
+            if !self.flush() {
+                return Err(DaemonError::LinkLost("the control link broke".into()));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(DaemonError::LinkLost("mprun stopped reading".into()));
+            }
+            if !self.outbox.is_empty() {
+                let _ = self.poll.poll(&mut events, Some(left));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_control(&mut self) -> Result<(), DaemonError> {
+        let mut chunk = [0u8; 64 * 1024];
+        loop {
+            match self.control.read(&mut chunk) {
+                Ok(0) => return Err(DaemonError::LinkLost("mprun closed the link".into())),
+                Ok(n) => {
+                    self.last_heard = Instant::now();
+                    self.reader.push(&chunk[..n]);
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) => return Err(DaemonError::LinkLost(error.to_string())),
+            }
+        }
+        loop {
+            match self.reader.next_message() {
+                Ok(Some(message)) => self.on_down(message),
+                Ok(None) => return Ok(()),
+                Err(error) => return Err(DaemonError::LinkLost(error.to_string())),
+            }
+        }
+    }
+
+    fn on_down(&mut self, message: Down) {
+        match message {
+            Down::FenceDone { epoch, cards } => {
+                let mut actions = Vec::new();
+                self.server.deliver_fence(epoch, cards, &mut actions);
+                self.apply(actions);
+            }
+            Down::PeerFailed { rank } => {
+                let notice = mpr::bootstrap::wire::Message::PeerFailed { rank }.encode();
+                let actions = self
+                    .server
+                    .rank_conns()
+                    .map(|conn| Action::Send(conn, notice.clone()))
+                    .collect();
+                self.apply(actions);
+            }
+            Down::Signal { signal } => {
+                if let Ok(signal) = Signal::try_from(signal) {
+                    self.signal_ranks(signal);
+                }
+            }
+            Down::Heartbeat | Down::Launch(_) => {}
+        }
+    }
+
+    fn signal_ranks(&self, signal: Signal) {
+        for rank in &self.ranks {
+            if rank.child.is_some() && !rank.exited {
+                let _ = kill(Pid::from_raw(rank.pid as i32), signal);
+            }
+        }
+    }
+
+    fn on_signals(&mut self) {
+        let received: Vec<i32> = self.signals.pending().collect();
+        for signal in received {
+            if signal == SIGCHLD {
+                self.reap();
+            } else {
+                // srun or an operator stops this host: stop its ranks.
+                self.signal_ranks(Signal::SIGTERM);
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        for index in 0..self.ranks.len() {
+            let Some(child) = self.ranks[index].child.as_mut() else {
+                continue;
+            };
+            let status = match child.try_wait() {
+                Ok(Some(status)) => status,
+                Ok(None) | Err(_) => continue,
+            };
+            self.ranks[index].child = None;
+            self.ranks[index].exited = true;
+            // Its last words first, then its exit.
+            self.read_pipe(index, 0);
+            self.read_pipe(index, 1);
+            let rank = self.ranks[index].rank;
+            let left_fence = self.server.fence_waits_for(rank) && !self.server.finalized(rank);
+            self.send(&Up::Exited {
+                rank,
+                code: status.code(),
+                signal: status.signal(),
+                left_fence,
+            });
+        }
+    }
+
+    fn read_pipe(&mut self, index: usize, stream: usize) {
+        let Some(state) = self.ranks.get_mut(index) else {
+            return;
+        };
+        let rank = state.rank;
+        let Some(pipe) = state.pipes[stream].as_mut() else {
+            return;
+        };
+        let mut buffer = [0u8; 64 * 1024];
+        let eof = loop {
+            if self.outbox.len() >= OUTBOX_HIGH {
+                break false; // resumed by `flush`
+            }
+            match pipe.read(&mut buffer) {
+                Ok(0) => break true,
+                Ok(n) => encode_into(
+                    &Up::Output {
+                        rank,
+                        stream: if stream == 0 { STDOUT } else { STDERR },
+                        bytes: buffer[..n].to_vec(),
+                    },
+                    &mut self.outbox,
+                ),
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break false,
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => break true,
+            }
+        };
+        if eof {
+            if let Some(mut pipe) = state.pipes[stream].take() {
+                let _ = self.poll.registry().deregister(&mut pipe);
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let id = self.next_conn;
+                    self.next_conn += 1;
+                    let _ = stream.set_nodelay(true);
+                    if self
+                        .poll
+                        .registry()
+                        .register(
+                            &mut stream,
+                            Token(id),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )
+                        .is_ok()
+                    {
+                        self.server.on_connect(id);
+                        self.conns.insert(
+                            id,
+                            BootConn {
+                                stream,
+                                outbox: Vec::new(),
+                            },
+                        );
+                    }
+                }
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn on_conn(&mut self, id: ConnId) {
+        let mut buffer = [0u8; 16 * 1024];
+        let mut actions = Vec::new();
+        let mut closed = false;
+        if let Some(conn) = self.conns.get_mut(&id) {
+            loop {
+                match conn.stream.read(&mut buffer) {
+                    Ok(0) => {
+                        closed = true;
+                        break;
+                    }
+                    Ok(n) => self.server.on_bytes(id, &buffer[..n], &mut actions),
+                    Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                    Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+        }
+        self.apply(actions);
+        if !self.write_conn(id) || closed {
+            self.close_conn(id);
+        }
+    }
+
+    fn write_conn(&mut self, id: ConnId) -> bool {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return true;
+        };
+        while !conn.outbox.is_empty() {
+            match conn.stream.write(&conn.outbox) {
+                Ok(n) => {
+                    conn.outbox.drain(..n);
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return true,
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    fn close_conn(&mut self, id: ConnId) {
+        if let Some(mut conn) = self.conns.remove(&id) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+        self.server.on_close(id);
+    }
+
+    fn apply(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Send(id, bytes) => {
+                    if let Some(conn) = self.conns.get_mut(&id) {
+                        conn.outbox.extend_from_slice(&bytes);
+                    }
+                    if !self.write_conn(id) {
+                        self.close_conn(id);
+                    }
+                }
+                Action::Close(id, _) => self.close_conn(id),
+                Action::Report(Report::Initialized(rank)) => self.send(&Up::Initialized { rank }),
+                Action::Report(Report::Finalized(rank)) => self.send(&Up::Finalized { rank }),
+                Action::Report(Report::Aborted {
+                    rank,
+                    code,
+                    message,
+                }) => self.send(&Up::Aborted {
+                    rank,
+                    code,
+                    message,
+                }),
+                Action::FenceBatch { epoch, cards } => self.send(&Up::Fence { epoch, cards }),
+            }
+        }
+    }
+}
