@@ -57,5 +57,7 @@ for per_host in "${@:-4 16}"; do
         commands+=("target/release/mprun --launch-agent '$AGENT' --hostfile $DIR/hosts$n target/release/hello")
     done
 done
+# Floors: three ssh connections in parallel doing nothing, and the local fast path.
+commands+=("sh -c 'for h in \$(cat $DIR/hosts); do $AGENT \$h true & done; wait'")
 commands+=("target/release/mprun -n 12 target/release/hello")
 hyperfine --warmup 2 --runs "${RUNS:-20}" --output=null -N "${commands[@]}" 2>&1 | grep -v '^ *$'
