@@ -12,10 +12,11 @@
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use nix::sys::signal::Signal;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -29,10 +30,12 @@ use crate::control::{
 use crate::fence::Fences;
 use crate::output::{LineBuffer, flush};
 use crate::rules::{Cause, describe};
+use crate::stdin::StdinSource;
 use crate::supervisor::JobOptions;
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
+const WAKER: Token = Token(2);
 /// Agent stderr tokens: `AGENT_BASE + agent`.
 const AGENT_BASE: usize = 16;
 /// Control connections get tokens from here up.
@@ -128,6 +131,9 @@ struct Cluster {
     conns: HashMap<usize, Conn>,
     next_conn: usize,
     agents: Agents,
+    stdin: Option<StdinSource>,
+    /// The host of rank 0, which reads `mprun`'s stdin.
+    stdin_host: Option<usize>,
     fences: Fences,
     options: JobOptions,
     started: Instant,
@@ -196,6 +202,8 @@ pub(crate) fn run(
             }
         })
         .collect();
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let stdin_host = ranks.first().map(|rank| rank.host);
     let now = Instant::now();
     let mut cluster = Cluster {
         poll,
@@ -209,6 +217,8 @@ pub(crate) fn run(
         conns: HashMap::new(),
         next_conn: CONN_BASE,
         agents: Agents::new(AGENT_BASE),
+        stdin: Some(StdinSource::start(waker)?),
+        stdin_host,
         options,
         started: now,
         next_heartbeat: now + HEARTBEAT,
@@ -335,6 +345,7 @@ impl Cluster {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
+                    WAKER => self.pump_stdin(),
                     SIGNALS => self.on_signals(),
                     Token(token) if token >= CONN_BASE => self.on_conn(token),
                     Token(token) if token >= AGENT_BASE => {
@@ -643,6 +654,12 @@ impl Cluster {
             Up::Failed { code, message } => {
                 self.fail_job(None, Cause::HostFailed { code, message })
             }
+            Up::StdinAck { chunks } if Some(host) == self.stdin_host => {
+                if let Some(stdin) = self.stdin.as_mut() {
+                    stdin.acked(chunks);
+                }
+                self.pump_stdin();
+            }
             Up::Heartbeat => {}
             Up::Done => {
                 self.hosts[host].state = HostState::Done;
@@ -698,6 +715,9 @@ impl Cluster {
             ranks: planned.ranks.clone(),
         };
         self.send(index, &Down::Launch(Box::new(spec)));
+        if Some(index) == self.stdin_host {
+            self.pump_stdin();
+        }
         if self.failure.is_some() {
             // The job stopped while this daemon was on its way: stop it too.
             self.send(
@@ -708,6 +728,28 @@ impl Cluster {
             );
         }
         self.launch();
+    }
+
+    /// Sends rank 0's daemon the stdin its window allows.
+    fn pump_stdin(&mut self) {
+        let Some(host) = self.stdin_host else {
+            return;
+        };
+        if self.hosts[host].state != HostState::Running {
+            return;
+        }
+        let chunks = self
+            .stdin
+            .as_mut()
+            .map(StdinSource::ready)
+            .unwrap_or_default();
+        for chunk in chunks {
+            let message = match chunk {
+                Some(bytes) => Down::Stdin(bytes),
+                None => Down::StdinClosed,
+            };
+            self.send(host, &message);
+        }
     }
 
     fn on_exit(&mut self, rank: u32, code: Option<i32>, signal: Option<i32>, left_fence: bool) {

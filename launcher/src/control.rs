@@ -110,6 +110,11 @@ pub(crate) enum Up {
         /// What went wrong, naming the host.
         message: String,
     },
+    /// The host's rank 0 took this many chunks of stdin.
+    StdinAck {
+        /// Chunks written to the rank since the last acknowledgement.
+        chunks: u32,
+    },
     /// Still alive.
     Heartbeat,
     /// Every rank of this host exited and its output was sent: goodbye.
@@ -123,6 +128,8 @@ pub(crate) struct RankLaunch {
     pub(crate) rank: u32,
     /// Variables to set, on top of the daemon's environment.
     pub(crate) env: Vec<(String, String)>,
+    /// Whether it reads `mprun`'s stdin (rank 0).
+    pub(crate) stdin: bool,
 }
 
 /// What a daemon runs.
@@ -159,6 +166,10 @@ pub(crate) enum Down {
         /// World rank.
         rank: u32,
     },
+    /// A chunk of `mprun`'s stdin for the rank that reads it.
+    Stdin(Vec<u8>),
+    /// `mprun`'s stdin ended.
+    StdinClosed,
     /// Send this signal to every rank still running.
     Signal {
         /// Signal number.
@@ -335,6 +346,7 @@ mod tests {
             ranks: vec![RankLaunch {
                 rank: 4,
                 env: vec![("MPR_RANK".into(), "4".into())],
+                stdin: true,
             }],
         }));
         let mut reader = ControlReader::<Up>::new(MAX_UP_FRAME);

@@ -149,8 +149,12 @@ fn connect(addr: &str) -> Result<std::net::TcpStream, DaemonError> {
     Err(io(format!("cannot connect to mprun at {addr}"))(last))
 }
 
-/// Reads the launch spec (blocking, bounded by [`LINK_TIMEOUT`] per read).
-fn receive_spec(stream: &mut std::net::TcpStream, addr: &str) -> Result<LaunchSpec, DaemonError> {
+/// Reads the launch spec (blocking, bounded by [`LINK_TIMEOUT`] per read),
+/// and returns it with the reader, which may hold the messages after it.
+fn receive_spec(
+    stream: &mut std::net::TcpStream,
+    addr: &str,
+) -> Result<(LaunchSpec, ControlReader<Down>), DaemonError> {
     stream
         .set_read_timeout(Some(LINK_TIMEOUT))
         .map_err(io("cannot set a read timeout"))?;
@@ -158,7 +162,7 @@ fn receive_spec(stream: &mut std::net::TcpStream, addr: &str) -> Result<LaunchSp
     let mut chunk = [0u8; 16 * 1024];
     loop {
         match reader.next_message() {
-            Ok(Some(Down::Launch(spec))) => return Ok(*spec),
+            Ok(Some(Down::Launch(spec))) => return Ok((*spec, reader)),
             Ok(Some(_)) => continue,
             Ok(None) => {}
             Err(error) => return Err(DaemonError::LinkLost(error.to_string())),
@@ -220,14 +224,14 @@ fn run(args: &[String]) -> Result<(), DaemonError> {
     stream
         .write_all(&encode(&hello))
         .map_err(io("cannot greet mprun"))?;
-    let spec = receive_spec(&mut stream, &args.connect)?;
+    let (spec, reader) = receive_spec(&mut stream, &args.connect)?;
     if !same_secret(&spec.secret, &secret) {
         return Err(DaemonError::Impostor(args.connect));
     }
     stream
         .set_nonblocking(true)
         .map_err(io("cannot make the control link non-blocking"))?;
-    let mut daemon = Daemon::new(TcpStream::from_std(stream), &spec)?;
+    let mut daemon = Daemon::new(TcpStream::from_std(stream), reader, &spec)?;
     if over_stdin {
         daemon.watch_stdin()?;
     }

@@ -21,11 +21,11 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::bootserver::{Action, BootServer, ConnId, Report};
 use crate::control::{
-    ControlReader, Down, HEARTBEAT, LINK_TIMEOUT, LaunchSpec, MAX_DOWN_FRAME, STDERR, STDOUT, Up,
-    encode_into,
+    ControlReader, Down, HEARTBEAT, LINK_TIMEOUT, LaunchSpec, STDERR, STDOUT, Up, encode_into,
 };
 use crate::daemon::{DaemonError, io};
 use crate::spawn::{RankCommand, spawn_rank};
+use crate::stdin::StdinSink;
 
 const CONTROL: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -72,12 +72,19 @@ pub(crate) struct Daemon {
     ranks: Vec<LocalRank>,
     signals: Signals,
     stdin_closed: Arc<AtomicBool>,
+    rank_stdin: Option<StdinSink>,
     waker: Arc<Waker>,
     drain_deadline: Option<Instant>,
 }
 
 impl Daemon {
-    pub(crate) fn new(mut control: TcpStream, spec: &LaunchSpec) -> Result<Daemon, DaemonError> {
+    /// The daemon for `spec`, on the control link `control` whose reader
+    /// may already hold messages that followed the spec.
+    pub(crate) fn new(
+        mut control: TcpStream,
+        reader: ControlReader<Down>,
+        spec: &LaunchSpec,
+    ) -> Result<Daemon, DaemonError> {
         let poll = Poll::new().map_err(io("cannot create a poller"))?;
         poll.registry()
             .register(
@@ -109,7 +116,7 @@ impl Daemon {
         Ok(Daemon {
             poll,
             control,
-            reader: ControlReader::new(MAX_DOWN_FRAME),
+            reader,
             outbox: Vec::new(),
             last_heard: now,
             next_heartbeat: now + HEARTBEAT,
@@ -121,6 +128,7 @@ impl Daemon {
             ranks: Vec::new(),
             signals,
             stdin_closed: Arc::new(AtomicBool::new(false)),
+            rank_stdin: None,
             waker,
             drain_deadline: None,
         })
@@ -156,7 +164,7 @@ impl Daemon {
                 command: spec.command.clone(),
                 env,
                 wdir: Some(PathBuf::from(&spec.wdir)),
-                stdin: false,
+                stdin: launch.stdin,
             };
             let mut state = LocalRank {
                 rank: launch.rank,
@@ -186,6 +194,12 @@ impl Daemon {
                             }
                         }
                     }
+                    if let Some(pipe) = child.stdin.take() {
+                        self.rank_stdin = Some(
+                            StdinSink::start(pipe, Arc::clone(&self.waker))
+                                .map_err(io("cannot start the stdin writer"))?,
+                        );
+                    }
                     state.child = Some(child);
                     self.send(&Up::Started {
                         rank: launch.rank,
@@ -212,6 +226,8 @@ impl Daemon {
 
     pub(crate) fn event_loop(&mut self) -> Result<(), DaemonError> {
         let mut events = Events::with_capacity(256);
+        // What came right behind the launch spec.
+        self.on_messages()?;
         loop {
             let now = Instant::now();
             if now >= self.next_heartbeat {
@@ -255,7 +271,12 @@ impl Daemon {
                     CONTROL => self.on_control()?,
                     SIGNALS => self.on_signals(),
                     LISTENER => self.accept(),
-                    WAKER => {}
+                    WAKER => {
+                        let chunks = self.rank_stdin.as_ref().map_or(0, StdinSink::take_written);
+                        if chunks > 0 {
+                            self.send(&Up::StdinAck { chunks });
+                        }
+                    }
                     Token(token) if token >= CONN_BASE => self.on_conn(token),
                     Token(token) if token >= PIPE_BASE => {
                         let index = token - PIPE_BASE;
@@ -341,6 +362,11 @@ impl Daemon {
                 Err(error) => return Err(DaemonError::LinkLost(error.to_string())),
             }
         }
+        self.on_messages()
+    }
+
+    /// Handles the whole messages the control reader holds.
+    fn on_messages(&mut self) -> Result<(), DaemonError> {
         loop {
             match self.reader.next_message() {
                 Ok(Some(message)) => self.on_down(message),
@@ -369,6 +395,15 @@ impl Daemon {
             Down::Signal { signal } => {
                 if let Ok(signal) = Signal::try_from(signal) {
                     self.signal_ranks(signal);
+                }
+            }
+            Down::Stdin(chunk) => match &self.rank_stdin {
+                Some(sink) => sink.write(chunk),
+                None => self.send(&Up::StdinAck { chunks: 1 }),
+            },
+            Down::StdinClosed => {
+                if let Some(sink) = self.rank_stdin.as_mut() {
+                    sink.close();
                 }
             }
             Down::Heartbeat | Down::Launch(_) => {}

@@ -238,6 +238,7 @@ fn cluster_plan(
         hosts[node].ranks.push(RankLaunch {
             rank: place.rank,
             env,
+            stdin: place.rank == 0,
         });
     }
     hosts.retain(|host| !host.ranks.is_empty());

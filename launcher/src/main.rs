@@ -19,6 +19,7 @@ mod placement;
 mod rules;
 mod slurm;
 mod spawn;
+mod stdin;
 mod supervisor;
 
 use clap::Parser;

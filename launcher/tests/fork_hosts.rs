@@ -199,3 +199,17 @@ fn a_failing_launch_agent_is_reported_with_its_words() {
         run.stderr
     );
 }
+
+#[test]
+fn stdin_reaches_rank_0_through_its_daemon_whole() {
+    let input: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let run = run_mprun(
+        &["--launcher", "fork", "-H", "a,b", "-l", "sh", "-c", "wc -c"],
+        &input,
+        LIMIT,
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let mut lines: Vec<&str> = run.stdout.lines().map(str::trim).collect();
+    lines.sort();
+    assert_eq!(lines, [format!("[0] {}", input.len()).as_str(), "[1] 0"]);
+}
