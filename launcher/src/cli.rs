@@ -77,6 +77,11 @@ pub(crate) struct Args {
     #[arg(long = "launch-concurrency", default_value_t = 32, value_name = "N")]
     pub(crate) launch_concurrency: usize,
 
+    /// Seconds of silence after which a host's daemon (or, on its side,
+    /// mprun) counts as gone; heartbeats go four times as often. Default 4.
+    #[arg(long = "link-timeout", env = "MPRUN_LINK_TIMEOUT", value_name = "SECS")]
+    pub(crate) link_timeout: Option<f64>,
+
     /// Network interface (name, or CIDR network) of the ranks' data plane
     /// and of mprun's control port.
     #[arg(long, env = "MPR_INTERFACE", value_name = "NAME|CIDR")]
@@ -111,6 +116,7 @@ const OPTIONS_WITH_VALUE: &[&str] = &[
     "--launch-agent",
     "--launch-concurrency",
     "--interface",
+    "--link-timeout",
 ];
 
 /// Rewrites the MPI-traditional single-dash `-np` into `--np`, only among

@@ -6,7 +6,7 @@
 //! started in parallel, at most `concurrency` of them still waiting for
 //! their daemon to call back at once. The ranks' events flow through the
 //! same rules as local ones (`rules`); a host whose daemon dies, whose
-//! link closes or stays silent for `LINK_TIMEOUT`, or whose agent fails
+//! link closes or stays silent for the link timeout, or whose agent fails
 //! before the daemon calls back, stops the job with a line naming it.
 
 use std::collections::HashMap;
@@ -24,8 +24,8 @@ use signal_hook_mio::v1_0::Signals;
 use crate::agent::{self, LauncherKind};
 use crate::agents::Agents;
 use crate::control::{
-    ControlReader, Down, HEARTBEAT, LINK_TIMEOUT, LaunchSpec, MAX_UP_FRAME, RankLaunch, Up,
-    encode_into, same_secret,
+    ControlReader, Down, LaunchSpec, LinkWatch, MAX_UP_FRAME, RankLaunch, Up, encode_into,
+    same_secret,
 };
 use crate::fence::Fences;
 use crate::output::{LineBuffer, flush};
@@ -75,6 +75,8 @@ pub(crate) struct ClusterPlan {
     pub(crate) concurrency: usize,
     /// `mprun` itself, as the daemons run it (same path on every host).
     pub(crate) exe: PathBuf,
+    /// Silence after which a host (or, on its side, `mprun`) counts as gone.
+    pub(crate) link_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +108,7 @@ struct Conn {
     reader: ControlReader<Up>,
     outbox: Vec<u8>,
     host: Option<usize>,
-    last_heard: Instant,
+    link: LinkWatch,
 }
 
 #[derive(Debug)]
@@ -137,7 +139,6 @@ struct Cluster {
     fences: Fences,
     options: JobOptions,
     started: Instant,
-    next_heartbeat: Instant,
     failure: Option<Cause>,
     stop_deadline: Option<Instant>,
     give_up_deadline: Option<Instant>,
@@ -221,7 +222,6 @@ pub(crate) fn run(
         stdin_host,
         options,
         started: now,
-        next_heartbeat: now + HEARTBEAT,
         failure: None,
         stop_deadline: None,
         give_up_deadline: None,
@@ -364,13 +364,8 @@ impl Cluster {
             HostState::Launching(since) => Some(since + LAUNCH_TIMEOUT),
             _ => None,
         });
-        let silent = self
-            .conns
-            .values()
-            .filter(|conn| conn.host.is_some())
-            .map(|conn| conn.last_heard + LINK_TIMEOUT);
+        let links = self.conns.values().map(|conn| conn.link.next_deadline());
         [
-            Some(self.next_heartbeat),
             self.options.timeout.map(|limit| self.started + limit),
             self.stop_deadline,
             self.give_up_deadline,
@@ -378,26 +373,22 @@ impl Cluster {
         .into_iter()
         .flatten()
         .chain(launching)
-        .chain(silent)
+        .chain(links)
         .min()
         .map(|deadline| deadline.saturating_duration_since(now))
     }
 
     fn check_timers(&mut self) {
         let now = Instant::now();
-        if now >= self.next_heartbeat {
-            self.next_heartbeat = now + HEARTBEAT;
-            self.broadcast(&Down::Heartbeat);
-            // Strangers that never said hello are dropped.
-            let stale: Vec<usize> = self
-                .conns
-                .iter()
-                .filter(|(_, conn)| conn.host.is_none() && now >= conn.last_heard + LINK_TIMEOUT)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in stale {
-                self.close_conn(id);
-            }
+        // Strangers that never said hello are dropped.
+        let stale: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, conn)| conn.host.is_none() && conn.link.dead(now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            self.close_conn(id);
         }
         if let Some(limit) = self.options.timeout {
             if self.failure.is_none() && now >= self.started + limit {
@@ -415,18 +406,23 @@ impl Cluster {
                     ),
                 ),
                 HostState::Running => {
-                    let silent = self.hosts[index]
+                    let Some(conn) = self.hosts[index]
                         .conn
-                        .and_then(|id| self.conns.get(&id))
-                        .is_some_and(|conn| now >= conn.last_heard + LINK_TIMEOUT);
-                    if silent {
+                        .and_then(|id| self.conns.get_mut(&id))
+                    else {
+                        continue;
+                    };
+                    let beat = conn.link.beat_due(now);
+                    if conn.link.dead(now) {
+                        let silence = conn.link.timeout().as_secs_f64();
                         self.lose_host(
                             index,
                             format!(
-                                "no heartbeat from its daemon for {} s (the host is down or its link is cut)",
-                                LINK_TIMEOUT.as_secs_f64()
+                                "no heartbeat from its daemon for {silence} s (the host is down or its link is cut)"
                             ),
                         );
+                    } else if beat {
+                        self.send(index, &Down::Heartbeat);
                     }
                 }
                 _ => {}
@@ -482,7 +478,7 @@ impl Cluster {
                                 reader: ControlReader::new(MAX_UP_FRAME),
                                 outbox: Vec::new(),
                                 host: None,
-                                last_heard: Instant::now(),
+                                link: LinkWatch::new(Instant::now(), self.plan.link_timeout),
                             },
                         );
                     }
@@ -506,7 +502,7 @@ impl Cluster {
                         break;
                     }
                     Ok(n) => {
-                        conn.last_heard = Instant::now();
+                        conn.link.heard(Instant::now());
                         conn.reader.push(&chunk[..n]);
                     }
                     Err(error) if error.kind() == ErrorKind::WouldBlock => break,
@@ -713,6 +709,7 @@ impl Cluster {
             command: self.plan.command.clone(),
             wdir: self.plan.wdir.clone(),
             ranks: planned.ranks.clone(),
+            link_timeout_ms: u64::try_from(self.plan.link_timeout.as_millis()).unwrap_or(u64::MAX),
         };
         self.send(index, &Down::Launch(Box::new(spec)));
         if Some(index) == self.stdin_host {
@@ -867,7 +864,7 @@ impl Cluster {
         }
         let now = Instant::now();
         self.stop_deadline = Some(now + self.options.grace);
-        self.give_up_deadline = Some(now + self.options.grace + LINK_TIMEOUT);
+        self.give_up_deadline = Some(now + self.options.grace + self.plan.link_timeout);
     }
 
     fn flush_output(&mut self) {

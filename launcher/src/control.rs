@@ -16,7 +16,7 @@
 //! [`Up::Heartbeat`]/[`Down::Heartbeat`] every [`HEARTBEAT`]; a link silent
 //! for [`LINK_TIMEOUT`] is dead.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -28,9 +28,9 @@ pub(crate) const CONTROL_VERSION: u8 = 1;
 pub(crate) const MAX_UP_FRAME: usize = 64 << 20;
 /// Largest frame `mprun` may send (a fence answer carries every card).
 pub(crate) const MAX_DOWN_FRAME: usize = 256 << 20;
-/// How often each side says it is alive.
-pub(crate) const HEARTBEAT: Duration = Duration::from_millis(1000);
-/// How long a link may stay silent before the peer counts as gone.
+/// How long a link may stay silent before the peer counts as gone, unless
+/// `--link-timeout` says otherwise; each side says it is alive four times
+/// per timeout.
 pub(crate) const LINK_TIMEOUT: Duration = Duration::from_millis(4000);
 
 /// Which output stream of a rank.
@@ -147,6 +147,8 @@ pub(crate) struct LaunchSpec {
     pub(crate) wdir: String,
     /// The ranks of this host.
     pub(crate) ranks: Vec<RankLaunch>,
+    /// Silence after which the daemon counts `mprun` as gone, in milliseconds.
+    pub(crate) link_timeout_ms: u64,
 }
 
 /// `mprun` to a daemon.
@@ -288,6 +290,55 @@ impl<T: DeserializeOwned> ControlReader<T> {
     }
 }
 
+/// Liveness of one control link, free of I/O: when to say we are alive,
+/// and when the silent peer counts as gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LinkWatch {
+    last_heard: Instant,
+    next_beat: Instant,
+    timeout: Duration,
+}
+
+impl LinkWatch {
+    /// A link opened at `now` whose peer may stay silent for `timeout`.
+    pub(crate) fn new(now: Instant, timeout: Duration) -> Self {
+        LinkWatch {
+            last_heard: now,
+            next_beat: now + timeout / 4,
+            timeout,
+        }
+    }
+
+    /// Bytes arrived from the peer at `now`.
+    pub(crate) fn heard(&mut self, now: Instant) {
+        self.last_heard = now;
+    }
+
+    /// Whether a heartbeat is due at `now` (if so, the next one is scheduled).
+    pub(crate) fn beat_due(&mut self, now: Instant) -> bool {
+        if now < self.next_beat {
+            return false;
+        }
+        self.next_beat = now + self.timeout / 4;
+        true
+    }
+
+    /// Whether the peer has been silent for the whole timeout at `now`.
+    pub(crate) fn dead(&self, now: Instant) -> bool {
+        now.duration_since(self.last_heard) >= self.timeout
+    }
+
+    /// When something is next due: a heartbeat, or the peer's death.
+    pub(crate) fn next_deadline(&self) -> Instant {
+        self.next_beat.min(self.last_heard + self.timeout)
+    }
+
+    /// The silence that counts as death.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
 /// Compares secrets without revealing, by timing, how long a prefix matched.
 pub(crate) fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -348,6 +399,7 @@ mod tests {
                 env: vec![("MPR_RANK".into(), "4".into())],
                 stdin: true,
             }],
+            link_timeout_ms: 4000,
         }));
         let mut reader = ControlReader::<Up>::new(MAX_UP_FRAME);
         let mut decoded = Vec::new();
@@ -382,6 +434,29 @@ mod tests {
             reader.next_message(),
             Err(ControlError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_link_beats_four_times_per_timeout_and_dies_after_a_silent_timeout() {
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut watch = LinkWatch::new(start, 4 * second);
+        assert!(!watch.beat_due(start));
+        assert_eq!(watch.next_deadline(), start + second);
+        assert!(watch.beat_due(start + second));
+        assert!(!watch.beat_due(start + second));
+        assert_eq!(watch.next_deadline(), start + 2 * second);
+        assert!(!watch.dead(start + 3 * second));
+        watch.heard(start + 3 * second);
+        assert!(!watch.dead(start + 6 * second));
+        assert!(watch.dead(start + 7 * second));
+        let mut silent = LinkWatch::new(start, 4 * second);
+        for beat in 1..=3 {
+            assert!(silent.beat_due(start + beat * second));
+        }
+        assert_eq!(silent.next_deadline(), start + 4 * second);
+        assert!(silent.dead(start + 4 * second));
+        assert_eq!(silent.timeout(), 4 * second);
     }
 
     #[test]

@@ -260,6 +260,7 @@ mod tests {
             command: vec![program.into()],
             wdir: wdir.into(),
             ranks: Vec::new(),
+            link_timeout_ms: 4000,
         }
     }
 

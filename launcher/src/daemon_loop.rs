@@ -20,9 +20,7 @@ use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::bootserver::{Action, BootServer, ConnId, Report};
-use crate::control::{
-    ControlReader, Down, HEARTBEAT, LINK_TIMEOUT, LaunchSpec, STDERR, STDOUT, Up, encode_into,
-};
+use crate::control::{ControlReader, Down, LaunchSpec, LinkWatch, STDERR, STDOUT, Up, encode_into};
 use crate::daemon::{DaemonError, io};
 use crate::spawn::{RankCommand, spawn_rank};
 use crate::stdin::StdinSink;
@@ -62,8 +60,7 @@ pub(crate) struct Daemon {
     control: TcpStream,
     reader: ControlReader<Down>,
     outbox: Vec<u8>,
-    last_heard: Instant,
-    next_heartbeat: Instant,
+    link: LinkWatch,
     listener: TcpListener,
     bootstrap: SocketAddr,
     server: BootServer,
@@ -118,8 +115,7 @@ impl Daemon {
             control,
             reader,
             outbox: Vec::new(),
-            last_heard: now,
-            next_heartbeat: now + HEARTBEAT,
+            link: LinkWatch::new(now, Duration::from_millis(spec.link_timeout_ms.max(100))),
             listener,
             bootstrap,
             server: BootServer::relay(spec.size, spec.secret.clone(), &local),
@@ -230,14 +226,13 @@ impl Daemon {
         self.on_messages()?;
         loop {
             let now = Instant::now();
-            if now >= self.next_heartbeat {
+            if self.link.beat_due(now) {
                 self.send(&Up::Heartbeat);
-                self.next_heartbeat = now + HEARTBEAT;
             }
-            if now.duration_since(self.last_heard) >= LINK_TIMEOUT {
+            if self.link.dead(now) {
                 return Err(DaemonError::LinkLost(format!(
                     "no word from mprun for {} s",
-                    LINK_TIMEOUT.as_secs_f64()
+                    self.link.timeout().as_secs_f64()
                 )));
             }
             if self.stdin_closed.load(Ordering::SeqCst) {
@@ -252,15 +247,11 @@ impl Daemon {
                 self.send(&Up::Done);
                 return self.flush_blocking();
             }
-            let wakeup = [
-                Some(self.next_heartbeat),
-                Some(self.last_heard + LINK_TIMEOUT),
-                self.drain_deadline,
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+            let wakeup = [Some(self.link.next_deadline()), self.drain_deadline]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|deadline| deadline.saturating_duration_since(Instant::now()));
             match self.poll.poll(&mut events, wakeup) {
                 Ok(()) => {}
                 Err(error) if error.kind() == ErrorKind::Interrupted => continue,
@@ -329,9 +320,9 @@ impl Daemon {
         true
     }
 
-    /// Sends everything queued before exiting (bounded by [`LINK_TIMEOUT`]).
+    /// Sends everything queued before exiting (bounded by the link timeout).
     pub(crate) fn flush_blocking(&mut self) -> Result<(), DaemonError> {
-        let deadline = Instant::now() + LINK_TIMEOUT;
+        let deadline = Instant::now() + self.link.timeout();
         let mut events = Events::with_capacity(8);
         while !self.outbox.is_empty() {
             if !self.flush() {
@@ -354,7 +345,7 @@ impl Daemon {
             match self.control.read(&mut chunk) {
                 Ok(0) => return Err(DaemonError::LinkLost("mprun closed the link".into())),
                 Ok(n) => {
-                    self.last_heard = Instant::now();
+                    self.link.heard(Instant::now());
                     self.reader.push(&chunk[..n]);
                 }
                 Err(error) if error.kind() == ErrorKind::WouldBlock => break,

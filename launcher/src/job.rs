@@ -11,7 +11,7 @@ use thiserror::Error;
 use crate::agent::{self, AgentError, LauncherKind};
 use crate::cli::Args;
 use crate::cluster::{ClusterPlan, PlannedHost};
-use crate::control::RankLaunch;
+use crate::control::{LINK_TIMEOUT, RankLaunch};
 use crate::hostfile::{self, HostEntry, HostfileError};
 use crate::placement::{self, PlacementError};
 use crate::slurm::{self, SlurmError};
@@ -53,6 +53,9 @@ pub(crate) enum LaunchError {
     /// A `-x` export names a variable that is not set here.
     #[error("-x {0}: no such variable in mprun's environment (use -x {0}=VALUE)")]
     UnsetExport(String),
+    /// `--link-timeout` is not a number of seconds from 0.1 up.
+    #[error("--link-timeout {0}: expected a number of seconds of at least 0.1")]
+    BadLinkTimeout(f64),
     /// `--timeout` is not a positive number of seconds.
     #[error("--timeout {0}: expected a positive number of seconds")]
     BadTimeout(f64),
@@ -198,6 +201,13 @@ fn cluster_plan(
     let wdir = args.wdir.as_ref().map_or(cwd.clone(), |dir| cwd.join(dir));
     let exe = std::env::current_exe().map_err(io("cannot find the mprun executable"))?;
     let agent = agent::split_words(&args.launch_agent)?;
+    let link_timeout = match args.link_timeout {
+        None => LINK_TIMEOUT,
+        Some(secs) if secs.is_finite() && (0.1..=86_400.0).contains(&secs) => {
+            Duration::from_secs_f64(secs)
+        }
+        Some(secs) => return Err(LaunchError::BadLinkTimeout(secs)),
+    };
     // Tunables travel with the job: a remote shell does not have mprun's environment.
     for (name, value) in std::env::vars() {
         if name.starts_with("MPR_") && !exports.iter().any(|(known, _)| *known == name) {
@@ -251,6 +261,7 @@ fn cluster_plan(
         agent,
         concurrency: args.launch_concurrency,
         exe,
+        link_timeout,
     };
     Ok((listener, plan))
 }
