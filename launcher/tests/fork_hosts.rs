@@ -213,3 +213,60 @@ fn stdin_reaches_rank_0_through_its_daemon_whole() {
     lines.sort();
     assert_eq!(lines, [format!("[0] {}", input.len()).as_str(), "[1] 0"]);
 }
+
+/// A stand-in for ssh that runs the remote command here: `AGENT HOST CMD`,
+/// after `delay` seconds (a slow connection).
+fn local_agent(delay: &str) -> String {
+    format!("sh -c 'sleep {delay}; exec sh -c \"$2\"' fake-ssh")
+}
+
+#[test]
+fn launches_are_bounded_by_launch_concurrency() {
+    let hello = bin("hello");
+    let agent = local_agent("0.4");
+    let hosts = "198.18.255.1,198.18.255.2,198.18.255.3";
+    // One launch at a time: each agent starts after the previous daemon
+    // called back, so the three slow connections add up.
+    let serial = run_mprun(
+        &[
+            "--launch-agent",
+            &agent,
+            "--launch-concurrency",
+            "1",
+            "-H",
+            hosts,
+            "--interface",
+            "lo",
+            &hello,
+        ],
+        b"",
+        LIMIT,
+    );
+    assert_eq!(serial.code, Some(0), "{}", serial.stderr);
+    assert_eq!(serial.stdout.lines().count(), 3, "{}", serial.stdout);
+    assert!(
+        serial.elapsed >= Duration::from_millis(1200),
+        "{:?}",
+        serial.elapsed
+    );
+    let parallel = run_mprun(
+        &[
+            "--launch-agent",
+            &agent,
+            "-H",
+            hosts,
+            "--interface",
+            "lo",
+            &hello,
+        ],
+        b"",
+        LIMIT,
+    );
+    assert_eq!(parallel.code, Some(0), "{}", parallel.stderr);
+    assert!(
+        parallel.elapsed < serial.elapsed,
+        "{:?} vs {:?}",
+        parallel.elapsed,
+        serial.elapsed
+    );
+}
