@@ -12,9 +12,10 @@
 //! [`Down::Launch`], which carries the secret back so the daemon knows it
 //! reached the right launcher. Then the daemon reports its ranks (pids,
 //! output, exits, bootstrap events, one card batch per fence) and `mprun`
-//! answers fences, relays failures and signals. Both sides send
-//! [`Up::Heartbeat`]/[`Down::Heartbeat`] every [`HEARTBEAT`]; a link silent
-//! for [`LINK_TIMEOUT`] is dead.
+//! answers fences, relays failures and signals, and forwards its stdin to
+//! rank 0 (see `stdin`). Both sides send [`Up::Heartbeat`]/[`Down::Heartbeat`]
+//! four times per link timeout ([`LINK_TIMEOUT`] unless `--link-timeout`
+//! says otherwise); a link silent for that long is dead ([`LinkWatch`]).
 
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,13 @@
 //!
 //! See `mprun --help` and the README for usage; DESIGN §3 for the contract
 //! between `mprun` and its ranks.
+//!
+//! Two ways to run a job: every rank on this machine, as children of
+//! `mprun` (`supervisor`, the fast path), or across hosts (`cluster`), one
+//! per-host daemon each (`daemon`, `daemon_loop`: this same binary started
+//! with a hidden first argument by a launch agent, `agent`, `agents`),
+//! talking to `mprun` over the control protocol (`control`, `fence`,
+//! `stdin`). Both apply the same supervision rules (`rules`).
 
 mod agent;
 mod agents;
