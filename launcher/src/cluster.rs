@@ -278,8 +278,14 @@ impl Cluster {
             .collect();
         for index in waiting {
             let planned = &self.plan.hosts[index];
+            // This machine's share of the job needs no ssh.
+            let kind = if crate::job::is_local(&planned.name) {
+                LauncherKind::Fork
+            } else {
+                self.plan.kind
+            };
             let line = agent::host_command_line(
-                self.plan.kind,
+                kind,
                 &self.plan.agent,
                 &self.plan.exe,
                 &planned.name,

@@ -19,6 +19,8 @@ use nix::unistd::Pid;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
+use mpr::bootstrap::addresses::{INTERFACE_VAR, MULTI_HOST_VAR};
+
 use crate::bootserver::{Action, BootServer, ConnId, Report};
 use crate::control::{ControlReader, Down, LaunchSpec, LinkWatch, STDERR, STDOUT, Up, encode_into};
 use crate::daemon::{DaemonError, io};
@@ -130,6 +132,25 @@ impl Daemon {
         })
     }
 
+    /// In a multi-host job without `--interface`, the ranks publish the
+    /// address this host reaches `mprun` from: routable from `mprun`'s host
+    /// and, in a cluster, from the others (unlike, say, a container bridge's).
+    fn data_plane_hint(&self, env: &[(String, String)]) -> Option<String> {
+        let set = |name: &str| env.iter().any(|(key, _)| key == name);
+        let multi_host = env
+            .iter()
+            .any(|(key, value)| key == MULTI_HOST_VAR && value == "1");
+        if !multi_host || set(INTERFACE_VAR) {
+            return None;
+        }
+        let ip = self.control.local_addr().ok()?.ip();
+        if ip.is_loopback() || ip.is_unspecified() {
+            return None;
+        }
+        let bits = if ip.is_ipv4() { 32 } else { 128 };
+        Some(format!("{ip}/{bits}"))
+    }
+
     /// Reads stdin to its end on a thread; its end wakes the loop.
     pub(crate) fn watch_stdin(&mut self) -> Result<(), DaemonError> {
         let closed = Arc::clone(&self.stdin_closed);
@@ -156,6 +177,9 @@ impl Daemon {
                 mpr::env::var::BOOTSTRAP.to_owned(),
                 self.bootstrap.to_string(),
             ));
+            if let Some(interface) = self.data_plane_hint(&env) {
+                env.push((INTERFACE_VAR.to_owned(), interface));
+            }
             let command = RankCommand {
                 command: spec.command.clone(),
                 env,

@@ -216,13 +216,26 @@ fn cluster_plan(
     }
     let size = placement.ranks.len() as u32;
     let multi_host = kind != LauncherKind::Fork;
+    let loopback = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    // The daemon of this machine (if it has ranks) dials the address the
+    // other hosts reach: its ranks then publish that address too.
+    let first_remote = placement
+        .ranks
+        .iter()
+        .find(|place| !is_local(&place.host))
+        .map(|place| place.host.as_str());
+    let local_ip = match (kind, first_remote) {
+        (LauncherKind::Fork, _) | (_, None) => loopback,
+        (_, Some(remote)) => control_ip(remote, args.interface.as_deref())?,
+    };
     let mut hosts: Vec<PlannedHost> = Vec::new();
     for place in &placement.ranks {
         let node = place.node as usize;
         if hosts.len() <= node {
-            let ip = match kind {
-                LauncherKind::Fork => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-                _ => control_ip(&place.host, args.interface.as_deref())?,
+            let ip = if kind == LauncherKind::Fork || is_local(&place.host) {
+                local_ip
+            } else {
+                control_ip(&place.host, args.interface.as_deref())?
             };
             hosts.resize_with(node + 1, || PlannedHost {
                 name: String::new(),

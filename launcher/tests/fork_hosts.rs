@@ -270,3 +270,42 @@ fn launches_are_bounded_by_launch_concurrency() {
         serial.elapsed
     );
 }
+
+#[test]
+fn sigint_and_timeout_stop_every_host() {
+    let job = start_mprun(&[
+        "--launcher",
+        "fork",
+        "-H",
+        "a:2,b:2",
+        "sh",
+        "-c",
+        "echo ready $$; exec sleep 60",
+    ]);
+    let ranks = ready_pids(&job.wait_for_lines("ready", 4, LIMIT));
+    assert!(job.signal("-INT"));
+    let (code, stderr, _) = job.finish(LIMIT);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("received SIGINT"), "{stderr}");
+    assert!(
+        all_gone(&ranks, Duration::from_secs(10)),
+        "ranks left behind"
+    );
+
+    let run = run_mprun(
+        &[
+            "--launcher",
+            "fork",
+            "-H",
+            "a,b",
+            "--timeout",
+            "0.5",
+            "sleep",
+            "60",
+        ],
+        b"",
+        LIMIT,
+    );
+    assert_eq!(run.code, Some(124), "{}", run.stderr);
+    assert!(run.stderr.contains("timeout of 0.5 s"), "{}", run.stderr);
+}

@@ -61,6 +61,28 @@ fn jobs_span_three_namespaces_over_ssh_and_fail_cleanly() {
         );
     }
 
+    // This machine joins in: its daemon is forked (no ssh), and every rank
+    // publishes the address its host reaches mprun from (the bridge's here).
+    let mixed_hosts = format!("localhost:2,{}:2,{}:2", lab.addrs[0], lab.addrs[1]);
+    let mixed = ["--launch-agent", agent.as_str(), "-H", mixed_hosts.as_str()];
+    let ring = run_mprun(&[&mixed[..], &[&bin("ring")]].concat(), b"", LIMIT);
+    assert_eq!(ring.code, Some(0), "{}\n{}", ring.stdout, ring.stderr);
+    assert!(ring.stdout.contains("correct"), "{}", ring.stdout);
+    let hints = run_mprun(
+        &[
+            &mixed[..],
+            &["sh", "-c", "echo node $MPR_NODE $MPR_INTERFACE"],
+        ]
+        .concat(),
+        b"",
+        LIMIT,
+    );
+    assert_eq!(hints.code, Some(0), "{}", hints.stderr);
+    for (node, ip) in [(0, &lab.gateway), (1, &lab.addrs[0]), (2, &lab.addrs[1])] {
+        let line = format!("node {node} {ip}/32");
+        assert_eq!(hints.stdout.matches(&line).count(), 2, "{}", hints.stdout);
+    }
+
     // A rank killed on one host: the job stops everywhere, naming it.
     let mark = format!("MPRUN_TEST_MARK=netns-kill-{}", std::process::id());
     let job = start_mprun(

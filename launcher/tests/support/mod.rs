@@ -192,6 +192,17 @@ impl Running {
         seen
     }
 
+    /// Sends `mprun` a signal (`-INT`, `-TERM`, ...); whether `kill` worked.
+    pub(crate) fn signal(&self, signal: &str) -> bool {
+        let Some(child) = &self.child else {
+            return false;
+        };
+        Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+
     /// Waits (bounded) for `mprun` to exit: its code, stderr, and how long it took.
     pub(crate) fn finish(mut self, limit: Duration) -> (Option<i32>, String, Duration) {
         let started = Instant::now();
