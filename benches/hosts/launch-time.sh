@@ -14,7 +14,11 @@ DIR=$(mktemp -d /tmp/mprun-launch-XXXXXX)
 BR=mprlbr
 cleanup() {
     for pidfile in "$DIR"/sshd*.pid; do [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true; done
-    for i in $(seq 1 "$HOSTS"); do ip netns del "mprl$i" 2>/dev/null || true; ip link del "mprlv$i" 2>/dev/null || true; done
+    for i in $(seq 1 "$HOSTS"); do
+        for pid in $(ip netns pids "mprl$i" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+        ip netns del "mprl$i" 2>/dev/null || true
+        ip link del "mprlv$i" 2>/dev/null || true
+    done
     ip link del "$BR" 2>/dev/null || true
     rm -rf "$DIR"
 }

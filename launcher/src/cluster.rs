@@ -321,8 +321,17 @@ impl Cluster {
                 if self.hosts[index].agent == Some(id)
                     && matches!(self.hosts[index].state, HostState::Launching(_))
                 {
+                    // 127: the remote shell did not find mprun there.
+                    let hint = if status.code() == Some(127) {
+                        format!(
+                            " (is {} there? mprun assumes a shared filesystem)",
+                            self.plan.exe.display()
+                        )
+                    } else {
+                        String::new()
+                    };
                     let reason = format!(
-                        "its launch agent exited ({status}) before the daemon called back{}",
+                        "its launch agent exited ({status}) before the daemon called back{hint}{}",
                         self.agents.tail(Some(id))
                     );
                     self.lose_host(index, reason);

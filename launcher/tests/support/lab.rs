@@ -225,6 +225,12 @@ impl Lab {
 
     fn remove_network(&self) {
         for ns in &self.namespaces {
+            // Whatever still runs there (sshd sessions of a cut link, ...).
+            if let Ok(output) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
+                    quiet("kill", &["-9", pid]);
+                }
+            }
             quiet("ip", &["netns", "del", ns]);
         }
         for veth in &self.veths {
