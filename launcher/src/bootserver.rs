@@ -181,7 +181,9 @@ impl BootServer {
 
     /// Whether some rank waits at a fence that `rank` has not reached.
     pub(crate) fn fence_waits_for(&self, rank: u32) -> bool {
-        self.fence_arrived > 0
+        // Once a relay's batch went up, every rank served here arrived.
+        !self.batch_sent
+            && self.fence_arrived > 0
             && self
                 .fence_cards
                 .get(rank as usize)
@@ -473,6 +475,7 @@ mod tests {
                 cards: vec![(1, vec![1]), (3, vec![3])]
             }]
         );
+        assert!(!server.fence_waits_for(1) && !server.fence_waits_for(3));
         server.on_bytes(10, &fence(1), &mut actions);
         assert!(matches!(&actions[..], [Action::Close(10, _)]));
         actions.clear();
