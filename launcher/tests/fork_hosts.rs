@@ -161,7 +161,7 @@ fn a_dead_daemon_is_a_lost_host_and_nothing_is_left_running() {
 }
 
 #[test]
-fn a_program_missing_on_a_host_is_a_clear_error() {
+fn a_program_or_directory_missing_on_a_host_is_a_clear_error() {
     let run = run_mprun(
         &["--launcher", "fork", "-H", "a,b", "/surely/not/here"],
         b"",
@@ -172,6 +172,26 @@ fn a_program_missing_on_a_host_is_a_clear_error() {
         run.stderr
             .contains("program /surely/not/here not found on host")
             && run.stderr.contains("shared filesystem"),
+        "{}",
+        run.stderr
+    );
+    let run = run_mprun(
+        &[
+            "--launcher",
+            "fork",
+            "-H",
+            "a,b",
+            "--wdir",
+            "/surely/not/a/dir",
+            "hostname",
+        ],
+        b"",
+        LIMIT,
+    );
+    assert_eq!(run.code, Some(127), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("working directory /surely/not/a/dir not found on host"),
         "{}",
         run.stderr
     );
