@@ -110,7 +110,7 @@
 //! # Bootstrap
 //!
 //! [`init`] connects to `MPR_BOOTSTRAP`, registers with the job secret,
-//! publishes a business card (its host and data-plane address) at a fence,
+//! publishes a business card (its host and data-plane addresses) at a fence,
 //! and receives everyone's card; dropping the [`Universe`] says goodbye to
 //! every peer and reports *finalize* to the launcher. The wire format is in
 //! [`bootstrap`].

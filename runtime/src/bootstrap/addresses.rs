@@ -3,8 +3,10 @@
 //!
 //! A job on one host uses loopback. A job that spans hosts (the launcher
 //! sets `MPR_MULTI_HOST=1`) publishes every non-loopback address that is up
-//! (IPv4 first, then global IPv6; link-local addresses need a scope and are
-//! left out). `MPR_INTERFACE` (set by `mprun --interface`) narrows the
+//! (the IPv4 ones if there are any, otherwise the global IPv6 ones;
+//! link-local addresses need a scope and are left out). Keeping to one
+//! family lets the listener bind that family's unspecified address whatever
+//! the host's `bindv6only` setting. `MPR_INTERFACE` (set by `mprun --interface`) narrows the
 //! choice to one interface, by name (`eth1`) or by network (`10.1.0.0/16`).
 
 use std::io;
@@ -112,8 +114,10 @@ pub fn choose(
             .map(|addr| addr.ip)
             .collect(),
     };
-    // IPv4 first (peers are likelier to route it), order otherwise kept.
-    addrs.sort_by_key(|ip| ip.is_ipv6());
+    // One family: IPv4 if any (peers are likelier to route it).
+    if addrs.iter().any(IpAddr::is_ipv4) {
+        addrs.retain(IpAddr::is_ipv4);
+    }
     addrs.dedup();
     let bind = match addrs.as_slice() {
         [] => {
@@ -125,7 +129,7 @@ pub fn choose(
             });
         }
         [one] => *one,
-        many if many.iter().any(IpAddr::is_ipv6) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        [first, ..] if first.is_ipv6() => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     };
     Ok(DataPlane { bind, addrs })
@@ -208,13 +212,21 @@ mod tests {
     }
 
     #[test]
-    fn a_multi_host_job_publishes_every_routable_address_ipv4_first() {
+    fn a_multi_host_job_publishes_every_routable_address_of_one_family() {
         let plane = choose(&sample(), None, true).unwrap();
-        let expected: Vec<IpAddr> = ["192.0.2.2", "198.18.0.2", "fd00::2"]
+        let expected: Vec<IpAddr> = ["192.0.2.2", "198.18.0.2"]
             .iter()
             .map(|ip| ip.parse().unwrap())
             .collect();
         assert_eq!(plane.addrs, expected);
+        assert_eq!(plane.bind, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let v6_only = [
+            iface("lo", "::1", true),
+            iface("eth0", "fd00::2", true),
+            iface("eth0", "2001:db8::2", true),
+        ];
+        let plane = choose(&v6_only, None, true).unwrap();
+        assert_eq!(plane.addrs.len(), 2);
         assert_eq!(plane.bind, IpAddr::V6(Ipv6Addr::UNSPECIFIED));
     }
 
@@ -232,7 +244,10 @@ mod tests {
             ["fd00::2".parse::<IpAddr>().unwrap()]
         );
         let lo = InterfaceSpec::parse("lo").unwrap();
-        assert_eq!(choose(&sample(), Some(&lo), true).unwrap().addrs.len(), 2);
+        assert_eq!(
+            choose(&sample(), Some(&lo), true).unwrap().addrs,
+            ["127.0.0.1".parse::<IpAddr>().unwrap()]
+        );
     }
 
     #[test]
