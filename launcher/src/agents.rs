@@ -152,9 +152,19 @@ impl Agents {
     /// Ends every agent: closes their stdin (a daemon reading it stops),
     /// lets them exit for [`EXIT_GRACE`] (SIGCHLD wakes `poll`, whose
     /// events are then dropped), then kills their process groups.
-    pub(crate) fn finish(&mut self, poll: &mut Poll, mut drain_signals: impl FnMut()) {
-        for agent in &mut self.procs {
+    /// Agents in `doomed` (those of lost hosts, whose link is gone) are
+    /// killed at once.
+    pub(crate) fn finish(
+        &mut self,
+        poll: &mut Poll,
+        doomed: &[usize],
+        mut drain_signals: impl FnMut(),
+    ) {
+        for (id, agent) in self.procs.iter_mut().enumerate() {
             agent.stdin.take();
+            if doomed.contains(&id) && !agent.exited {
+                let _ = killpg(Pid::from_raw(agent.child.id() as i32), Signal::SIGKILL);
+            }
         }
         let deadline = Instant::now() + EXIT_GRACE;
         let mut events = Events::with_capacity(16);

@@ -235,9 +235,15 @@ pub(crate) fn run(
         agents,
         poll,
         signals,
+        hosts,
         ..
     } = &mut cluster;
-    agents.finish(poll, || {
+    let doomed: Vec<usize> = hosts
+        .iter()
+        .filter(|host| host.state == HostState::Lost)
+        .filter_map(|host| host.agent)
+        .collect();
+    agents.finish(poll, &doomed, || {
         let _ = signals.pending().count();
     });
     result

@@ -131,7 +131,8 @@ fn jobs_span_three_namespaces_over_ssh_and_fail_cleanly() {
         )),
         "{stderr}"
     );
-    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    println!("a cut link (--link-timeout 2) ended the job in {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(6), "took {elapsed:?}");
     assert!(
         all_gone(&ranks, Duration::from_secs(10)),
         "ranks left behind"
