@@ -1,16 +1,20 @@
-//! Run n ranks as threads of one process, over the real engine and TCP
-//! transport on loopback: unit-test parallel code with `cargo test`, no
+//! Run n ranks as threads of one process, over the real engine and
+//! transports (shared memory between the threads, TCP on loopback with
+//! `MPR_TRANSPORT=tcp`): unit-test parallel code with `cargo test`, no
 //! launcher needed.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::Rank;
+use crate::bootstrap::card::Card;
 use crate::comm::Comm;
 use crate::engine::Engine;
 use crate::runtime::{PeerNotices, Runtime};
+use crate::transport::shm::{self, Prepared};
 use crate::transport::tcp::{Listening, Tcp, TcpConfig};
 use crate::tuning::{ErrorMode, Tuning};
+use crate::universe::{host_name, prepare_shared_memory};
 
 /// Runs `body` on `n` ranks, each a thread with its own runtime and world
 /// communicator, and returns each rank's result in rank order. Errors are
@@ -50,6 +54,19 @@ where
         .iter()
         .map(|l| vec![l.addr().expect("a bound listener has an address")])
         .collect();
+    let prepared: Vec<Option<Prepared>> = (0..n)
+        .map(|rank| prepare_shared_memory(&tuning, Rank(rank), rank, n, 0))
+        .collect();
+    let cards: Vec<Card> = prepared
+        .iter()
+        .zip(&addrs)
+        .map(|(prepared, addrs)| Card {
+            host: host_name(),
+            pid: std::process::id(),
+            addrs: addrs.clone(),
+            shm: prepared.as_ref().map(Prepared::card),
+        })
+        .collect();
     let mut secret = vec![0u8; 16];
     let _ = getrandom::fill(&mut secret);
     let body = &body;
@@ -57,8 +74,10 @@ where
     std::thread::scope(|scope| {
         let handles: Vec<_> = listeners
             .into_iter()
+            .zip(prepared)
             .enumerate()
-            .map(|(rank, listening)| {
+            .map(|(rank, (listening, prepared))| {
+                let cards = &cards;
                 let addrs = addrs.clone();
                 let secret = secret.clone();
                 let tuning = tuning.clone();
@@ -70,11 +89,13 @@ where
                         let config = TcpConfig {
                             socket_buffer: tuning.socket_buffer,
                         };
-                        let tcp = Tcp::new(rank, listening, addrs, secret, config)
+                        let mut tcp = Tcp::new(rank, listening, addrs, secret, config)
                             .expect("set up the transport");
+                        let shm = prepared
+                            .and_then(|prepared| shm::attach(rank, prepared, cards, &mut tcp));
                         let engine = Engine::new(rank, n, tuning.engine.clone());
                         let notices: Arc<dyn PeerNotices> = failed.clone();
-                        let runtime = Runtime::new(engine, tcp, tuning, None, Some(notices));
+                        let runtime = Runtime::new(engine, tcp, shm, tuning, None, Some(notices));
                         let world = Comm::world(runtime.clone());
                         let result =
                             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(world)));

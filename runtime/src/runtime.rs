@@ -19,6 +19,7 @@ use crate::Rank;
 use crate::bootstrap::client::Connected;
 use crate::engine::{Completion, Engine, RequestId};
 use crate::error::Error;
+use crate::transport::shm::{Shm, ShmEvent};
 use crate::transport::tcp::{LinkEvent, Tcp};
 use crate::tuning::{ErrorMode, Tuning};
 
@@ -32,6 +33,10 @@ const MAX_BLOCK: Duration = Duration::from_millis(20);
 const DIRECT_MAX_PENDING: usize = 2;
 /// Polls between two looks at the launcher's failed-peer notices while spinning.
 const NOTICE_EVERY: u32 = 256;
+/// While no TCP link is in use, spinning polls between two looks at the
+/// poller (pidfds, new connections): the shared-memory rings are read on
+/// every poll without a system call.
+const POLLER_EVERY: u32 = 64;
 
 /// A source of news about failed ranks: the launcher through the
 /// bootstrap link, or the thread supervisor of `local::run`.
@@ -46,11 +51,23 @@ impl PeerNotices for Connected {
     }
 }
 
-/// The engine and its transport: what the lock protects.
+impl State {
+    /// Writes what the engine queued, each peer on its transport.
+    pub(crate) fn flush(&mut self) {
+        if let Some(shm) = self.shm.as_mut() {
+            shm.flush(&mut self.engine);
+        }
+        self.tcp.flush(&mut self.engine);
+    }
+}
+
+/// The engine and its transports: what the lock protects.
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) engine: Engine,
     pub(crate) tcp: Tcp,
+    /// Lanes to peers on this host, if any.
+    pub(crate) shm: Option<Shm>,
     /// Launcher notices already applied.
     notices_seen: usize,
     /// The poller failed once; every peer was failed then.
@@ -77,10 +94,11 @@ pub(crate) struct Runtime {
 }
 
 impl Runtime {
-    /// A runtime over a wired transport.
+    /// A runtime over wired transports.
     pub(crate) fn new(
         engine: Engine,
         tcp: Tcp,
+        shm: Option<Shm>,
         tuning: Tuning,
         bootstrap: Option<Arc<Connected>>,
         notices: Option<Arc<dyn PeerNotices>>,
@@ -92,6 +110,7 @@ impl Runtime {
             state: Mutex::new(State {
                 engine,
                 tcp,
+                shm,
                 notices_seen: 0,
                 poll_failed: false,
             }),
@@ -151,7 +170,7 @@ impl Runtime {
         let mut state = self.lock();
         let state = &mut *state;
         let result = post(&mut state.engine);
-        state.tcp.flush(&mut state.engine);
+        state.flush();
         result
     }
 
@@ -198,6 +217,23 @@ impl Runtime {
                     self.apply_notices(&mut state);
                 }
                 if spinning {
+                    let state = &mut *state;
+                    self.poll_shm(state);
+                    if state.shm.is_some() && state.tcp.is_idle() {
+                        if polls % POLLER_EVERY == POLLER_EVERY - 1 {
+                            self.progress_once(state, Some(Duration::ZERO));
+                        }
+                        if let Some(value) = ready(&mut state.engine) {
+                            return value;
+                        }
+                        polls = polls.wrapping_add(1);
+                        if self.tuning.oversubscribed {
+                            std::thread::yield_now();
+                        } else {
+                            std::hint::spin_loop();
+                        }
+                        continue;
+                    }
                     // Read the few links directly (saves the poll-then-read
                     // round of a ping-pong); every 16th poll asks the poller
                     // for new connections, and the transport itself falls
@@ -212,9 +248,7 @@ impl Runtime {
                         self.progress_once(state, Some(Duration::ZERO));
                     }
                 } else {
-                    self.sleeping.store(true, Ordering::Release);
-                    self.progress_once(&mut state, Some(MAX_BLOCK));
-                    self.sleeping.store(false, Ordering::Release);
+                    self.sleep_once(&mut state, MAX_BLOCK);
                 }
                 if let Some(value) = ready(&mut state.engine) {
                     return value;
@@ -229,9 +263,23 @@ impl Runtime {
         }
     }
 
+    /// Sleeps in the poller for up to `timeout` (unless shared-memory data
+    /// already waits), with the flags that make peers wake this rank.
+    fn sleep_once(&self, state: &mut State, timeout: Duration) {
+        let may_sleep = state.shm.as_mut().is_none_or(Shm::prepare_sleep);
+        let timeout = if may_sleep { timeout } else { Duration::ZERO };
+        self.sleeping.store(true, Ordering::Release);
+        self.progress_once(state, Some(timeout));
+        self.sleeping.store(false, Ordering::Release);
+        if let Some(shm) = state.shm.as_mut() {
+            shm.woke();
+        }
+    }
+
     /// One round of progress. If the poller itself fails (an OS error, not
     /// a peer's), every peer is failed so that nothing waits forever.
     fn progress_once(&self, state: &mut State, timeout: Option<Duration>) {
+        self.poll_shm(state);
         let State { engine, tcp, .. } = state;
         if let Err(error) = tcp.progress(engine, timeout) {
             if !state.poll_failed {
@@ -246,6 +294,52 @@ impl Runtime {
             }
         }
         self.take_link_events(state);
+        if let Some(shm) = state.shm.as_mut() {
+            let tokens = state.tcp.take_foreign();
+            for token in tokens {
+                shm.on_token(&mut state.engine, state.tcp.registry(), token);
+            }
+            self.take_shm_events(state);
+        }
+    }
+
+    /// Reads the shared-memory rings and sends what that produced.
+    fn poll_shm(&self, state: &mut State) {
+        let Some(shm) = state.shm.as_mut() else {
+            return;
+        };
+        if shm.poll(&mut state.engine) || shm.blocked() {
+            self.take_shm_events(state);
+            state.flush();
+        }
+    }
+
+    /// Acts on what the shared-memory transport saw: exited peers (failed
+    /// unless they said GOODBYE) and corrupt rings.
+    fn take_shm_events(&self, state: &mut State) {
+        let Some(shm) = state.shm.as_mut() else {
+            return;
+        };
+        for event in shm.take_events() {
+            match event {
+                ShmEvent::Exited { peer } => {
+                    // Whatever it sent over TCP is readable after its exit.
+                    state.tcp.drain(&mut state.engine, peer);
+                    // Gone for good: what it sent is read, and nothing more
+                    // can reach it (even a GOODBYE of ours would wait forever).
+                    shm.close(peer);
+                    state.engine.peer_failed(peer);
+                }
+                ShmEvent::Corrupt { peer, error } => eprintln!(
+                    "mpr: rank {}: closed the shared-memory lane from rank {peer}: {error}",
+                    self.rank
+                ),
+                ShmEvent::Protocol { peer, error } => eprintln!(
+                    "mpr: rank {}: closed the shared-memory lane from rank {peer}: {error}",
+                    self.rank
+                ),
+            }
+        }
     }
 
     /// Reports links the transport closed for a protocol violation.
@@ -268,6 +362,9 @@ impl Runtime {
         for &peer in &failed[state.notices_seen.min(failed.len())..] {
             if peer != self.rank.0 && peer < self.size {
                 state.engine.peer_failed(Rank(peer));
+                if let Some(shm) = state.shm.as_mut() {
+                    shm.close(Rank(peer));
+                }
             }
         }
         state.notices_seen = failed.len();
@@ -296,12 +393,11 @@ impl Runtime {
                 break;
             }
             self.apply_notices(state);
-            let timeout = if started.elapsed() < self.tuning.spin {
-                Duration::ZERO
+            if started.elapsed() < self.tuning.spin {
+                self.progress_once(state, Some(Duration::ZERO));
             } else {
-                MAX_BLOCK
-            };
-            self.progress_once(state, Some(timeout));
+                self.sleep_once(state, MAX_BLOCK);
+            }
         }
         self.shutdown.store(true, Ordering::Release);
         let _ = self.waker.wake();
@@ -345,9 +441,7 @@ fn progress_thread(runtime: Weak<Runtime>) {
             return;
         }
         let mut state = runtime.lock();
-        runtime.sleeping.store(true, Ordering::Release);
-        runtime.progress_once(&mut state, Some(Duration::from_millis(1)));
-        runtime.sleeping.store(false, Ordering::Release);
+        runtime.sleep_once(&mut state, Duration::from_millis(1));
         drop(state);
         std::thread::yield_now();
     }

@@ -29,6 +29,10 @@ pub(crate) struct Tuning {
     pub(crate) errors: ErrorMode,
     /// Run a progress thread.
     pub(crate) async_progress: bool,
+    /// Ranks on one host talk through shared memory (`MPR_TRANSPORT`).
+    pub(crate) shared_memory: bool,
+    /// Data bytes of each shared-memory ring (`MPR_SHM_RING`).
+    pub(crate) shm_ring: usize,
 }
 
 impl Tuning {
@@ -77,6 +81,13 @@ impl Tuning {
                 lookup("MPR_ASYNC_PROGRESS").as_deref(),
                 Some("1") | Some("true") | Some("yes")
             ),
+            shared_memory: !matches!(
+                lookup("MPR_TRANSPORT").as_deref().map(str::trim),
+                Some("tcp")
+            ),
+            shm_ring: bytes("MPR_SHM_RING")
+                .unwrap_or(DEFAULT_SHM_RING)
+                .clamp(4 << 10, 1 << 30),
         }
     }
 
@@ -85,6 +96,9 @@ impl Tuning {
         Self::from_lookup(|name| std::env::var(name).ok(), launched, local_size)
     }
 }
+
+/// Default data bytes of a shared-memory ring.
+const DEFAULT_SHM_RING: usize = 256 << 10;
 
 /// Parses `65536`, `64k`, `64KiB`, `4m`, `4MiB`, `1g`.
 pub(crate) fn parse_bytes(text: &str) -> Option<usize> {

@@ -15,6 +15,7 @@ use crate::comm::Comm;
 use crate::engine::Engine;
 use crate::env::{EnvError, JobEnv};
 use crate::runtime::{PeerNotices, Runtime};
+use crate::transport::shm::{self, Prepared, ShmConfig};
 use crate::transport::tcp::{Listening, Tcp, TcpConfig};
 use crate::tuning::{ErrorMode, Tuning};
 
@@ -92,6 +93,9 @@ pub fn init() -> Result<Universe, InitError> {
     let plane = addresses::data_plane().map_err(InitError::Transport)?;
     let listening = Listening::bind(plane.bind).map_err(InitError::Transport)?;
     let port = listening.addr().map_err(InitError::Transport)?.port();
+    let tuning = Tuning::from_env(true, job.local_size);
+    let rank = Rank(job.rank);
+    let prepared = prepare_shared_memory(&tuning, rank, job.local_rank, job.local_size, job.node);
     let card = Card {
         host: host_name(),
         pid: std::process::id(),
@@ -100,6 +104,7 @@ pub fn init() -> Result<Universe, InitError> {
             .iter()
             .map(|ip| std::net::SocketAddr::new(*ip, port))
             .collect(),
+        shm: prepared.as_ref().map(Prepared::card),
     };
     let (connected, raw_cards) = registered.fence(card.encode())?;
     let cards = raw_cards
@@ -114,19 +119,19 @@ pub fn init() -> Result<Universe, InitError> {
         .collect::<Result<Vec<_>, _>>()?;
     let connected = Arc::new(connected);
     install_panic_abort(Arc::clone(&connected), job.rank);
-    let tuning = Tuning::from_env(true, job.local_size);
-    let rank = Rank(job.rank);
     let addrs = cards.iter().map(|card| card.addrs.clone()).collect();
     let config = TcpConfig {
         socket_buffer: tuning.socket_buffer,
     };
-    let tcp = Tcp::new(rank, listening, addrs, job.secret.into_bytes(), config)
+    let mut tcp = Tcp::new(rank, listening, addrs, job.secret.into_bytes(), config)
         .map_err(InitError::Transport)?;
+    let shm = prepared.and_then(|prepared| shm::attach(rank, prepared, &cards, &mut tcp));
     let engine = Engine::new(rank, job.size, tuning.engine.clone());
     let notices: Arc<dyn PeerNotices> = connected.clone();
     let runtime = Runtime::new(
         engine,
         tcp,
+        shm,
         tuning,
         Some(Arc::clone(&connected)),
         Some(notices),
@@ -143,6 +148,29 @@ pub fn init() -> Result<Universe, InitError> {
         bootstrap: Some(connected),
         cards,
     })
+}
+
+/// Makes this rank's shared-memory segment when the job has other ranks
+/// on this host and shared memory is on; a failure only costs speed (TCP
+/// carries everything), so it is a notice, not an error.
+pub(crate) fn prepare_shared_memory(
+    tuning: &Tuning,
+    rank: Rank,
+    local_rank: u32,
+    local_size: u32,
+    node: u32,
+) -> Option<Prepared> {
+    if !tuning.shared_memory || local_size < 2 {
+        return None;
+    }
+    let config = ShmConfig {
+        ring_bytes: tuning.shm_ring,
+    };
+    Prepared::new(rank, local_rank, local_size, node, config)
+        .map_err(|error| {
+            eprintln!("mpr: rank {rank}: shared memory unavailable, using TCP: {error}")
+        })
+        .ok()
 }
 
 /// Makes a panic anywhere in a launched rank abort the whole job, with the
@@ -177,7 +205,7 @@ impl Universe {
         let tcp = Tcp::new(Rank(0), listening, vec![vec![addr]], Vec::new(), config)
             .map_err(InitError::Transport)?;
         let engine = Engine::new(Rank(0), 1, tuning.engine.clone());
-        let runtime = Runtime::new(engine, tcp, tuning, None, None);
+        let runtime = Runtime::new(engine, tcp, None, tuning, None, None);
         Ok(Universe {
             world: Comm::world(Arc::clone(&runtime)),
             runtime,
@@ -192,6 +220,7 @@ impl Universe {
                 host: host_name(),
                 pid: std::process::id(),
                 addrs: vec![addr],
+                shm: None,
             }],
         })
     }

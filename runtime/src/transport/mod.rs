@@ -5,4 +5,10 @@
 //! engine's transmit slices with vectored I/O, draining every socket until
 //! `WouldBlock` (mio is edge-triggered).
 
+//!
+//! The shared-memory transport ([`shm`]) carries the bytes between ranks on
+//! the same host through per-pair rings; each direction of a pair uses one
+//! transport for the whole job, chosen by the sender at wire-up.
+
+pub(crate) mod shm;
 pub(crate) mod tcp;

@@ -37,6 +37,8 @@ const WAKER: Token = Token(1);
 const LINK_BASE: usize = 2;
 /// Connections still in their handshake get tokens from here up.
 const HANDSHAKE_BASE: usize = 1 << 40;
+/// Tokens from here up belong to other transports sharing the poller.
+const FOREIGN_BASE: usize = 1 << 48;
 /// Most handshakes kept at once: beyond this an idle stranger is evicted,
 /// or the newcomer dropped.
 const MAX_HANDSHAKES: usize = 1024;
@@ -122,6 +124,10 @@ pub(crate) struct Tcp {
     bytes_read: usize,
     /// Spinning polls left that use the poller because bulk data flows.
     bulk_polls: u32,
+    /// Peers this rank reaches through another transport.
+    elsewhere: Vec<bool>,
+    /// Events of other transports' tokens, not yet handed over.
+    foreign: Vec<Token>,
 }
 
 impl std::fmt::Debug for Tcp {
@@ -184,12 +190,43 @@ impl Tcp {
             up_links: Vec::new(),
             bytes_read: 0,
             bulk_polls: 0,
+            elsewhere: vec![false; size],
+            foreign: Vec::new(),
         })
     }
 
     /// Wakes a thread blocked in [`Tcp::progress`].
     pub(crate) fn waker(&self) -> Arc<Waker> {
         Arc::clone(&self.waker)
+    }
+
+    /// The poller's registry, for other transports' event sources (tokens
+    /// from `1 << 48` up).
+    pub(crate) fn registry(&self) -> &mio::Registry {
+        self.poll.registry()
+    }
+
+    /// Poller events of other transports since the last call.
+    pub(crate) fn take_foreign(&mut self) -> Vec<Token> {
+        std::mem::take(&mut self.foreign)
+    }
+
+    /// This rank sends to `peer` through another transport from now on.
+    pub(crate) fn route_elsewhere(&mut self, peer: Rank) {
+        if let Some(flag) = self.elsewhere.get_mut(peer.index()) {
+            *flag = true;
+        }
+    }
+
+    /// No link is up or being set up: only strangers could show up.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.up_links.is_empty() && self.handshakes.is_empty()
+    }
+
+    /// Reads whatever the link to `peer` holds (when its process is known
+    /// to have exited, before judging whether it said goodbye).
+    pub(crate) fn drain(&mut self, engine: &mut Engine, peer: Rank) {
+        self.read_link(engine, peer);
     }
 
     /// Link events since the last call.
@@ -266,6 +303,7 @@ impl Tcp {
             match token {
                 LISTENER => self.accept(),
                 WAKER => {}
+                Token(t) if t >= FOREIGN_BASE => self.foreign.push(token),
                 Token(t) if t >= HANDSHAKE_BASE => self.drive_handshake(engine, token),
                 Token(t) => {
                     let peer = Rank((t - LINK_BASE) as u32);
@@ -287,8 +325,17 @@ impl Tcp {
 
     /// Writes every peer's queued bytes, dialling peers not yet connected.
     pub(crate) fn flush(&mut self, engine: &mut Engine) {
+        if engine
+            .peers_with_transmit()
+            .all(|peer| self.elsewhere[peer.index()])
+        {
+            return;
+        }
         let peers: Vec<Rank> = engine.peers_with_transmit().collect();
         for peer in peers {
+            if self.elsewhere[peer.index()] {
+                continue;
+            }
             match &self.links[peer.index()] {
                 Link::Idle => self.dial(engine, peer),
                 Link::Up { .. } => self.write_link(engine, peer),

@@ -1,0 +1,491 @@
+//! The shared-memory transport: ranks on one host move the engine's bytes
+//! through per-pair rings in shared memory instead of TCP.
+//!
+//! # Wiring
+//!
+//! Before the bootstrap fence every rank makes its segment ([`segment`]:
+//! one ring per local rank, `memfd`-backed, so nothing is ever left behind)
+//! and a doorbell ([`doorbell`]), and puts both on its card. After the
+//! fence it maps the segment of every peer in its *shared-memory domain*
+//! (same kernel, network and pid namespaces, same launcher node): it writes
+//! into slot `my local rank` of the peer's segment and reads slot `peer's
+//! local rank` of its own. Each direction picks its transport once, at the
+//! sender: a peer whose segment cannot be mapped gets TCP, so one stream
+//! per direction keeps MPI's order. `MPR_TRANSPORT=tcp` turns this off.
+//!
+//! # Progress and waking
+//!
+//! A spinning rank reads its inbound rings directly (no system call); a
+//! rank about to sleep raises the *sleeping* flag in its segment, looks at
+//! its rings once more, then sleeps in the poller, where its doorbell is
+//! registered. A producer that published a record fences and takes that
+//! flag: if it was raised, it rings the doorbell (see [`ring`] for the
+//! same handshake on a full ring).
+//!
+//! # Liveness
+//!
+//! Shared memory gives no end-of-file: each peer process is watched through
+//! a pidfd in the poller. When it exits, its ring is drained (its GOODBYE
+//! may be the last record) and, without a GOODBYE, the peer is failed. The
+//! launcher's failed-rank notices arrive independently, as for TCP.
+
+pub(crate) mod doorbell;
+pub(crate) mod ring;
+pub(crate) mod segment;
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{Ordering, fence};
+
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+
+use crate::Rank;
+use crate::bootstrap::card::{Card, SharedMemoryCard};
+use crate::engine::Engine;
+use doorbell::{Doorbell, Ringer};
+use ring::{Consumer, Producer, RingError};
+use segment::{Mapping, SegmentError, Shape, SlotMemory};
+
+/// Poller token of the doorbell.
+pub(crate) const DOORBELL: Token = Token(1 << 48);
+/// Poller tokens of peers' pidfds: `PIDFD_BASE + rank`.
+const PIDFD_BASE: usize = (1 << 48) + 1;
+
+/// Tunables of the shared-memory transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ShmConfig {
+    /// Data bytes of each ring.
+    pub(crate) ring_bytes: usize,
+}
+
+/// A rank's segment and doorbell, made before the fence.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    mapping: Arc<Mapping>,
+    fd: OwnedFd,
+    doorbell: Doorbell,
+    slot: u32,
+    node: u32,
+}
+
+impl Prepared {
+    /// Makes the segment for `slots` local ranks, this rank being `slot`.
+    pub(crate) fn new(
+        rank: Rank,
+        slot: u32,
+        slots: u32,
+        node: u32,
+        config: ShmConfig,
+    ) -> Result<Prepared, SegmentError> {
+        let (mapping, fd) = segment::create(Shape::new(slots, config.ring_bytes))?;
+        let doorbell = Doorbell::bind(rank.0).map_err(|source| SegmentError::Os {
+            what: "bind the doorbell",
+            source,
+        })?;
+        Ok(Prepared {
+            mapping,
+            fd,
+            doorbell,
+            slot,
+            node,
+        })
+    }
+
+    /// The shared-memory part of this rank's card.
+    pub(crate) fn card(&self) -> SharedMemoryCard {
+        let shape = self.mapping.shape();
+        SharedMemoryCard {
+            domain: domain(),
+            node: self.node,
+            slot: self.slot,
+            slots: shape.slots,
+            capacity: shape.capacity as u64,
+            fd: self.fd.as_raw_fd(),
+            doorbell: self.doorbell.name().to_owned(),
+        }
+    }
+}
+
+/// This process's kernel and namespaces: ranks that agree on it can map
+/// each other's segments and ring each other's doorbells.
+pub(crate) fn domain() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let namespace = |name: &str| {
+        std::fs::read_link(format!("/proc/self/ns/{name}"))
+            .map(|link| link.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    format!("{}/{}/{}", boot.trim(), namespace("net"), namespace("pid"))
+}
+
+/// What happened to a lane, for the runtime to report.
+#[derive(Debug)]
+pub(crate) enum ShmEvent {
+    /// The peer wrote something that is not a valid record stream.
+    Corrupt {
+        /// The peer.
+        peer: Rank,
+        /// What was wrong.
+        error: RingError,
+    },
+    /// The engine rejected the peer's bytes.
+    Protocol {
+        /// The peer.
+        peer: Rank,
+        /// The violation.
+        error: crate::engine::ProtocolError,
+    },
+    /// The peer's process exited; its ring is drained.
+    Exited {
+        /// The peer.
+        peer: Rank,
+    },
+}
+
+/// Both directions between this rank and one local peer.
+#[derive(Debug)]
+struct Lane {
+    /// Our slot in the peer's segment, if we could map it.
+    tx: Option<Producer<SlotMemory>>,
+    /// The peer's segment (for its sleeping flag).
+    peer_segment: Option<Arc<Mapping>>,
+    /// The peer's slot in our segment.
+    rx: Consumer<SlotMemory>,
+    doorbell: Option<SocketAddr>,
+    pidfd: Option<OwnedFd>,
+    open: bool,
+}
+
+/// Every shared-memory lane of one rank.
+#[derive(Debug)]
+pub(crate) struct Shm {
+    own: Arc<Mapping>,
+    /// Kept open for peers that map the segment late.
+    _fd: OwnedFd,
+    doorbell: Doorbell,
+    ringer: Ringer,
+    lanes: Vec<Option<Lane>>,
+    /// Ranks with a lane, in rank order.
+    peers: Vec<Rank>,
+    /// Largest record written at once: a quarter ring, so the two sides
+    /// copy in parallel.
+    max_record: usize,
+    events: Vec<ShmEvent>,
+    /// A ring was full at the last flush: bytes wait for room.
+    blocked: bool,
+}
+
+impl Shm {
+    /// Wires the lanes to every peer that shares this rank's domain and
+    /// node, given everyone's cards. Peers whose segment cannot be mapped
+    /// are reported in the second value (they keep TCP for our direction).
+    pub(crate) fn wire(
+        rank: Rank,
+        prepared: Prepared,
+        cards: &[Card],
+    ) -> io::Result<(Shm, Vec<(Rank, SegmentError)>)> {
+        let mine = cards
+            .get(rank.index())
+            .and_then(|card| card.shm.clone())
+            .unwrap_or_else(|| prepared.card());
+        let mut lanes: Vec<Option<Lane>> = (0..cards.len()).map(|_| None).collect();
+        let mut peers = Vec::new();
+        let mut refused = Vec::new();
+        let claimed = |slot: u32| {
+            cards
+                .iter()
+                .filter_map(|card| card.shm.as_ref())
+                .filter(|shm| {
+                    shm.domain == mine.domain && shm.node == mine.node && shm.slot == slot
+                })
+                .count()
+        };
+        for (index, card) in cards.iter().enumerate() {
+            let peer = Rank(index as u32);
+            let Some(theirs) = &card.shm else { continue };
+            let eligible = peer != rank
+                && theirs.domain == mine.domain
+                && theirs.node == mine.node
+                && theirs.slot != mine.slot
+                && theirs.slot < mine.slots
+                && mine.slot < theirs.slots
+                && claimed(theirs.slot) == 1;
+            if !eligible {
+                continue;
+            }
+            let Some(rx_memory) = SlotMemory::new(&prepared.mapping, theirs.slot) else {
+                continue;
+            };
+            let shape = Shape::new(theirs.slots, theirs.capacity as usize);
+            let (tx, peer_segment) = match segment::open(card.pid, theirs.fd, shape) {
+                Ok(mapping) => match SlotMemory::new(&mapping, mine.slot) {
+                    Some(memory) => (Some(Producer::new(memory)), Some(mapping)),
+                    None => (None, None),
+                },
+                Err(error) => {
+                    refused.push((peer, error));
+                    (None, None)
+                }
+            };
+            let pidfd = (card.pid != std::process::id())
+                .then(|| {
+                    rustix::process::Pid::from_raw(card.pid as i32).and_then(|pid| {
+                        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+                    })
+                })
+                .flatten();
+            lanes[index] = Some(Lane {
+                tx,
+                peer_segment,
+                rx: Consumer::new(rx_memory),
+                doorbell: doorbell::address(&theirs.doorbell).ok(),
+                pidfd,
+                open: true,
+            });
+            peers.push(peer);
+        }
+        let max_record = (prepared.mapping.shape().capacity / 4).max(4096);
+        Ok((
+            Shm {
+                own: prepared.mapping,
+                _fd: prepared.fd,
+                doorbell: prepared.doorbell,
+                ringer: Ringer::new()?,
+                lanes,
+                peers,
+                max_record,
+                events: Vec::new(),
+                blocked: false,
+            },
+            refused,
+        ))
+    }
+
+    /// Registers the doorbell and the peers' pidfds with the poller.
+    pub(crate) fn register(&mut self, registry: &Registry) -> io::Result<()> {
+        registry.register(self.doorbell.source(), DOORBELL, Interest::READABLE)?;
+        for &peer in &self.peers {
+            if let Some(Lane {
+                pidfd: Some(pidfd), ..
+            }) = &self.lanes[peer.index()]
+            {
+                registry.register(
+                    &mut SourceFd(&pidfd.as_raw_fd()),
+                    Token(PIDFD_BASE + peer.index()),
+                    Interest::READABLE,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this rank sends to `peer` through shared memory.
+    pub(crate) fn routes(&self, peer: Rank) -> bool {
+        matches!(
+            self.lanes.get(peer.index()),
+            Some(Some(Lane { tx: Some(_), .. }))
+        )
+    }
+
+    /// Peers with a lane.
+    pub(crate) fn peers(&self) -> &[Rank] {
+        &self.peers
+    }
+
+    /// Events since the last call.
+    pub(crate) fn take_events(&mut self) -> Vec<ShmEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Writes what the engine queued for peers routed here, as far as the
+    /// rings have room, and rings the doorbells of peers that sleep.
+    pub(crate) fn flush(&mut self, engine: &mut Engine) {
+        self.blocked = false;
+        for index in 0..self.peers.len() {
+            let peer = self.peers[index];
+            if !engine.wants_transmit(peer) {
+                continue;
+            }
+            let Some(lane) = self.lanes[peer.index()].as_mut() else {
+                continue;
+            };
+            let (Some(tx), true) = (lane.tx.as_mut(), lane.open) else {
+                continue;
+            };
+            let mut wrote = false;
+            loop {
+                let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(8);
+                engine.transmit_slices(peer, &mut slices, self.max_record);
+                if slices.is_empty() {
+                    break;
+                }
+                let n = tx.push(&slices, self.max_record);
+                drop(slices);
+                if n == 0 {
+                    if tx.want_space() {
+                        continue;
+                    }
+                    self.blocked = true;
+                    break;
+                }
+                engine.transmitted(peer, n);
+                wrote = true;
+            }
+            if wrote {
+                fence(Ordering::SeqCst);
+                if let (Some(segment), Some(address)) = (&lane.peer_segment, &lane.doorbell) {
+                    let sleeping = segment.sleeping();
+                    if sleeping.load(Ordering::Relaxed) == 1
+                        && sleeping.swap(0, Ordering::AcqRel) == 1
+                    {
+                        self.ringer.ring(address);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether bytes wait for room in a full ring (flush again).
+    pub(crate) fn blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// Reads every inbound ring into the engine; true if any byte came.
+    pub(crate) fn poll(&mut self, engine: &mut Engine) -> bool {
+        let mut any = false;
+        for index in 0..self.peers.len() {
+            let peer = self.peers[index];
+            any |= self.read_lane(engine, peer);
+        }
+        any
+    }
+
+    /// Reads one peer's ring dry; true if any byte came.
+    fn read_lane(&mut self, engine: &mut Engine, peer: Rank) -> bool {
+        let Some(lane) = self.lanes[peer.index()].as_mut() else {
+            return false;
+        };
+        if !lane.open || !lane.rx.has_data() {
+            return false;
+        }
+        let mut any = false;
+        loop {
+            let target = engine.recv_target(peer);
+            match lane.rx.read(target) {
+                Ok(0) => break,
+                Ok(n) => {
+                    any = true;
+                    if let Err(error) = engine.received(peer, n) {
+                        self.events.push(ShmEvent::Protocol { peer, error });
+                        lane.open = false;
+                        engine.peer_failed(peer);
+                        return true;
+                    }
+                }
+                Err(error) => {
+                    self.events.push(ShmEvent::Corrupt { peer, error });
+                    lane.open = false;
+                    engine.peer_failed(peer);
+                    return true;
+                }
+            }
+        }
+        if lane.rx.take_space_wanted() {
+            if let Some(address) = &lane.doorbell {
+                self.ringer.ring(address);
+            }
+        }
+        any
+    }
+
+    /// Raises the sleeping flag unless data already waits: true if the
+    /// caller may sleep in the poller (then call [`Shm::woke`] after).
+    pub(crate) fn prepare_sleep(&mut self) -> bool {
+        let sleeping = self.own.sleeping();
+        sleeping.store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let data = self.peers.iter().any(|peer| {
+            self.lanes[peer.index()]
+                .as_mut()
+                .is_some_and(|lane| lane.open && lane.rx.has_data())
+        });
+        if data {
+            sleeping.store(0, Ordering::Relaxed);
+        }
+        !data
+    }
+
+    /// Lowers the sleeping flag and swallows the doorbell's rings.
+    pub(crate) fn woke(&mut self) {
+        self.own.sleeping().store(0, Ordering::Relaxed);
+        self.doorbell.drain();
+    }
+
+    /// Handles a poller event of this transport: a peer's process exited
+    /// (its ring is drained first, and [`ShmEvent::Exited`] reported).
+    pub(crate) fn on_token(&mut self, engine: &mut Engine, registry: &Registry, token: Token) {
+        if token == DOORBELL {
+            self.doorbell.drain();
+            return;
+        }
+        let Some(index) = token.0.checked_sub(PIDFD_BASE) else {
+            return;
+        };
+        let peer = Rank(index as u32);
+        let Some(lane) = self.lanes.get_mut(index).and_then(Option::as_mut) else {
+            return;
+        };
+        if let Some(pidfd) = lane.pidfd.take() {
+            let _ = registry.deregister(&mut SourceFd(&pidfd.as_raw_fd()));
+        }
+        self.read_lane(engine, peer);
+        self.events.push(ShmEvent::Exited { peer });
+    }
+
+    /// Stops using the lane to `peer` (it failed or left).
+    pub(crate) fn close(&mut self, peer: Rank) {
+        if let Some(Some(lane)) = self.lanes.get_mut(peer.index()) {
+            lane.open = false;
+        }
+    }
+}
+
+/// Wires the shared-memory lanes of `rank` and hooks them into the TCP
+/// transport's poller; `None` when no peer shares this host (or the
+/// transport cannot start: then TCP carries everything, after a notice).
+pub(crate) fn attach(
+    rank: Rank,
+    prepared: Prepared,
+    cards: &[Card],
+    tcp: &mut crate::transport::tcp::Tcp,
+) -> Option<Shm> {
+    let (mut shm, refused) = match Shm::wire(rank, prepared, cards) {
+        Ok(wired) => wired,
+        Err(error) => {
+            eprintln!("mpr: rank {rank}: shared memory unavailable, using TCP: {error}");
+            return None;
+        }
+    };
+    for (peer, error) in refused {
+        eprintln!(
+            "mpr: rank {rank}: cannot map rank {peer}'s shared memory, using TCP to it: {error}"
+        );
+    }
+    if shm.peers().is_empty() {
+        return None;
+    }
+    if let Err(error) = shm.register(tcp.registry()) {
+        eprintln!("mpr: rank {rank}: shared memory unavailable, using TCP: {error}");
+        return None;
+    }
+    for index in 0..shm.peers().len() {
+        let peer = shm.peers()[index];
+        if shm.routes(peer) {
+            tcp.route_elsewhere(peer);
+        }
+    }
+    Some(shm)
+}

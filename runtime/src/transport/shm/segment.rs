@@ -1,0 +1,280 @@
+//! Shared-memory segments: one per rank, holding the rings its local peers
+//! write into, and nothing that outlives the processes that map it.
+//!
+//! A rank makes its segment with `memfd_create` (anonymous: no name in
+//! `/dev/shm` or anywhere else) and publishes its pid and descriptor number
+//! on its business card; a peer on the same host opens
+//! `/proc/<pid>/fd/<fd>`, which the kernel permits to processes of the same
+//! user, maps it and closes the descriptor. The memory is freed when the
+//! last process that maps it exits, however it exits (`kill -9` included),
+//! so there is nothing to clean up.
+//!
+//! Layout: a 4 KiB header page (magic, slot count, ring capacity, the
+//! owner's *sleeping* flag), then one page-aligned slot per local rank:
+//! a ring [`Control`] block followed by the ring's data area. The owner
+//! consumes every slot; the local rank with that slot number produces.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+
+use rustix::fs::{MemfdFlags, Mode, OFlags};
+use rustix::mm::{MapFlags, ProtFlags};
+
+use super::ring::{Control, RingMemory};
+
+/// Identifies a segment of this version.
+const MAGIC: u64 = u64::from_le_bytes(*b"MPRSHM01");
+/// Bytes of the header page.
+const HEADER_BYTES: usize = 4096;
+/// Offset of the owner's sleeping flag in the header.
+const SLEEPING_OFFSET: usize = 128;
+/// Bytes reserved for a ring's control block at the start of its slot.
+const CONTROL_BYTES: usize = 512;
+const PAGE: usize = 4096;
+
+/// Why a segment could not be made or mapped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SegmentError {
+    /// A system call failed.
+    #[error("{what}: {source}")]
+    Os {
+        /// The step that failed.
+        what: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The mapped memory is not a segment of this shape.
+    #[error("the peer's segment has an unexpected layout")]
+    Layout,
+}
+
+fn os(what: &'static str) -> impl FnOnce(rustix::io::Errno) -> SegmentError {
+    move |errno| SegmentError::Os {
+        what,
+        source: errno.into(),
+    }
+}
+
+/// The shape of a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// Slots (local ranks) in the segment.
+    pub(crate) slots: u32,
+    /// Data bytes of each ring: a multiple of the page size.
+    pub(crate) capacity: usize,
+}
+
+impl Shape {
+    fn slot_stride(&self) -> usize {
+        CONTROL_BYTES + self.capacity
+    }
+
+    fn len(&self) -> usize {
+        HEADER_BYTES + self.slots as usize * self.slot_stride()
+    }
+
+    /// The ring capacity rounded to whole pages (at least one).
+    pub(crate) fn new(slots: u32, capacity: usize) -> Shape {
+        let capacity = capacity.div_ceil(PAGE).max(1) * PAGE;
+        Shape { slots, capacity }
+    }
+}
+
+/// A mapped segment.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    base: NonNull<u8>,
+    shape: Shape,
+}
+
+// SAFETY: the mapping is plain shared memory; every access goes through
+// atomics or through the ring protocol, which gives each byte range to one
+// side at a time, so sharing the pointer between threads is as safe as
+// sharing it between processes.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `base` and the length come from a successful `mmap` of
+        // exactly this length, unmapped only here; every `SlotMemory` keeps
+        // the mapping alive through an `Arc`, so nothing points into it now.
+        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), self.shape.len()) };
+    }
+}
+
+impl Mapping {
+    fn map(fd: &OwnedFd, shape: Shape) -> Result<Mapping, SegmentError> {
+        // SAFETY: a fresh shared mapping of a file we hold: no existing Rust
+        // object aliases it. The memory is only reached through `Mapping`.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                shape.len(),
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd.as_fd(),
+                0,
+            )
+        }
+        .map_err(os("mmap"))?;
+        let base = NonNull::new(ptr.cast::<u8>()).ok_or(SegmentError::Layout)?;
+        Ok(Mapping { base, shape })
+    }
+
+    fn header_word(&self, offset: usize) -> &std::sync::atomic::AtomicU64 {
+        debug_assert!(offset % 8 == 0 && offset + 8 <= HEADER_BYTES);
+        // SAFETY: in bounds of the header page, 8-aligned (the mapping is
+        // page-aligned), and only ever accessed atomically.
+        unsafe { &*self.base.as_ptr().add(offset).cast() }
+    }
+
+    /// The owner's flag: 1 while it sleeps in its poller (a producer then
+    /// rings its doorbell).
+    pub(crate) fn sleeping(&self) -> &AtomicU32 {
+        // SAFETY: in bounds of the header page, 4-aligned, only ever
+        // accessed atomically.
+        unsafe { &*self.base.as_ptr().add(SLEEPING_OFFSET).cast() }
+    }
+
+    /// The shape of the segment.
+    pub(crate) fn shape(&self) -> Shape {
+        self.shape
+    }
+}
+
+/// Makes this rank's segment; returns it with the descriptor peers open.
+pub(crate) fn create(shape: Shape) -> Result<(Arc<Mapping>, OwnedFd), SegmentError> {
+    let fd =
+        rustix::fs::memfd_create("mpr-shm", MemfdFlags::CLOEXEC).map_err(os("memfd_create"))?;
+    rustix::fs::ftruncate(&fd, shape.len() as u64).map_err(os("ftruncate"))?;
+    let mapping = Mapping::map(&fd, shape)?;
+    use std::sync::atomic::Ordering;
+    mapping.header_word(0).store(MAGIC, Ordering::Relaxed);
+    mapping
+        .header_word(8)
+        .store(u64::from(shape.slots), Ordering::Relaxed);
+    mapping
+        .header_word(16)
+        .store(shape.capacity as u64, Ordering::Release);
+    Ok((Arc::new(mapping), fd))
+}
+
+/// Maps a peer's segment through `/proc/<pid>/fd/<fd>` and checks its
+/// header against the shape its card announced.
+pub(crate) fn open(pid: u32, fd: i32, shape: Shape) -> Result<Arc<Mapping>, SegmentError> {
+    let path = format!("/proc/{pid}/fd/{fd}");
+    let file = rustix::fs::open(path.as_str(), OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+        .map_err(os("open the peer's segment"))?;
+    let stat = rustix::fs::fstat(&file).map_err(os("fstat"))?;
+    if usize::try_from(stat.st_size).ok() != Some(shape.len()) {
+        return Err(SegmentError::Layout);
+    }
+    let mapping = Mapping::map(&file, shape)?;
+    use std::sync::atomic::Ordering;
+    let valid = mapping.header_word(0).load(Ordering::Relaxed) == MAGIC
+        && mapping.header_word(8).load(Ordering::Relaxed) == u64::from(shape.slots)
+        && mapping.header_word(16).load(Ordering::Acquire) == shape.capacity as u64;
+    if !valid {
+        return Err(SegmentError::Layout);
+    }
+    Ok(Arc::new(mapping))
+}
+
+/// One slot's ring in a mapped segment.
+#[derive(Debug, Clone)]
+pub(crate) struct SlotMemory {
+    mapping: Arc<Mapping>,
+    control: usize,
+}
+
+impl SlotMemory {
+    /// The ring of `slot` (which must be below the segment's slot count).
+    pub(crate) fn new(mapping: &Arc<Mapping>, slot: u32) -> Option<SlotMemory> {
+        let shape = mapping.shape;
+        (slot < shape.slots).then(|| SlotMemory {
+            mapping: Arc::clone(mapping),
+            control: HEADER_BYTES + slot as usize * shape.slot_stride(),
+        })
+    }
+
+    fn data(&self) -> *mut u8 {
+        // SAFETY: the slot's data area starts inside the mapping (checked
+        // when the slot was made) and spans `capacity` bytes of it.
+        unsafe { self.mapping.base.as_ptr().add(self.control + CONTROL_BYTES) }
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<Control>() <= CONTROL_BYTES);
+
+impl RingMemory for SlotMemory {
+    fn control(&self) -> &Control {
+        // SAFETY: the control block lies inside the mapping, page-aligned
+        // (aligned enough for `Control`), starts zero-filled (a valid
+        // `Control`: three zero atomics) and is only accessed atomically.
+        unsafe { &*self.mapping.base.as_ptr().add(self.control).cast() }
+    }
+
+    fn capacity(&self) -> usize {
+        self.mapping.shape.capacity
+    }
+
+    fn write(&self, offset: usize, src: &[u8]) {
+        assert!(offset + src.len() <= self.capacity());
+        // SAFETY: in bounds (asserted). The ring protocol gives these bytes
+        // to the producer alone until it publishes them, so nothing reads
+        // them concurrently; `src` is our own memory, never the segment.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.data().add(offset), src.len()) }
+    }
+
+    fn read(&self, offset: usize, dst: &mut [u8]) {
+        assert!(offset + dst.len() <= self.capacity());
+        // SAFETY: in bounds (asserted). These bytes were published with a
+        // release store of `tail` that the consumer acquired, and the
+        // producer does not touch them again until `head` passes them.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.data().add(offset), dst.as_mut_ptr(), dst.len())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::IoSlice;
+    use std::os::fd::AsRawFd;
+
+    use super::super::ring::{Consumer, Producer};
+    use super::*;
+
+    #[test]
+    fn a_segment_opened_through_proc_carries_a_ring() {
+        let shape = Shape::new(3, 8192);
+        let (own, fd) = create(shape).unwrap();
+        let peer = open(std::process::id(), fd.as_raw_fd(), shape).unwrap();
+        drop(fd);
+        let mut producer = Producer::new(SlotMemory::new(&peer, 2).unwrap());
+        let mut consumer = Consumer::new(SlotMemory::new(&own, 2).unwrap());
+        assert_eq!(producer.push(&[IoSlice::new(b"hello")], usize::MAX), 5);
+        let mut buf = [0u8; 16];
+        assert_eq!(consumer.read(&mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"hello");
+        assert!(SlotMemory::new(&own, 3).is_none());
+    }
+
+    #[test]
+    fn a_wrong_shape_or_a_missing_descriptor_is_refused() {
+        let shape = Shape::new(2, 4096);
+        let (_own, fd) = create(shape).unwrap();
+        assert!(matches!(
+            open(std::process::id(), fd.as_raw_fd(), Shape::new(3, 4096)),
+            Err(SegmentError::Layout)
+        ));
+        assert!(matches!(
+            open(std::process::id(), 1_000_000, shape),
+            Err(SegmentError::Os { .. })
+        ));
+    }
+}
