@@ -28,6 +28,7 @@ use crate::control::{
     same_secret,
 };
 use crate::fence::Fences;
+use crate::hosts::{HostState, Hosts};
 use crate::output::{LineBuffer, flush};
 use crate::rules::{Cause, describe};
 use crate::stdin::StdinSource;
@@ -79,29 +80,6 @@ pub(crate) struct ClusterPlan {
     pub(crate) link_timeout: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HostState {
-    /// Its agent is not started yet.
-    Waiting,
-    /// Its agent runs; its daemon has not called back.
-    Launching(Instant),
-    /// Its daemon is connected.
-    Running,
-    /// Its daemon said goodbye, or it was never started because the job stopped.
-    Done,
-    /// It was lost.
-    Lost,
-}
-
-#[derive(Debug)]
-struct Host {
-    name: String,
-    state: HostState,
-    conn: Option<usize>,
-    agent: Option<usize>,
-    ranks: Vec<u32>,
-}
-
 #[derive(Debug)]
 struct Conn {
     stream: TcpStream,
@@ -128,7 +106,7 @@ struct Cluster {
     signals: Signals,
     secret: Vec<u8>,
     plan: ClusterPlan,
-    hosts: Vec<Host>,
+    hosts: Hosts,
     ranks: Vec<RankState>,
     conns: HashMap<usize, Conn>,
     next_conn: usize,
@@ -184,25 +162,17 @@ pub(crate) fn run(
             },
         })
         .collect();
-    let hosts = plan
-        .hosts
-        .iter()
-        .enumerate()
-        .map(|(index, host)| {
-            for launch in &host.ranks {
-                if let Some(rank) = ranks.get_mut(launch.rank as usize) {
-                    rank.host = index;
-                }
+    let mut named = Vec::with_capacity(plan.hosts.len());
+    for (index, host) in plan.hosts.iter().enumerate() {
+        for launch in &host.ranks {
+            if let Some(rank) = ranks.get_mut(launch.rank as usize) {
+                rank.host = index;
             }
-            Host {
-                name: host.name.clone(),
-                state: HostState::Waiting,
-                conn: None,
-                agent: None,
-                ranks: host.ranks.iter().map(|launch| launch.rank).collect(),
-            }
-        })
-        .collect();
+        }
+        let local: Vec<u32> = host.ranks.iter().map(|launch| launch.rank).collect();
+        named.push((host.name.clone(), local));
+    }
+    let hosts = Hosts::new(named, plan.concurrency);
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let stdin_host = ranks.first().map(|rank| rank.host);
     let now = Instant::now();
@@ -257,11 +227,7 @@ impl Cluster {
             return;
         }
         if self.plan.kind == LauncherKind::Slurm {
-            if self
-                .hosts
-                .iter()
-                .any(|host| host.state != HostState::Waiting)
-            {
+            if !self.hosts.none_launched() {
                 return;
             }
             let nodes: Vec<String> = self.hosts.iter().map(|host| host.name.clone()).collect();
@@ -272,17 +238,7 @@ impl Cluster {
             self.start_agent(&line, true, &all);
             return;
         }
-        let launching = self
-            .hosts
-            .iter()
-            .filter(|host| matches!(host.state, HostState::Launching(_)))
-            .count();
-        let free = self.plan.concurrency.max(1).saturating_sub(launching);
-        let waiting: Vec<usize> = (0..self.hosts.len())
-            .filter(|&index| self.hosts[index].state == HostState::Waiting)
-            .take(free)
-            .collect();
-        for index in waiting {
+        for index in self.hosts.to_launch() {
             let planned = &self.plan.hosts[index];
             // This machine's share of the job needs no ssh.
             let kind = if crate::job::is_local(&planned.name) {
@@ -306,10 +262,8 @@ impl Cluster {
         let started = self
             .agents
             .spawn(&self.poll, line, &self.secret, secret_in_env);
-        for &index in hosts {
-            self.hosts[index].state = HostState::Launching(Instant::now());
-            self.hosts[index].agent = started.as_ref().ok().copied();
-        }
+        self.hosts
+            .launching(hosts, started.as_ref().ok().copied(), Instant::now());
         if let Err(error) = started {
             let program = line.first().cloned().unwrap_or_default();
             for &index in hosts {
@@ -323,25 +277,21 @@ impl Cluster {
 
     fn on_agent_exits(&mut self) {
         for (id, status) in self.agents.reap(&self.poll) {
-            for index in 0..self.hosts.len() {
-                if self.hosts[index].agent == Some(id)
-                    && matches!(self.hosts[index].state, HostState::Launching(_))
-                {
-                    // 127: the remote shell did not find mprun there.
-                    let hint = if status.code() == Some(127) {
-                        format!(
-                            " (is {} there? mprun assumes a shared filesystem)",
-                            self.plan.exe.display()
-                        )
-                    } else {
-                        String::new()
-                    };
-                    let reason = format!(
-                        "its launch agent exited ({status}) before the daemon called back{hint}{}",
-                        self.agents.tail(Some(id))
-                    );
-                    self.lose_host(index, reason);
-                }
+            // 127: the remote shell did not find mprun there.
+            let hint = if status.code() == Some(127) {
+                format!(
+                    " (is {} there? mprun assumes a shared filesystem)",
+                    self.plan.exe.display()
+                )
+            } else {
+                String::new()
+            };
+            for index in self.hosts.launching_by(id) {
+                let reason = format!(
+                    "its launch agent exited ({status}) before the daemon called back{hint}{}",
+                    self.agents.tail(Some(id))
+                );
+                self.lose_host(index, reason);
             }
         }
     }
@@ -351,11 +301,7 @@ impl Cluster {
         loop {
             self.check_timers();
             self.flush_output();
-            if self
-                .hosts
-                .iter()
-                .all(|host| matches!(host.state, HostState::Done | HostState::Lost))
-            {
+            if self.hosts.all_finished() {
                 break;
             }
             match self.poll.poll(&mut events, self.next_wakeup()) {
@@ -381,10 +327,7 @@ impl Cluster {
 
     fn next_wakeup(&self) -> Option<Duration> {
         let now = Instant::now();
-        let launching = self.hosts.iter().filter_map(|host| match host.state {
-            HostState::Launching(since) => Some(since + LAUNCH_TIMEOUT),
-            _ => None,
-        });
+        let launching = self.hosts.next_launch_deadline(LAUNCH_TIMEOUT);
         let links = self.conns.values().map(|conn| conn.link.next_deadline());
         [
             self.options.timeout.map(|limit| self.started + limit),
@@ -416,37 +359,35 @@ impl Cluster {
                 self.fail_job(None, Cause::Timeout(limit));
             }
         }
+        for index in self.hosts.launch_expired(now, LAUNCH_TIMEOUT) {
+            let reason = format!(
+                "its daemon did not call back within {} s{}",
+                LAUNCH_TIMEOUT.as_secs(),
+                self.agents.tail(self.hosts[index].agent)
+            );
+            self.lose_host(index, reason);
+        }
         for index in 0..self.hosts.len() {
-            match self.hosts[index].state {
-                HostState::Launching(since) if now >= since + LAUNCH_TIMEOUT => self.lose_host(
+            if self.hosts[index].state != HostState::Running {
+                continue;
+            }
+            let Some(conn) = self.hosts[index]
+                .conn
+                .and_then(|id| self.conns.get_mut(&id))
+            else {
+                continue;
+            };
+            let beat = conn.link.beat_due(now);
+            if conn.link.dead(now) {
+                let silence = conn.link.timeout().as_secs_f64();
+                self.lose_host(
                     index,
                     format!(
-                        "its daemon did not call back within {} s{}",
-                        LAUNCH_TIMEOUT.as_secs(),
-                        self.agents.tail(self.hosts[index].agent)
+                        "no heartbeat from its daemon for {silence} s (the host is down or its link is cut)"
                     ),
-                ),
-                HostState::Running => {
-                    let Some(conn) = self.hosts[index]
-                        .conn
-                        .and_then(|id| self.conns.get_mut(&id))
-                    else {
-                        continue;
-                    };
-                    let beat = conn.link.beat_due(now);
-                    if conn.link.dead(now) {
-                        let silence = conn.link.timeout().as_secs_f64();
-                        self.lose_host(
-                            index,
-                            format!(
-                                "no heartbeat from its daemon for {silence} s (the host is down or its link is cut)"
-                            ),
-                        );
-                    } else if beat {
-                        self.send(index, &Down::Heartbeat);
-                    }
-                }
-                _ => {}
+                );
+            } else if beat {
+                self.send(index, &Down::Heartbeat);
             }
         }
         if self.stop_deadline.is_some_and(|deadline| now >= deadline) {
@@ -461,7 +402,7 @@ impl Cluster {
         {
             self.give_up_deadline = None;
             for index in 0..self.hosts.len() {
-                if !matches!(self.hosts[index].state, HostState::Done | HostState::Lost) {
+                if !self.hosts[index].state.finished() {
                     self.lose_host(
                         index,
                         "its daemon did not finish after the job stopped".into(),
@@ -701,27 +642,12 @@ impl Cluster {
         if !same_secret(&secret, &self.secret) {
             return self.close_conn(id);
         }
-        let launching = |h: &Host| matches!(h.state, HostState::Launching(_)) && h.conn.is_none();
-        let index = match host {
-            Some(index) => {
-                Some(index as usize).filter(|&i| self.hosts.get(i).is_some_and(launching))
-            }
-            None => {
-                let short = node_name.split('.').next().unwrap_or(&node_name).to_owned();
-                self.hosts.iter().position(|h| {
-                    launching(h)
-                        && (h.name == node_name || h.name.split('.').next() == Some(&short))
-                })
-            }
-        };
-        let Some(index) = index else {
+        let Some(index) = self.hosts.claim(host, &node_name, id) else {
             return self.close_conn(id);
         };
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.host = Some(index);
         }
-        self.hosts[index].conn = Some(id);
-        self.hosts[index].state = HostState::Running;
         let planned = &self.plan.hosts[index];
         let spec = LaunchSpec {
             secret: self.secret.clone(),
@@ -824,7 +750,7 @@ impl Cluster {
     }
 
     fn lose_host(&mut self, index: usize, reason: String) {
-        if matches!(self.hosts[index].state, HostState::Done | HostState::Lost) {
+        if self.hosts[index].state.finished() {
             return;
         }
         let was_running = self.hosts[index].state == HostState::Running;
@@ -878,11 +804,7 @@ impl Cluster {
         self.broadcast(&Down::Signal {
             signal: Signal::SIGTERM as i32,
         });
-        for host in &mut self.hosts {
-            if host.state == HostState::Waiting {
-                host.state = HostState::Done;
-            }
-        }
+        self.hosts.skip_waiting();
         let now = Instant::now();
         self.stop_deadline = Some(now + self.options.grace);
         self.give_up_deadline = Some(now + self.options.grace + self.plan.link_timeout);

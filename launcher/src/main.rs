@@ -20,6 +20,7 @@ mod daemon;
 mod daemon_loop;
 mod fence;
 mod hostfile;
+mod hosts;
 mod job;
 mod output;
 mod placement;
