@@ -1,7 +1,6 @@
 //! The per-host daemon's event loop: its ranks, their bootstrap, their
 //! output, and the control link to `mprun` (see `daemon` for the whole).
 
-use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
@@ -11,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpStream;
 use mio::unix::pipe::Receiver;
 use mio::{Events, Interest, Poll, Token, Waker};
 use nix::sys::signal::{Signal, kill};
@@ -21,6 +20,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use mpr::bootstrap::addresses::{INTERFACE_VAR, MULTI_HOST_VAR};
 
+use crate::bootport::BootPort;
 use crate::bootserver::{Action, BootServer, ConnId, Report};
 use crate::control::{ControlReader, Down, LaunchSpec, LinkWatch, STDERR, STDOUT, Up, encode_into};
 use crate::daemon::{DaemonError, io};
@@ -49,13 +49,6 @@ struct LocalRank {
     pipes: [Option<Receiver>; 2],
 }
 
-/// One bootstrap connection from a local rank.
-#[derive(Debug)]
-struct BootConn {
-    stream: TcpStream,
-    outbox: Vec<u8>,
-}
-
 /// The daemon's running state.
 pub(crate) struct Daemon {
     poll: Poll,
@@ -63,11 +56,8 @@ pub(crate) struct Daemon {
     reader: ControlReader<Down>,
     outbox: Vec<u8>,
     link: LinkWatch,
-    listener: TcpListener,
     bootstrap: SocketAddr,
-    server: BootServer,
-    conns: HashMap<ConnId, BootConn>,
-    next_conn: usize,
+    port: BootPort,
     ranks: Vec<LocalRank>,
     signals: Signals,
     stdin_closed: Arc<AtomicBool>,
@@ -93,15 +83,12 @@ impl Daemon {
             )
             .map_err(io("cannot poll the control link"))?;
         let listener = crate::job::listen_loopback().map_err(io("cannot open a bootstrap port"))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(io("cannot open a bootstrap port"))?;
         let bootstrap = listener
             .local_addr()
             .map_err(io("cannot read the bootstrap address"))?;
-        let mut listener = TcpListener::from_std(listener);
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
+        let local: Vec<u32> = spec.ranks.iter().map(|rank| rank.rank).collect();
+        let server = BootServer::relay(spec.size, spec.secret.clone(), &local);
+        let port = BootPort::new(&poll, listener, LISTENER, CONN_BASE, server)
             .map_err(io("cannot poll the bootstrap port"))?;
         let mut signals =
             Signals::new([SIGCHLD, SIGINT, SIGTERM, SIGHUP]).map_err(io("cannot catch signals"))?;
@@ -110,7 +97,6 @@ impl Daemon {
             .map_err(io("cannot poll signals"))?;
         let waker =
             Arc::new(Waker::new(poll.registry(), WAKER).map_err(io("cannot make a waker"))?);
-        let local: Vec<u32> = spec.ranks.iter().map(|rank| rank.rank).collect();
         let now = Instant::now();
         Ok(Daemon {
             poll,
@@ -118,11 +104,8 @@ impl Daemon {
             reader,
             outbox: Vec::new(),
             link: LinkWatch::new(now, Duration::from_millis(spec.link_timeout_ms.max(100))),
-            listener,
             bootstrap,
-            server: BootServer::relay(spec.size, spec.secret.clone(), &local),
-            conns: HashMap::new(),
-            next_conn: CONN_BASE,
+            port,
             ranks: Vec::new(),
             signals,
             stdin_closed: Arc::new(AtomicBool::new(false)),
@@ -285,7 +268,7 @@ impl Daemon {
                 match event.token() {
                     CONTROL => self.on_control()?,
                     SIGNALS => self.on_signals(),
-                    LISTENER => self.accept(),
+                    LISTENER => self.port.accept(&self.poll),
                     WAKER => {
                         let chunks = self.rank_stdin.as_ref().map_or(0, StdinSink::take_written);
                         if chunks > 0 {
@@ -395,17 +378,13 @@ impl Daemon {
         match message {
             Down::FenceDone { epoch, cards } => {
                 let mut actions = Vec::new();
-                self.server.deliver_fence(epoch, cards, &mut actions);
-                self.apply(actions);
+                self.port.server.deliver_fence(epoch, cards, &mut actions);
+                let events = self.port.apply(&self.poll, actions);
+                self.apply(events);
             }
             Down::PeerFailed { rank } => {
                 let notice = mpr::bootstrap::wire::Message::PeerFailed { rank }.encode();
-                let actions = self
-                    .server
-                    .rank_conns()
-                    .map(|conn| Action::Send(conn, notice.clone()))
-                    .collect();
-                self.apply(actions);
+                self.port.tell_ranks(&self.poll, &notice);
             }
             Down::Signal { signal } => {
                 if let Ok(signal) = Signal::try_from(signal) {
@@ -460,7 +439,8 @@ impl Daemon {
             self.read_pipe(index, 0);
             self.read_pipe(index, 1);
             let rank = self.ranks[index].rank;
-            let left_fence = self.server.fence_waits_for(rank) && !self.server.finalized(rank);
+            let left_fence =
+                self.port.server.fence_waits_for(rank) && !self.port.server.finalized(rank);
             self.send(&Up::Exited {
                 rank,
                 code: status.code(),
@@ -505,102 +485,16 @@ impl Daemon {
         }
     }
 
-    fn accept(&mut self) {
-        loop {
-            match self.listener.accept() {
-                Ok((mut stream, _)) => {
-                    let id = self.next_conn;
-                    self.next_conn += 1;
-                    let _ = stream.set_nodelay(true);
-                    if self
-                        .poll
-                        .registry()
-                        .register(
-                            &mut stream,
-                            Token(id),
-                            Interest::READABLE | Interest::WRITABLE,
-                        )
-                        .is_ok()
-                    {
-                        self.server.on_connect(id);
-                        self.conns.insert(
-                            id,
-                            BootConn {
-                                stream,
-                                outbox: Vec::new(),
-                            },
-                        );
-                    }
-                }
-                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            }
-        }
-    }
-
     fn on_conn(&mut self, id: ConnId) {
-        let mut buffer = [0u8; 16 * 1024];
-        let mut actions = Vec::new();
-        let mut closed = false;
-        if let Some(conn) = self.conns.get_mut(&id) {
-            loop {
-                match conn.stream.read(&mut buffer) {
-                    Ok(0) => {
-                        closed = true;
-                        break;
-                    }
-                    Ok(n) => self.server.on_bytes(id, &buffer[..n], &mut actions),
-                    Err(error) if error.kind() == ErrorKind::WouldBlock => break,
-                    Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-                    Err(_) => {
-                        closed = true;
-                        break;
-                    }
-                }
-            }
-        }
-        self.apply(actions);
-        if !self.write_conn(id) || closed {
-            self.close_conn(id);
-        }
+        let events = self.port.on_conn(&self.poll, id);
+        self.apply(events);
     }
 
-    fn write_conn(&mut self, id: ConnId) -> bool {
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return true;
-        };
-        while !conn.outbox.is_empty() {
-            match conn.stream.write(&conn.outbox) {
-                Ok(n) => {
-                    conn.outbox.drain(..n);
-                }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => return true,
-                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return false,
-            }
-        }
-        true
-    }
-
-    fn close_conn(&mut self, id: ConnId) {
-        if let Some(mut conn) = self.conns.remove(&id) {
-            let _ = self.poll.registry().deregister(&mut conn.stream);
-        }
-        self.server.on_close(id);
-    }
-
+    /// Passes the bootstrap events the port hands back up to `mprun`.
     fn apply(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::Send(id, bytes) => {
-                    if let Some(conn) = self.conns.get_mut(&id) {
-                        conn.outbox.extend_from_slice(&bytes);
-                    }
-                    if !self.write_conn(id) {
-                        self.close_conn(id);
-                    }
-                }
-                Action::Close(id, _) => self.close_conn(id),
+                Action::Send(..) | Action::Close(..) => {}
                 Action::Report(Report::Initialized(rank)) => self.send(&Up::Initialized { rank }),
                 Action::Report(Report::Finalized(rank)) => self.send(&Up::Finalized { rank }),
                 Action::Report(Report::Aborted {

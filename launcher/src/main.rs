@@ -12,6 +12,7 @@
 
 mod agent;
 mod agents;
+mod bootport;
 mod bootserver;
 mod cli;
 mod cluster;
