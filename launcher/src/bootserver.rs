@@ -21,6 +21,14 @@ pub(crate) enum Action {
     Close(ConnId, String),
     /// Something the supervisor must know about a rank.
     Report(Report),
+    /// Relay mode: every rank served here reached fence `epoch`; pass
+    /// their cards up and call [`BootServer::deliver_fence`] with the answer.
+    FenceBatch {
+        /// Fence number.
+        epoch: u32,
+        /// `(world rank, card)` of every rank served here.
+        cards: Vec<(u32, Vec<u8>)>,
+    },
 }
 
 /// Rank events the supervision rules depend on.
@@ -65,6 +73,14 @@ pub(crate) struct BootServer {
     fence_epoch: u32,
     fence_cards: Vec<Option<Vec<u8>>>,
     fence_arrived: usize,
+    /// Which world ranks register here (all of them, unless relaying).
+    served: Vec<bool>,
+    /// Number of ranks served here.
+    expected: usize,
+    /// Relay mode (a per-host daemon): fences complete upstream.
+    relay: bool,
+    /// Relay mode: this fence's batch went up, its answer has not come.
+    batch_sent: bool,
 }
 
 impl BootServer {
@@ -77,7 +93,49 @@ impl BootServer {
             fence_epoch: 0,
             fence_cards: vec![None; size as usize],
             fence_arrived: 0,
+            served: vec![true; size as usize],
+            expected: size as usize,
+            relay: false,
+            batch_sent: false,
         }
+    }
+
+    /// A relaying server (a per-host daemon's) for the world ranks `local`
+    /// of a job of `size` ranks: a fence yields one [`Action::FenceBatch`]
+    /// once every rank served here reached it.
+    pub(crate) fn relay(size: u32, secret: Vec<u8>, local: &[u32]) -> Self {
+        let mut server = BootServer::new(size, secret);
+        server.served = vec![false; size as usize];
+        for &rank in local {
+            if let Some(slot) = server.served.get_mut(rank as usize) {
+                *slot = true;
+            }
+        }
+        server.expected = server.served.iter().filter(|&&s| s).count();
+        server.relay = true;
+        server
+    }
+
+    /// Relay mode: the whole job reached fence `epoch`; hands every card to
+    /// the ranks served here. False (and nothing sent) if `epoch` is not
+    /// the fence in progress.
+    pub(crate) fn deliver_fence(
+        &mut self,
+        epoch: u32,
+        cards: Vec<Vec<u8>>,
+        actions: &mut Vec<Action>,
+    ) -> bool {
+        if !self.batch_sent || epoch != self.fence_epoch || cards.len() != self.ranks.len() {
+            return false;
+        }
+        let done = Message::FenceDone { epoch, cards }.encode();
+        for conn in self.rank_conns() {
+            actions.push(Action::Send(conn, done.clone()));
+        }
+        self.fence_epoch += 1;
+        self.fence_arrived = 0;
+        self.batch_sent = false;
+        true
     }
 
     /// A new connection was accepted.
@@ -123,7 +181,9 @@ impl BootServer {
 
     /// Whether some rank waits at a fence that `rank` has not reached.
     pub(crate) fn fence_waits_for(&self, rank: u32) -> bool {
-        self.fence_arrived > 0
+        // Once a relay's batch went up, every rank served here arrived.
+        !self.batch_sent
+            && self.fence_arrived > 0
             && self
                 .fence_cards
                 .get(rank as usize)
@@ -183,6 +243,9 @@ impl BootServer {
         if !constant_time_eq(&secret, &self.secret) {
             return self.close(conn, "wrong job secret".into(), actions);
         }
+        if !self.served.get(rank as usize).copied().unwrap_or(false) {
+            return self.close(conn, format!("rank {rank} is out of range"), actions);
+        }
         let Some(slot) = self.ranks.get_mut(rank as usize) else {
             return self.close(conn, format!("rank {rank} is out of range"), actions);
         };
@@ -205,7 +268,10 @@ impl BootServer {
     ) {
         match message {
             Message::Fence { epoch, card } => {
-                if epoch != self.fence_epoch || self.fence_cards[rank as usize].is_some() {
+                if epoch != self.fence_epoch
+                    || self.fence_cards[rank as usize].is_some()
+                    || self.batch_sent
+                {
                     return self.close(
                         conn,
                         format!("rank {rank} sent fence {epoch} out of turn"),
@@ -214,7 +280,7 @@ impl BootServer {
                 }
                 self.fence_cards[rank as usize] = Some(card);
                 self.fence_arrived += 1;
-                if self.fence_arrived == self.ranks.len() {
+                if self.fence_arrived == self.expected {
                     self.complete_fence(actions);
                 }
             }
@@ -239,6 +305,20 @@ impl BootServer {
     }
 
     fn complete_fence(&mut self, actions: &mut Vec<Action>) {
+        if self.relay {
+            let cards = self
+                .fence_cards
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(rank, card)| Some((rank as u32, card.take()?)))
+                .collect();
+            self.batch_sent = true;
+            actions.push(Action::FenceBatch {
+                epoch: self.fence_epoch,
+                cards,
+            });
+            return;
+        }
         let cards: Vec<Vec<u8>> = self
             .fence_cards
             .iter_mut()
@@ -362,6 +442,52 @@ mod tests {
         server.on_connect(7);
         assert_eq!(server.oldest_unauthenticated(), Some(7));
         assert_eq!(server.rank_conns().collect::<Vec<_>>(), [3]);
+    }
+
+    #[test]
+    fn a_relay_batches_its_ranks_cards_and_delivers_the_answer() {
+        let mut server = BootServer::relay(4, b"s".to_vec(), &[1, 3]);
+        let mut actions = Vec::new();
+        server.on_connect(7);
+        server.on_bytes(7, &hello(0, b"s"), &mut actions);
+        assert!(matches!(&actions[..], [Action::Close(7, reason)] if reason.contains("range")));
+        actions.clear();
+        for (conn, rank) in [(10, 1), (11, 3)] {
+            server.on_connect(conn);
+            server.on_bytes(conn, &hello(rank, b"s"), &mut actions);
+        }
+        actions.clear();
+        let fence = |card: u8| {
+            Message::Fence {
+                epoch: 0,
+                card: vec![card],
+            }
+            .encode()
+        };
+        server.on_bytes(11, &fence(3), &mut actions);
+        assert!(actions.is_empty() && server.fence_waits_for(1));
+        assert!(!server.deliver_fence(0, vec![vec![]; 4], &mut actions));
+        server.on_bytes(10, &fence(1), &mut actions);
+        assert_eq!(
+            std::mem::take(&mut actions),
+            [Action::FenceBatch {
+                epoch: 0,
+                cards: vec![(1, vec![1]), (3, vec![3])]
+            }]
+        );
+        assert!(!server.fence_waits_for(1) && !server.fence_waits_for(3));
+        server.on_bytes(10, &fence(1), &mut actions);
+        assert!(matches!(&actions[..], [Action::Close(10, _)]));
+        actions.clear();
+        let all = vec![vec![0], vec![1], vec![2], vec![3]];
+        assert!(!server.deliver_fence(1, all.clone(), &mut actions));
+        assert!(server.deliver_fence(0, all.clone(), &mut actions));
+        let done = Message::FenceDone {
+            epoch: 0,
+            cards: all,
+        }
+        .encode();
+        assert_eq!(actions, [Action::Send(11, done)]);
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::agent::LauncherKind;
 use crate::placement::MapBy;
 
 /// Launch an SPMD job: N ranked copies of PROGRAM, wired together.
@@ -65,6 +66,36 @@ pub(crate) struct Args {
     #[arg(long, visible_alias = "wd", value_name = "DIR")]
     pub(crate) wdir: Option<PathBuf>,
 
+    /// How daemons reach the hosts: `ssh` (default for remote hosts), `fork`
+    /// (every host is this machine: one local daemon per host), `slurm`
+    /// (`srun`, the default inside an allocation).
+    #[arg(long, value_enum, value_name = "ssh|fork|slurm")]
+    pub(crate) launcher: Option<LauncherKind>,
+
+    /// Command that runs a command on a host (`AGENT HOST COMMAND`), e.g.
+    /// `ssh -i key -o StrictHostKeyChecking=no`.
+    #[arg(
+        long = "launch-agent",
+        env = "MPRUN_LAUNCH_AGENT",
+        default_value = "ssh",
+        value_name = "CMD"
+    )]
+    pub(crate) launch_agent: String,
+
+    /// Most launch agents (ssh connections) waiting for their daemon at once.
+    #[arg(long = "launch-concurrency", default_value_t = 32, value_name = "N")]
+    pub(crate) launch_concurrency: usize,
+
+    /// Seconds of silence after which a host's daemon (or, on its side,
+    /// mprun) counts as gone; heartbeats go four times as often. Default 4.
+    #[arg(long = "link-timeout", env = "MPRUN_LINK_TIMEOUT", value_name = "SECS")]
+    pub(crate) link_timeout: Option<f64>,
+
+    /// Network interface (name, or CIDR network) of the ranks' data plane
+    /// and of mprun's control port.
+    #[arg(long, env = "MPR_INTERFACE", value_name = "NAME|CIDR")]
+    pub(crate) interface: Option<String>,
+
     /// Program to run, then its arguments.
     #[arg(
         required = true,
@@ -110,6 +141,11 @@ const OPTIONS_WITH_VALUE: &[&str] = &[
     "--timeout",
     "--wdir",
     "--wd",
+    "--launcher",
+    "--launch-agent",
+    "--launch-concurrency",
+    "--interface",
+    "--link-timeout",
 ];
 
 /// Rewrites the MPI-traditional single-dash `-np` into `--np`, only among
@@ -168,6 +204,17 @@ mod tests {
         let args = parse("mprun --machinefile m -H a,b:2 prog");
         assert_eq!(args.hostfile, Some(PathBuf::from("m")));
         assert_eq!(args.host.as_deref(), Some("a,b:2"));
+    }
+
+    #[test]
+    fn multi_host_options_parse() {
+        let args = parse(
+            "mprun --launcher fork --launch-agent ssh --launch-concurrency 4 --interface 10.0.0.0/8 prog",
+        );
+        assert_eq!(args.launcher, Some(LauncherKind::Fork));
+        assert_eq!(args.launch_concurrency, 4);
+        assert_eq!(args.interface.as_deref(), Some("10.0.0.0/8"));
+        assert_eq!(args.command, ["prog"]);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! share a line. A line longer than [`MAX_LINE`] is cut there, to bound the
 //! memory a rank that never prints a newline can take.
 
+use std::io::Write;
+
 /// Longest line kept in memory before it is forwarded in pieces.
 pub(crate) const MAX_LINE: usize = 1 << 20;
 
@@ -42,6 +44,23 @@ impl LineBuffer {
             self.pending.clear();
         }
     }
+}
+
+/// Writes forwarded output to `mprun`'s stdout (0) or stderr (1).
+pub(crate) fn flush(buffer: &mut Vec<u8>, stream: usize) {
+    if buffer.is_empty() {
+        return;
+    }
+    // A closed or broken terminal must not stop supervision: drop the bytes.
+    let _ = if stream == 0 {
+        std::io::stdout()
+            .lock()
+            .write_all(buffer)
+            .and_then(|()| std::io::stdout().flush())
+    } else {
+        std::io::stderr().lock().write_all(buffer)
+    };
+    buffer.clear();
 }
 
 #[cfg(test)]

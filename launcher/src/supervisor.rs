@@ -9,13 +9,11 @@
 //! and cause, stops every other rank (SIGTERM, then SIGKILL after a grace
 //! period) and becomes the exit code (128+signal for a signal).
 
-use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
 use mio::unix::pipe::Receiver;
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::{Signal, kill};
@@ -23,8 +21,10 @@ use nix::unistd::Pid;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
+use crate::bootport::BootPort;
 use crate::bootserver::{Action, BootServer, ConnId, Report};
-use crate::output::LineBuffer;
+use crate::output::{LineBuffer, flush};
+use crate::rules::{Cause, describe};
 use crate::spawn::{Guard, RankCommand, spawn_rank};
 
 const LISTENER: Token = Token(0);
@@ -33,16 +33,9 @@ const SIGNALS: Token = Token(1);
 const PIPE_BASE: usize = 16;
 /// Bootstrap connections get tokens from here up.
 const CONN_BASE: usize = 1 << 40;
-/// Most connections that have not authenticated yet kept at once.
-const MAX_UNAUTHENTICATED: usize = 1024;
-/// How long a connection may stay silent before it counts as an idle
-/// stranger that a newcomer may evict.
-const STRANGER_GRACE: Duration = Duration::from_secs(2);
 /// How long output pipes may stay open after every rank exited (a rank's
 /// orphaned child may hold them).
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
-/// Exit code of a job stopped by `--timeout` (as `timeout(1)`).
-pub(crate) const TIMEOUT_EXIT: i32 = 124;
 
 /// One rank to start, with the host it runs on.
 #[derive(Debug, Clone)]
@@ -64,27 +57,6 @@ pub(crate) struct JobOptions {
     pub(crate) grace: Duration,
 }
 
-/// Why the job stops early.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Cause {
-    /// A rank exited with a non-zero code.
-    Exit(i32),
-    /// A rank was killed by a signal.
-    Signal(i32),
-    /// A rank called abort (or panicked).
-    Abort { code: i32, message: String },
-    /// A rank exited 0 after `init` without finalizing.
-    NoFinalize,
-    /// A rank exited without reaching a fence the others wait at.
-    LeftFence,
-    /// A rank could not be started.
-    Spawn(String),
-    /// The job ran past `--timeout`.
-    Timeout(Duration),
-    /// `mprun` received a signal.
-    Interrupted(i32),
-}
-
 /// A rank being supervised.
 #[derive(Debug)]
 struct RankState {
@@ -98,23 +70,11 @@ struct RankState {
     initialized: bool,
 }
 
-/// One bootstrap connection.
-#[derive(Debug)]
-struct Conn {
-    stream: TcpStream,
-    outbox: Vec<u8>,
-    /// When it was accepted, to tell idle strangers from ranks mid-hello.
-    accepted: Instant,
-}
-
 /// The running job.
 struct Supervisor {
     poll: Poll,
-    listener: Option<TcpListener>,
     signals: Signals,
-    server: BootServer,
-    conns: HashMap<ConnId, Conn>,
-    next_conn: usize,
+    port: BootPort,
     ranks: Vec<RankState>,
     options: JobOptions,
     started: Instant,
@@ -142,21 +102,16 @@ pub(crate) fn run(
 ) -> std::io::Result<i32> {
     let guard = Guard::start()?;
     let poll = Poll::new()?;
-    listener.set_nonblocking(true)?;
-    let mut listener = TcpListener::from_std(listener);
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
     let mut signals = Signals::new([SIGCHLD, SIGINT, SIGTERM, SIGHUP])?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
     let size = ranks.len() as u32;
+    let server = BootServer::new(size, secret);
+    let port = BootPort::new(&poll, listener, LISTENER, CONN_BASE, server)?;
     let mut supervisor = Supervisor {
         poll,
-        listener: Some(listener),
+        port,
         signals,
-        server: BootServer::new(size, secret),
-        conns: HashMap::new(),
-        next_conn: CONN_BASE,
         ranks: Vec::with_capacity(ranks.len()),
         options,
         started: Instant::now(),
@@ -251,7 +206,7 @@ impl Supervisor {
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
+                    LISTENER => self.port.accept(&self.poll),
                     SIGNALS => self.on_signals(),
                     Token(token) if token >= CONN_BASE => self.on_conn(token),
                     Token(token) if token >= PIPE_BASE => {
@@ -263,7 +218,10 @@ impl Supervisor {
             }
         }
         self.flush_output();
-        Ok(self.exit_code())
+        Ok(self
+            .failure
+            .as_ref()
+            .map_or(0, |(_, cause)| cause.exit_code()))
     }
 
     /// Every rank exited and every pipe closed (or the drain grace ran out).
@@ -310,137 +268,25 @@ impl Supervisor {
         }
     }
 
-    fn accept(&mut self) {
-        loop {
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((mut stream, _)) => {
-                    if self.server.unauthenticated() >= MAX_UNAUTHENTICATED
-                        && !self.evict_idle_stranger()
-                    {
-                        continue; // a burst of fresh strangers: drop this one
-                    }
-                    let id = self.next_conn;
-                    self.next_conn += 1;
-                    let _ = stream.set_nodelay(true);
-                    if self
-                        .poll
-                        .registry()
-                        .register(
-                            &mut stream,
-                            Token(id),
-                            Interest::READABLE | Interest::WRITABLE,
-                        )
-                        .is_ok()
-                    {
-                        self.server.on_connect(id);
-                        self.conns.insert(
-                            id,
-                            Conn {
-                                stream,
-                                outbox: Vec::new(),
-                                accepted: Instant::now(),
-                            },
-                        );
-                    }
-                }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
-                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return, // e.g. out of descriptors: try again on the next event
-            }
-        }
-    }
-
-    /// Closes the oldest connection that has not proven the secret, if it
-    /// has been silent for [`STRANGER_GRACE`] (a rank says hello at once),
-    /// so idle strangers cannot lock a rank out. False if none qualifies.
-    fn evict_idle_stranger(&mut self) -> bool {
-        let Some(oldest) = self.server.oldest_unauthenticated() else {
-            return false;
-        };
-        let idle = self
-            .conns
-            .get(&oldest)
-            .is_some_and(|conn| conn.accepted.elapsed() >= STRANGER_GRACE);
-        if idle {
-            self.close_conn(oldest);
-        }
-        idle
-    }
-
     fn on_conn(&mut self, id: ConnId) {
-        let mut buffer = [0u8; 16 * 1024];
-        let mut actions = Vec::new();
-        let mut closed = false;
-        if let Some(conn) = self.conns.get_mut(&id) {
-            loop {
-                match conn.stream.read(&mut buffer) {
-                    Ok(0) => {
-                        closed = true;
-                        break;
-                    }
-                    Ok(n) => self.server.on_bytes(id, &buffer[..n], &mut actions),
-                    Err(error) if error.kind() == ErrorKind::WouldBlock => break,
-                    Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-                    Err(_) => {
-                        closed = true;
-                        break;
-                    }
-                }
-            }
-        }
-        self.apply(actions);
-        if !self.write_outbox(id) || closed {
-            self.close_conn(id);
-        }
+        let events = self.port.on_conn(&self.poll, id);
+        self.apply(events);
         self.check_fence_stall();
     }
 
-    /// Writes what is queued for `id`; false if the connection broke.
-    fn write_outbox(&mut self, id: ConnId) -> bool {
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return true;
-        };
-        while !conn.outbox.is_empty() {
-            match conn.stream.write(&conn.outbox) {
-                Ok(n) => {
-                    conn.outbox.drain(..n);
-                }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => return true,
-                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return false,
-            }
-        }
-        true
-    }
-
-    fn close_conn(&mut self, id: ConnId) {
-        if let Some(mut conn) = self.conns.remove(&id) {
-            let _ = self.poll.registry().deregister(&mut conn.stream);
-        }
-        self.server.on_close(id);
-    }
-
+    /// Handles the bootstrap events the port hands back.
     fn apply(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::Send(id, bytes) => {
-                    if let Some(conn) = self.conns.get_mut(&id) {
-                        conn.outbox.extend_from_slice(&bytes);
-                    }
-                    if !self.write_outbox(id) {
-                        self.close_conn(id);
-                    }
-                }
-                Action::Close(id, _reason) => self.close_conn(id),
                 Action::Report(Report::Initialized(rank)) => {
                     if let Some(state) = self.ranks.get_mut(rank as usize) {
                         state.initialized = true;
                     }
                 }
-                Action::Report(Report::Finalized(_)) => {}
+                Action::Report(Report::Finalized(_))
+                | Action::FenceBatch { .. }
+                | Action::Send(..)
+                | Action::Close(..) => {}
                 Action::Report(Report::Aborted {
                     rank,
                     code,
@@ -481,7 +327,8 @@ impl Supervisor {
             if let Some(code) = status.code() {
                 if code != 0 {
                     self.fail(rank, Cause::Exit(code));
-                } else if self.ranks[rank as usize].initialized && !self.server.finalized(rank) {
+                } else if self.ranks[rank as usize].initialized && !self.port.server.finalized(rank)
+                {
                     self.fail(rank, Cause::NoFinalize);
                 }
             } else if let Some(signal) = status.signal() {
@@ -495,7 +342,8 @@ impl Supervisor {
     /// reached (checked on exits and on fence arrivals, whichever is last).
     fn check_fence_stall(&mut self) {
         for rank in 0..self.ranks.len() as u32 {
-            if self.ranks[rank as usize].status.is_some() && self.server.fence_waits_for(rank) {
+            if self.ranks[rank as usize].status.is_some() && self.port.server.fence_waits_for(rank)
+            {
                 self.fail(rank, Cause::LeftFence);
             }
         }
@@ -572,13 +420,7 @@ impl Supervisor {
     fn tell_ranks_about_failure(&mut self, rank: Option<u32>) {
         let Some(rank) = rank else { return };
         let notice = mpr::bootstrap::wire::Message::PeerFailed { rank }.encode();
-        let conns: Vec<ConnId> = self.server.rank_conns().collect();
-        self.apply(
-            conns
-                .into_iter()
-                .map(|id| Action::Send(id, notice.clone()))
-                .collect(),
-        );
+        self.port.tell_ranks(&self.poll, &notice);
     }
 
     fn signal_running(&self, signal: Signal) {
@@ -588,75 +430,6 @@ impl Supervisor {
             }
         }
     }
-
-    fn exit_code(&self) -> i32 {
-        match &self.failure {
-            None => 0,
-            Some((_, cause)) => match cause {
-                Cause::Exit(code) => *code,
-                Cause::Signal(signal) | Cause::Interrupted(signal) => 128 + signal,
-                Cause::Abort { code, .. } => {
-                    if *code == 0 {
-                        1
-                    } else {
-                        *code
-                    }
-                }
-                Cause::NoFinalize | Cause::LeftFence => 1,
-                Cause::Spawn(_) => 127,
-                Cause::Timeout(_) => TIMEOUT_EXIT,
-            },
-        }
-    }
-}
-
-/// The cause of a failure as the end of a sentence.
-fn describe(cause: &Cause) -> String {
-    match cause {
-        Cause::Exit(code) => format!("exited with code {code}"),
-        Cause::Signal(signal) => {
-            format!("was killed by signal {signal} ({})", signal_name(*signal))
-        }
-        Cause::Abort { code, message } => {
-            let message = message.trim().replace('\n', ": ");
-            format!("aborted the job with code {code}: {message}")
-        }
-        Cause::NoFinalize => {
-            "exited without finalizing (it called mpr::init but did not drop the Universe)".into()
-        }
-        Cause::LeftFence => {
-            "exited without calling mpr::init while the other ranks wait for it".into()
-        }
-        Cause::Spawn(reason) => reason.clone(),
-        Cause::Timeout(limit) => format!(
-            "the job ran past its timeout of {} s (--timeout)",
-            limit.as_secs_f64()
-        ),
-        Cause::Interrupted(signal) => format!("received {}", signal_name(*signal)),
-    }
-}
-
-fn signal_name(signal: i32) -> &'static str {
-    Signal::try_from(signal)
-        .map(Signal::as_str)
-        .unwrap_or("unknown signal")
-}
-
-/// Writes forwarded output to `mprun`'s stdout (0) or stderr (1).
-fn flush(buffer: &mut Vec<u8>, stream: usize) {
-    if buffer.is_empty() {
-        return;
-    }
-    // A closed or broken terminal must not stop supervision: drop the bytes.
-    let _ = if stream == 0 {
-        std::io::stdout()
-            .lock()
-            .write_all(buffer)
-            .and_then(|()| std::io::stdout().flush())
-    } else {
-        std::io::stderr().lock().write_all(buffer)
-    };
-    buffer.clear();
 }
 
 /// Copies `mprun`'s stdin to rank 0 on a thread of its own (stdin may be a

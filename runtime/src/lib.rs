@@ -108,8 +108,10 @@
 //! | `MPR_RANK`, `MPR_SIZE` | world rank and size |
 //! | `MPR_LOCAL_RANK`, `MPR_LOCAL_SIZE`, `MPR_NODE` | placement on its host ([`Universe::placement`]) |
 //! | `MPR_JOB` | job id, unique per launch |
-//! | `MPR_BOOTSTRAP` | `host:port` of the launcher's bootstrap server |
+//! | `MPR_BOOTSTRAP` | `host:port` of the bootstrap server (`mprun`, or the per-host daemon of a multi-host job) |
 //! | `MPR_SECRET` | per-job secret every connection proves |
+//! | `MPR_MULTI_HOST` | `1` when the job's ranks run on several hosts: the data plane then publishes this host's non-loopback addresses (those of `MPR_INTERFACE`, which a per-host daemon sets to the address its host reaches `mprun` from unless the user chose one) instead of loopback |
+//! | `MPR_INTERFACE` | set by `mprun --interface NAME\|CIDR` (or by hand): the interface, by name (`eth1`) or network (`10.1.0.0/16`), whose addresses the data plane listens on and publishes |
 //!
 //! Tunables (all ranks of a job must agree; `mprun` passes its environment
 //! on, and `-x VAR=VALUE` sets one for every rank):
@@ -130,7 +132,7 @@
 //! # Bootstrap
 //!
 //! [`init`] connects to `MPR_BOOTSTRAP`, registers with the job secret,
-//! publishes a business card (its host and data-plane address) at a fence,
+//! publishes a business card (its host and data-plane addresses) at a fence,
 //! and receives everyone's card; dropping the [`Universe`] says goodbye to
 //! every peer and reports *finalize* to the launcher. The wire format is in
 //! [`bootstrap`].

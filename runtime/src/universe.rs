@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use thiserror::Error;
 
+use crate::bootstrap::addresses;
 use crate::bootstrap::card::Card;
 use crate::bootstrap::client::{BootstrapError, Connected, Registered};
 use std::net::{IpAddr, Ipv4Addr};
@@ -110,13 +111,19 @@ pub fn init() -> Result<Universe, InitError> {
         );
     }
     let registered = Registered::connect(&job.bootstrap, job.rank, job.secret.as_bytes())?;
-    let listening = Listening::bind(data_plane_ip()).map_err(InitError::Transport)?;
+    let plane = addresses::data_plane().map_err(InitError::Transport)?;
+    let listening = Listening::bind(plane.bind).map_err(InitError::Transport)?;
+    let port = listening.addr().map_err(InitError::Transport)?.port();
     let rank = Rank(job.rank);
     let prepared = prepare_shared_memory(&tuning, rank, job.local_rank, job.local_size, job.node);
     let card = Card {
         host: host_name(),
         pid: std::process::id(),
-        addrs: vec![listening.addr().map_err(InitError::Transport)?],
+        addrs: plane
+            .addrs
+            .iter()
+            .map(|ip| std::net::SocketAddr::new(*ip, port))
+            .collect(),
         shm: prepared.as_ref().map(Prepared::card),
     };
     let (connected, raw_cards) = registered.fence(card.encode())?;
@@ -163,14 +170,6 @@ pub fn init() -> Result<Universe, InitError> {
     })
 }
 
-/// Makes a panic anywhere in a launched rank abort the whole job, with the
-/// panic message, before the default hook prints it.
-/// The address the data plane listens on. Jobs run on one host so far, so
-/// loopback; remote hosts will pick an interface here.
-fn data_plane_ip() -> IpAddr {
-    IpAddr::V4(Ipv4Addr::LOCALHOST)
-}
-
 /// Makes this rank's shared-memory segment when the job has other ranks
 /// on this host and shared memory is on; a failure only costs speed (TCP
 /// carries everything), so it is a notice, not an error.
@@ -197,6 +196,8 @@ pub(crate) fn prepare_shared_memory(
         .ok()
 }
 
+/// Makes a panic anywhere in a launched rank abort the whole job, with the
+/// panic message, before the default hook prints it.
 fn install_panic_abort(link: Arc<Connected>, rank: u32) {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -218,7 +219,8 @@ pub(crate) fn host_name() -> String {
 impl Universe {
     fn singleton() -> Result<Universe, InitError> {
         let tuning = Tuning::from_env(false, 1);
-        let listening = Listening::bind(data_plane_ip()).map_err(InitError::Transport)?;
+        let listening =
+            Listening::bind(IpAddr::V4(Ipv4Addr::LOCALHOST)).map_err(InitError::Transport)?;
         let addr = listening.addr().map_err(InitError::Transport)?;
         let config = TcpConfig {
             socket_buffer: tuning.socket_buffer,

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod lab;
+pub(crate) mod slurm;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -117,5 +120,127 @@ pub(crate) fn processes_marked(mark: &str) -> Vec<u32> {
             std::fs::read(format!("/proc/{pid}/environ"))
                 .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == mark.as_bytes()))
         })
+        .collect()
+}
+
+/// A running `mprun` whose stdout lines arrive on a channel; dropping it
+/// kills `mprun` if it still runs (which stops its whole job).
+pub(crate) struct Running {
+    child: Option<std::process::Child>,
+    lines: mpsc::Receiver<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+/// Starts `mprun ARGS` with piped output.
+pub(crate) fn start_mprun(args: &[&str]) -> Running {
+    use std::io::BufRead;
+    let mut child = Command::new(mprun())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mprun starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    Running {
+        child: Some(child),
+        lines,
+        stderr: Some(stderr),
+    }
+}
+
+impl Running {
+    /// Waits (bounded) until `count` stdout lines contain `needle`; the
+    /// lines seen so far.
+    pub(crate) fn wait_for_lines(
+        &self,
+        needle: &str,
+        count: usize,
+        limit: Duration,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        let mut seen = Vec::new();
+        while seen
+            .iter()
+            .filter(|line: &&String| line.contains(needle))
+            .count()
+            < count
+        {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => seen.push(line),
+                Err(_) => panic!(
+                    "{count} lines with {needle:?} did not come within {limit:?}; got {seen:?}"
+                ),
+            }
+        }
+        seen
+    }
+
+    /// Sends `mprun` a signal (`-INT`, `-TERM`, ...); whether `kill` worked.
+    pub(crate) fn signal(&self, signal: &str) -> bool {
+        let Some(child) = &self.child else {
+            return false;
+        };
+        Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+
+    /// Waits (bounded) for `mprun` to exit: its code, stderr, and how long it took.
+    pub(crate) fn finish(mut self, limit: Duration) -> (Option<i32>, String, Duration) {
+        let started = Instant::now();
+        let mut child = self.child.take().expect("running");
+        let pid = child.id();
+        let (done, exited) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(child.wait().expect("mprun can be waited for"));
+        });
+        let status = match exited.recv_timeout(limit) {
+            Ok(status) => status,
+            Err(_) => {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                panic!("mprun did not finish within {limit:?}");
+            }
+        };
+        let stderr = self
+            .stderr
+            .take()
+            .map(|handle| handle.join().unwrap_or_default())
+            .unwrap_or_default();
+        (status.code(), stderr, started.elapsed())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Pids from the `ready PID` lines among `lines`.
+pub(crate) fn ready_pids(lines: &[String]) -> Vec<u32> {
+    lines
+        .iter()
+        .filter_map(|line| line.trim().strip_prefix("ready ")?.trim().parse().ok())
         .collect()
 }

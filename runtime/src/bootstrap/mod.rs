@@ -6,6 +6,7 @@
 //! `finalize` or `abort`. The wire format lives in [`wire`], the rank's side
 //! in [`client`]; the server is part of the launcher.
 
+pub mod addresses;
 pub mod card;
 pub mod client;
 pub mod wire;
