@@ -12,6 +12,7 @@
 //! so the frequent side only needs a compiler fence. Where the kernel
 //! refuses membarrier, both sides use a full fence.
 
+#[cfg(not(loom))]
 use std::sync::OnceLock;
 
 #[cfg(loom)]
@@ -19,6 +20,7 @@ use loom::sync::atomic::{Ordering, fence};
 #[cfg(not(loom))]
 use std::sync::atomic::{Ordering, compiler_fence, fence};
 
+#[cfg(not(loom))]
 static REGISTERED: OnceLock<bool> = OnceLock::new();
 
 /// Registers this process as a target of global expedited membarriers

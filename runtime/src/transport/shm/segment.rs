@@ -17,12 +17,12 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::AtomicU32;
 
 use rustix::fs::{MemfdFlags, Mode, OFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
-use super::ring::{CELL, Control, RingMemory};
+use super::ring::{self, CELL, Control, RingMemory};
 
 /// Identifies a segment of this version.
 const MAGIC: u64 = u64::from_le_bytes(*b"MPRSHM01");
@@ -208,6 +208,7 @@ impl SlotMemory {
     }
 }
 
+#[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<Control>() <= CONTROL_BYTES);
 
 impl RingMemory for SlotMemory {
@@ -222,7 +223,7 @@ impl RingMemory for SlotMemory {
         self.mapping.shape.capacity
     }
 
-    fn header(&self, offset: usize) -> &AtomicU64 {
+    fn header(&self, offset: usize) -> &ring::AtomicU64 {
         assert!(offset % CELL == 0 && offset < self.capacity());
         // SAFETY: in bounds (asserted) and 64-aligned (slots and their data
         // areas start on 512-byte boundaries of a page-aligned mapping); header words are only accessed atomically while
