@@ -70,8 +70,10 @@
 //!   same kernel and network namespace): each rank makes an anonymous
 //!   `memfd` segment holding one single-producer/single-consumer ring per
 //!   local peer, and its peers map it through `/proc/<pid>/fd`. Small
-//!   messages cross in one cache line; large ones stream through the ring
-//!   (two copies, pipelined in records of a quarter ring). Nothing is ever
+//!   messages cross in one cache line; from 32 KiB to 1 MiB the receiver
+//!   copies the payload once, straight from the sender's memory
+//!   (`process_vm_readv`); larger ones stream through the ring, sender and
+//!   receiver copying in parallel. Nothing is ever
 //!   left in `/dev/shm`: the memory goes away with the last process that
 //!   maps it, `kill -9` included. A dead peer gives no end-of-file here, so
 //!   each rank watches its local peers' processes (pidfds) and fails the
@@ -127,6 +129,9 @@
 //! | `MPR_TRANSPORT` | `auto` | `tcp`: no shared memory, every pair over TCP (for comparison); a rank with `tcp` is reached over TCP by everyone |
 //! | `MPR_BIND_TO` | `auto` | `core`: bind local rank *i* to the *i*-th CPU it may run on; `none`; `auto` binds only when the host has no more ranks than CPUs (Open MPI's default). Set by `mprun --bind-to` |
 //! | `MPR_REPORT_BINDINGS` | off | `1`: each rank prints its binding to stderr at `init` (`mprun --report-bindings`) |
+//! | `MPR_SHM_EAGER_LIMIT` | `16k` | largest message sent eagerly to a rank on the same host (at most `MPR_EAGER_LIMIT`): larger ones take a rendezvous and a single copy |
+//! | `MPR_SHM_SINGLE_COPY`, `MPR_SHM_SINGLE_COPY_MAX` | `32k`, `1m` | payloads in this range are copied once, by the receiver, from the sender's memory (`process_vm_readv`); others stream through the ring (two copies, in parallel). `0` turns single copy off; it is also off where the kernel refuses it (ptrace restrictions) |
+//! | `MPR_SHM_RECORD` | `32k` | largest piece copied through a ring at once (smaller pieces let sender and receiver copy in parallel) |
 //! | `MPR_SHM_RING` | `256k` | data bytes of each shared-memory ring (rounded up to pages; one ring per pair of local ranks, allocated as touched) |
 //!
 //! # Bootstrap

@@ -96,7 +96,7 @@ pub(crate) struct Runtime {
 impl Runtime {
     /// A runtime over wired transports.
     pub(crate) fn new(
-        engine: Engine,
+        mut engine: Engine,
         tcp: Tcp,
         shm: Option<Shm>,
         tuning: Tuning,
@@ -104,6 +104,13 @@ impl Runtime {
         notices: Option<Arc<dyn PeerNotices>>,
     ) -> Arc<Runtime> {
         let waker = tcp.waker();
+        if let Some(shm) = &shm {
+            for &peer in shm.peers() {
+                if shm.routes(peer) {
+                    engine.limit_eager(peer, tuning.shm_eager_limit);
+                }
+            }
+        }
         let runtime = Arc::new(Runtime {
             rank: engine.rank(),
             size: engine.size(),
@@ -222,32 +229,25 @@ impl Runtime {
                     let state = &mut *state;
                     self.poll_shm(state);
                     if state.shm.is_some() && state.tcp.is_idle() {
+                        // Only strangers could show up on TCP (and pidfds
+                        // in the poller): look there now and then.
                         if polls % POLLER_EVERY == POLLER_EVERY - 1 {
                             self.progress_once(state, Some(Duration::ZERO));
                         }
-                        if let Some(value) = ready(&mut state.engine) {
-                            return value;
-                        }
-                        polls = polls.wrapping_add(1);
-                        if self.tuning.oversubscribed {
-                            std::thread::yield_now();
-                        } else {
-                            std::hint::spin_loop();
-                        }
-                        continue;
-                    }
-                    // Read the few links directly (saves the poll-then-read
-                    // round of a ping-pong); every 16th poll asks the poller
-                    // for new connections, and the transport itself falls
-                    // back to the poller while data streams in.
-                    let state = &mut *state;
-                    let direct = polls % 16 != 15
-                        && state.engine.pending_requests() <= DIRECT_MAX_PENDING
-                        && state.tcp.read_links_directly(&mut state.engine);
-                    if direct {
-                        self.take_link_events(state);
                     } else {
-                        self.progress_once(state, Some(Duration::ZERO));
+                        // Read the few links directly (saves the
+                        // poll-then-read round of a ping-pong); every 16th
+                        // poll asks the poller for new connections, and the
+                        // transport itself falls back to the poller while
+                        // data streams in.
+                        let direct = polls % 16 != 15
+                            && state.engine.pending_requests() <= DIRECT_MAX_PENDING
+                            && state.tcp.read_links_directly(&mut state.engine);
+                        if direct {
+                            self.take_link_events(state);
+                        } else {
+                            self.progress_once(state, Some(Duration::ZERO));
+                        }
                     }
                 } else {
                     self.sleep_once(&mut state, MAX_BLOCK);

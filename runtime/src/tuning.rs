@@ -33,6 +33,9 @@ pub(crate) struct Tuning {
     pub(crate) shared_memory: bool,
     /// Data bytes of each shared-memory ring (`MPR_SHM_RING`).
     pub(crate) shm_ring: usize,
+    /// Largest message sent eagerly to a shared-memory peer
+    /// (`MPR_SHM_EAGER_LIMIT`, at most `MPR_EAGER_LIMIT`).
+    pub(crate) shm_eager_limit: usize,
     /// Largest record copied through a ring at once (`MPR_SHM_RECORD`).
     pub(crate) shm_record: usize,
     /// Smallest piece moved by single copy (`MPR_SHM_SINGLE_COPY`; 0: never).
@@ -95,6 +98,7 @@ impl Tuning {
                 .unwrap_or(DEFAULT_SHM_RING)
                 .clamp(4 << 10, 1 << 30),
             shm_record: bytes("MPR_SHM_RECORD").unwrap_or(DEFAULT_SHM_RECORD),
+            shm_eager_limit: bytes("MPR_SHM_EAGER_LIMIT").unwrap_or(DEFAULT_SHM_EAGER_LIMIT),
             shm_single_copy: bytes("MPR_SHM_SINGLE_COPY").unwrap_or(DEFAULT_SHM_SINGLE_COPY),
             shm_single_copy_max: bytes("MPR_SHM_SINGLE_COPY_MAX")
                 .unwrap_or(DEFAULT_SHM_SINGLE_COPY_MAX),
@@ -113,6 +117,15 @@ const DEFAULT_SHM_RING: usize = 256 << 10;
 /// the receiver's copies overlap (measured: 13 GB/s at 1 MiB vs 8 GB/s
 /// with quarter-ring records).
 const DEFAULT_SHM_RECORD: usize = 32 << 10;
+/// Default eager limit towards shared-memory peers: an eager message is
+/// copied four times (into a frame, the ring, the staging buffer, the
+/// user's buffer), a rendezvous one once (single copy) after a round trip.
+/// Measured (2 ranks, latency / bandwidth): eager 64 KiB + single copy
+/// from 128 KiB gave 32 KiB 6.1 us, 64 KiB 9.2 us; eager 16 KiB + single
+/// copy from 32 KiB gives 3.0 us and 4.4 us with the same bandwidth
+/// (16 KiB: 11.9 GB/s; an 8 KiB eager limit costs 16 KiB messages a round
+/// trip: 7.2 GB/s).
+const DEFAULT_SHM_EAGER_LIMIT: usize = 16 << 10;
 /// Default range of pieces moved by single copy (`process_vm_readv` by the
 /// receiver), from side-by-side runs on the 2-vCPU development VM (2
 /// ranks, `mpr-bench latency` / `bw`, ring copy vs single copy):
@@ -127,8 +140,10 @@ const DEFAULT_SHM_RECORD: usize = 32 << 10;
 /// | 4 MiB | 348 / 419 | 8 200 / 5 700 |
 ///
 /// Past 1 MiB the ring wins: there sender and receiver copy in parallel,
-/// while a single copy leaves the whole work to the receiver.
-const DEFAULT_SHM_SINGLE_COPY: usize = 128 << 10;
+/// while a single copy leaves the whole work to the receiver. Below 128
+/// KiB, with the 16 KiB eager limit: 32 KiB 3.0 us (ring: 6.1), 64 KiB
+/// 4.4 us (ring: 9.2).
+const DEFAULT_SHM_SINGLE_COPY: usize = 32 << 10;
 /// See [`DEFAULT_SHM_SINGLE_COPY`].
 const DEFAULT_SHM_SINGLE_COPY_MAX: usize = 1 << 20;
 

@@ -241,6 +241,8 @@ struct Peer {
     goodbye_sent: bool,
     /// Set once the peer failed or finalized: the error for operations that need it.
     gone: Option<OpError>,
+    /// Largest message sent eagerly to this peer (at most the config's).
+    eager_limit: usize,
 }
 
 /// The messaging engine of one rank; see the module doc.
@@ -293,6 +295,7 @@ impl Engine {
                 goodbye_received: false,
                 goodbye_sent: false,
                 gone: None,
+                eager_limit: config.eager_limit,
             })
             .collect();
         Engine {
@@ -513,6 +516,16 @@ impl Engine {
         }
         for (id, buf) in done {
             self.send_done(id, Ok(()), Some(buf));
+        }
+    }
+
+    /// Sends to `peer` switch to rendezvous above `limit` bytes (never
+    /// above the configured eager limit, which receivers enforce): a
+    /// transport that moves large payloads more cheaply than eager copies
+    /// (shared memory's single copy) asks for this.
+    pub fn limit_eager(&mut self, peer: Rank, limit: usize) {
+        if let Some(p) = self.peers.get_mut(peer.index()) {
+            p.eager_limit = limit.min(self.config.eager_limit);
         }
     }
 

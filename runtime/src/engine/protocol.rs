@@ -70,7 +70,7 @@ impl Engine {
                 continue;
             };
             let p = &mut self.peers[peer.index()];
-            let protocol = p.credit.spend(send.len, self.config.eager_limit);
+            let protocol = p.credit.spend(send.len, p.eager_limit);
             if protocol == Protocol::Wait {
                 return;
             }
