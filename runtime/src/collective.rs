@@ -36,11 +36,12 @@
 //! communicator. A forced ring for a non-commutative reduction falls back to
 //! the default choice.
 
+pub(crate) mod cache;
 mod channel;
 mod obj;
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytemuck::Pod;
 use mpr_collectives::op::Op;
@@ -49,6 +50,7 @@ use mpr_collectives::{Algorithm, Collective, Schedule};
 use crate::Rank;
 use crate::comm::{Comm, CommInner};
 use crate::error::{Argument, Error};
+use cache::ScheduleKey;
 use channel::CollChannel;
 
 /// Per-communicator forced algorithms (0: none, else index + 1).
@@ -116,6 +118,12 @@ impl CommInner {
             Some(algorithm) if collective.supports(algorithm, commutative) => algorithm,
             _ => mpr_collectives::select(collective, self.group.size(), bytes, count, commutative),
         }
+    }
+
+    /// The schedule of a call shaped by `key`, from this communicator's
+    /// cache (built by `build` the first time).
+    fn schedule(&self, key: ScheduleKey, build: impl FnOnce() -> Schedule) -> Arc<Schedule> {
+        self.schedules.get_or_build(key, build)
     }
 
     /// Runs a schedule on the collective context.
@@ -217,7 +225,16 @@ impl Comm {
     /// ```
     pub fn barrier(&self) -> Result<(), Error> {
         let inner = &*self.inner;
-        let schedule = mpr_collectives::barrier(inner.rank.0, inner.group.size());
+        let key = ScheduleKey {
+            collective: Collective::Barrier,
+            algorithm: None,
+            root: 0,
+            count: 0,
+            commutative: true,
+        };
+        let schedule = inner.schedule(key, || {
+            mpr_collectives::barrier(inner.rank.0, inner.group.size())
+        });
         inner.run::<u8>(&schedule, &[], &mut [], None)
     }
 
@@ -242,8 +259,16 @@ impl Comm {
             buf.len(),
             true,
         );
-        let schedule =
-            mpr_collectives::bcast(algorithm, inner.rank.0, inner.group.size(), root, buf.len());
+        let key = ScheduleKey {
+            collective: Collective::Bcast,
+            algorithm: Some(algorithm),
+            root: root,
+            count: buf.len(),
+            commutative: true,
+        };
+        let schedule = inner.schedule(key, || {
+            mpr_collectives::bcast(algorithm, inner.rank.0, inner.group.size(), root, buf.len())
+        });
         inner.run(&schedule, &[], buf, None)
     }
 
@@ -274,7 +299,16 @@ impl Comm {
             recv.len(),
             true,
         );
-        let schedule = mpr_collectives::scatter(algorithm, rank, size, root, recv.len());
+        let key = ScheduleKey {
+            collective: Collective::Scatter,
+            algorithm: Some(algorithm),
+            root: root,
+            count: recv.len(),
+            commutative: true,
+        };
+        let schedule = inner.schedule(key, || {
+            mpr_collectives::scatter(algorithm, rank, size, root, recv.len())
+        });
         if rank == root {
             if let Err(error) =
                 expect_len(Argument::SendBuffer, inner.size() * recv.len(), send.len())
@@ -343,7 +377,16 @@ impl Comm {
             send.len(),
             true,
         );
-        let schedule = mpr_collectives::gather(algorithm, rank, size, root, send.len());
+        let key = ScheduleKey {
+            collective: Collective::Gather,
+            algorithm: Some(algorithm),
+            root: root,
+            count: send.len(),
+            commutative: true,
+        };
+        let schedule = inner.schedule(key, || {
+            mpr_collectives::gather(algorithm, rank, size, root, send.len())
+        });
         if rank == root {
             if let Err(error) =
                 expect_len(Argument::RecvBuffer, inner.size() * send.len(), recv.len())
@@ -408,7 +451,17 @@ impl Comm {
         let inner = &*self.inner;
         let root = inner.root(root.into())?;
         let (rank, size) = (inner.rank.0, inner.group.size());
-        let schedule = mpr_collectives::reduce(rank, size, root, send.len(), op.is_commutative());
+        let commutative = op.is_commutative();
+        let key = ScheduleKey {
+            collective: Collective::Reduce,
+            algorithm: None,
+            root: root,
+            count: send.len(),
+            commutative: commutative,
+        };
+        let schedule = inner.schedule(key, || {
+            mpr_collectives::reduce(rank, size, root, send.len(), commutative)
+        });
         if rank == root {
             if let Err(error) = expect_len(Argument::RecvBuffer, send.len(), recv.len()) {
                 return Err(inner.reject::<T>(&schedule, error));
@@ -459,17 +512,26 @@ impl Comm {
         self.inner.run(&schedule, &[], buf, Some(&op))
     }
 
-    fn allreduce_schedule<T>(&self, count: usize, commutative: bool) -> Schedule {
+    fn allreduce_schedule<T>(&self, count: usize, commutative: bool) -> Arc<Schedule> {
         let inner = &*self.inner;
         let bytes = count * std::mem::size_of::<T>();
         let algorithm = inner.algorithm(Collective::Allreduce, bytes, count, commutative);
-        mpr_collectives::allreduce(
-            algorithm,
-            inner.rank.0,
-            inner.group.size(),
-            count,
-            commutative,
-        )
+        let key = ScheduleKey {
+            collective: Collective::Allreduce,
+            algorithm: Some(algorithm),
+            root: 0,
+            count: count,
+            commutative: commutative,
+        };
+        inner.schedule(key, || {
+            mpr_collectives::allreduce(
+                algorithm,
+                inner.rank.0,
+                inner.group.size(),
+                count,
+                commutative,
+            )
+        })
     }
 
     /// Collects every rank's `send` into every rank's `recv` (`size ×
@@ -546,7 +608,16 @@ impl Comm {
             block,
             true,
         );
-        let schedule = mpr_collectives::alltoall(algorithm, rank, size, block);
+        let key = ScheduleKey {
+            collective: Collective::Alltoall,
+            algorithm: Some(algorithm),
+            root: 0,
+            count: block,
+            commutative: true,
+        };
+        let schedule = inner.schedule(key, || {
+            mpr_collectives::alltoall(algorithm, rank, size, block)
+        });
         let check = expect_len(Argument::SendBuffer, block * inner.size(), send.len())
             .and_then(|()| expect_len(Argument::RecvBuffer, send.len(), recv.len()));
         match check {
@@ -620,11 +691,25 @@ impl Comm {
     ) -> Result<(), Error> {
         let inner = &*self.inner;
         let (rank, size) = (inner.rank.0, inner.group.size());
-        let schedule = if exclusive {
-            mpr_collectives::exscan(rank, size, send.len())
+        let collective = if exclusive {
+            Collective::Exscan
         } else {
-            mpr_collectives::scan(rank, size, send.len())
+            Collective::Scan
         };
+        let key = ScheduleKey {
+            collective,
+            algorithm: None,
+            root: 0,
+            count: send.len(),
+            commutative: true,
+        };
+        let schedule = inner.schedule(key, || {
+            if exclusive {
+                mpr_collectives::exscan(rank, size, send.len())
+            } else {
+                mpr_collectives::scan(rank, size, send.len())
+            }
+        });
         match expect_len(Argument::RecvBuffer, send.len(), recv.len()) {
             Ok(()) => inner.run(&schedule, send, recv, Some(op)),
             Err(error) => Err(inner.reject::<T>(&schedule, error)),
@@ -659,8 +744,16 @@ impl Comm {
             recv.len() * inner.size(),
             commutative,
         );
-        let schedule =
-            mpr_collectives::reduce_scatter(algorithm, rank, size, recv.len(), commutative);
+        let key = ScheduleKey {
+            collective: Collective::ReduceScatter,
+            algorithm: Some(algorithm),
+            root: 0,
+            count: recv.len(),
+            commutative: commutative,
+        };
+        let schedule = inner.schedule(key, || {
+            mpr_collectives::reduce_scatter(algorithm, rank, size, recv.len(), commutative)
+        });
         match expect_len(Argument::SendBuffer, recv.len() * inner.size(), send.len()) {
             Ok(()) => inner.run(&schedule, send, recv, Some(&op)),
             Err(error) => Err(inner.reject::<T>(&schedule, error)),

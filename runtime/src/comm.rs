@@ -140,6 +140,8 @@ pub(crate) struct CommInner {
     pub(crate) contexts: Arc<ContextCounter>,
     /// Collective algorithms forced on this communicator.
     pub(crate) forced: Forced,
+    /// Collective schedules by call shape.
+    pub(crate) schedules: crate::collective::cache::ScheduleCache,
 }
 
 impl CommInner {
@@ -159,6 +161,7 @@ impl CommInner {
             group,
             contexts: Arc::clone(&parent.contexts),
             forced: Forced::default(),
+            schedules: Default::default(),
         }
     }
 
@@ -225,6 +228,7 @@ impl Comm {
                 group: Group::world(size),
                 contexts: Arc::new(ContextCounter::after_world()),
                 forced: Forced::default(),
+                schedules: Default::default(),
             }),
         }
     }

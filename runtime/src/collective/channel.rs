@@ -47,20 +47,21 @@ impl Channel for CollChannel<'_> {
         let comm = self.comm;
         let context = comm.coll;
         let world = |peer: u32| comm.to_world(Rank(peer));
-        let sources = recvs
+        // Check every peer first, so that nothing is posted for a bad call.
+        for peer in recvs
             .iter()
-            .map(|r| world(r.peer))
-            .collect::<Result<Vec<_>, _>>()?;
-        let dests = sends
-            .iter()
-            .map(|s| world(s.peer))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|r| r.peer)
+            .chain(sends.iter().map(|s| s.peer))
+        {
+            world(peer)?;
+        }
         let mut pending = Outstanding {
             rt: &comm.rt,
             ids: Vec::with_capacity(recvs.len() + sends.len()),
         };
         comm.rt.post(|engine| {
-            for (recv, &source) in recvs.iter_mut().zip(&sources) {
+            for recv in recvs.iter_mut() {
+                let source = world(recv.peer).unwrap_or(Rank(u32::MAX));
                 // SAFETY: `pending` waits for this receive before `exchange`
                 // returns or unwinds, and `recv.data` stays borrowed until then.
                 let view = unsafe { RawRecv::new(recv.data) };
@@ -72,7 +73,8 @@ impl Channel for CollChannel<'_> {
                     Box::new(view),
                 ));
             }
-            for (send, &dest) in sends.iter().zip(&dests) {
+            for send in sends {
+                let dest = world(send.peer).unwrap_or(Rank(u32::MAX));
                 // SAFETY: as above: waited for before the borrow of `send.data` ends.
                 let view = unsafe { RawSend::new(send.data) };
                 pending.ids.push(engine.post_send(
@@ -84,38 +86,33 @@ impl Channel for CollChannel<'_> {
                 ));
             }
         });
-        let completions = comm.rt.wait_until(|engine| {
+        // Take every completion once all are done, keeping the first error.
+        let first_error = comm.rt.wait_until(|engine| {
             if !pending.ids.iter().all(|&id| engine.is_complete(id)) {
                 return None;
             }
-            let taken: Vec<_> = pending
-                .ids
-                .iter()
-                .map(|&id| engine.take_completion(id))
-                .collect();
-            pending.ids.clear();
-            Some(taken)
-        });
-        let mut first_error = None;
-        for (i, completion) in completions.into_iter().enumerate() {
-            let outcome = match completion {
-                None => continue,
-                Some(completion) => completion.result,
-            };
-            match outcome {
-                Ok(status) if i < recvs.len() && status.len != recvs[i].data.len() => {
-                    first_error.get_or_insert(Error::CountMismatch {
-                        rank: Rank(recvs[i].peer),
-                        expected: recvs[i].data.len(),
-                        actual: status.len,
-                    });
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    first_error.get_or_insert(Error::from_op(error, |rank| comm.to_comm(rank)));
+            let mut first_error = None;
+            for (i, &id) in pending.ids.iter().enumerate() {
+                let Some(completion) = engine.take_completion(id) else {
+                    continue;
+                };
+                match completion.result {
+                    Ok(status) if i < recvs.len() && status.len != recvs[i].data.len() => {
+                        first_error.get_or_insert(Error::CountMismatch {
+                            rank: Rank(recvs[i].peer),
+                            expected: recvs[i].data.len(),
+                            actual: status.len,
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        first_error.get_or_insert(Error::from_op(error, |rank| comm.to_comm(rank)));
+                    }
                 }
             }
-        }
+            pending.ids.clear();
+            Some(first_error)
+        });
         first_error.map_or(Ok(()), Err)
     }
 }
