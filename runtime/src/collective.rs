@@ -262,7 +262,7 @@ impl Comm {
         let key = ScheduleKey {
             collective: Collective::Bcast,
             algorithm: Some(algorithm),
-            root: root,
+            root,
             count: buf.len(),
             commutative: true,
         };
@@ -302,7 +302,7 @@ impl Comm {
         let key = ScheduleKey {
             collective: Collective::Scatter,
             algorithm: Some(algorithm),
-            root: root,
+            root,
             count: recv.len(),
             commutative: true,
         };
@@ -380,7 +380,7 @@ impl Comm {
         let key = ScheduleKey {
             collective: Collective::Gather,
             algorithm: Some(algorithm),
-            root: root,
+            root,
             count: send.len(),
             commutative: true,
         };
@@ -455,9 +455,9 @@ impl Comm {
         let key = ScheduleKey {
             collective: Collective::Reduce,
             algorithm: None,
-            root: root,
+            root,
             count: send.len(),
-            commutative: commutative,
+            commutative,
         };
         let schedule = inner.schedule(key, || {
             mpr_collectives::reduce(rank, size, root, send.len(), commutative)
@@ -521,7 +521,7 @@ impl Comm {
             algorithm: Some(algorithm),
             root: 0,
             count: count,
-            commutative: commutative,
+            commutative,
         };
         inner.schedule(key, || {
             mpr_collectives::allreduce(
@@ -749,7 +749,7 @@ impl Comm {
             algorithm: Some(algorithm),
             root: 0,
             count: recv.len(),
-            commutative: commutative,
+            commutative,
         };
         let schedule = inner.schedule(key, || {
             mpr_collectives::reduce_scatter(algorithm, rank, size, recv.len(), commutative)
