@@ -520,7 +520,7 @@ impl Comm {
             collective: Collective::Allreduce,
             algorithm: Some(algorithm),
             root: 0,
-            count: count,
+            count,
             commutative,
         };
         inner.schedule(key, || {
