@@ -24,6 +24,7 @@ use crate::bootport::BootPort;
 use crate::bootserver::{Action, BootServer, ConnId, Report};
 use crate::control::{ControlReader, Down, LaunchSpec, LinkWatch, STDERR, STDOUT, Up, encode_into};
 use crate::daemon::{DaemonError, io};
+use crate::output::register_output_pipes;
 use crate::spawn::{RankCommand, spawn_rank};
 use crate::stdin::StdinSink;
 
@@ -179,24 +180,11 @@ impl Daemon {
             match spawn_rank(&command, group) {
                 Ok(mut child) => {
                     state.pid = child.id();
-                    let outputs = [
-                        child.stdout.take().map(Receiver::from),
-                        child.stderr.take().map(Receiver::from),
-                    ];
-                    for (stream, pipe) in outputs.into_iter().enumerate() {
-                        if let Some(mut pipe) = pipe {
-                            let token = Token(PIPE_BASE + 2 * index + stream);
-                            if pipe.set_nonblocking(true).is_ok()
-                                && self
-                                    .poll
-                                    .registry()
-                                    .register(&mut pipe, token, Interest::READABLE)
-                                    .is_ok()
-                            {
-                                state.pipes[stream] = Some(pipe);
-                            }
-                        }
-                    }
+                    state.pipes = register_output_pipes(
+                        self.poll.registry(),
+                        &mut child,
+                        PIPE_BASE + 2 * index,
+                    );
                     if let Some(pipe) = child.stdin.take() {
                         self.rank_stdin = Some(
                             StdinSink::start(pipe, Arc::clone(&self.waker))

@@ -63,6 +63,36 @@ pub(crate) fn flush(buffer: &mut Vec<u8>, stream: usize) {
     buffer.clear();
 }
 
+/// Takes `child`'s stdout and stderr pipes, makes them non-blocking and
+/// registers them with `registry` as tokens `first_token` (stdout) and
+/// `first_token + 1` (stderr). A pipe that cannot be registered is
+/// dropped: the rank runs on, its output on that stream is lost.
+pub(crate) fn register_output_pipes(
+    registry: &mio::Registry,
+    child: &mut std::process::Child,
+    first_token: usize,
+) -> [Option<mio::unix::pipe::Receiver>; 2] {
+    use mio::unix::pipe::Receiver;
+    let outputs = [
+        child.stdout.take().map(Receiver::from),
+        child.stderr.take().map(Receiver::from),
+    ];
+    let mut pipes = [None, None];
+    for (stream, pipe) in outputs.into_iter().enumerate() {
+        if let Some(mut pipe) = pipe {
+            let token = mio::Token(first_token + stream);
+            if pipe.set_nonblocking(true).is_ok()
+                && registry
+                    .register(&mut pipe, token, mio::Interest::READABLE)
+                    .is_ok()
+            {
+                pipes[stream] = Some(pipe);
+            }
+        }
+    }
+    pipes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

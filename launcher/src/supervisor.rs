@@ -23,7 +23,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::bootport::BootPort;
 use crate::bootserver::{Action, BootServer, ConnId, Report};
-use crate::output::{LineBuffer, flush};
+use crate::output::{LineBuffer, flush, register_output_pipes};
 use crate::rules::{Cause, describe};
 use crate::spawn::{Guard, RankCommand, spawn_rank};
 
@@ -157,24 +157,11 @@ impl Supervisor {
                     if let Some(stdin) = child.stdin.take() {
                         forward_stdin(stdin);
                     }
-                    let outputs = [
-                        child.stdout.take().map(Receiver::from),
-                        child.stderr.take().map(Receiver::from),
-                    ];
-                    for (stream, pipe) in outputs.into_iter().enumerate() {
-                        if let Some(mut pipe) = pipe {
-                            let token = Token(PIPE_BASE + 2 * rank + stream);
-                            if pipe.set_nonblocking(true).is_ok()
-                                && self
-                                    .poll
-                                    .registry()
-                                    .register(&mut pipe, token, Interest::READABLE)
-                                    .is_ok()
-                            {
-                                state.pipes[stream] = Some(pipe);
-                            }
-                        }
-                    }
+                    state.pipes = register_output_pipes(
+                        self.poll.registry(),
+                        &mut child,
+                        PIPE_BASE + 2 * rank,
+                    );
                     state.child = Some(child);
                     self.ranks.push(state);
                 }
