@@ -1,27 +1,14 @@
 //! The examples and the runtime's stress programs, run as real jobs under
 //! `mprun` (built by `cargo test --workspace`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// Directory of the workspace's binaries.
-fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_hello"))
-        .parent()
-        .expect("binaries have a directory")
-        .to_path_buf()
-}
+mod support;
 
-fn binary(path: PathBuf) -> String {
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo test --workspace`, which builds mprun and the runtime's examples",
-        path.display()
-    );
-    path.to_string_lossy().into_owned()
-}
+use support::{bin_dir, binary};
 
 /// Runs `mprun -n N PROGRAM ARGS` with a bounded wait and returns its output.
 fn mprun(n: u32, program: &str, args: &[&str], limit: Duration) -> Output {

@@ -6,28 +6,16 @@
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mpr::bootstrap::wire::{FrameReader, MAX_SERVER_FRAME, Message};
 
-fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_ring"))
-        .parent()
-        .expect("binaries have a directory")
-        .to_path_buf()
-}
+mod support;
 
-fn binary(path: PathBuf) -> String {
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo test --workspace`, which builds mprun and the runtime's examples",
-        path.display()
-    );
-    path.to_string_lossy().into_owned()
-}
+use support::{bin_dir, binary};
 
 fn ring() -> String {
     binary(PathBuf::from(env!("CARGO_BIN_EXE_ring")))
