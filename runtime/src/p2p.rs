@@ -8,6 +8,7 @@
 //! [`Comm::send_obj`] / [`Comm::recv_obj`] (encoded with postcard).
 
 use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -17,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use crate::buffer::{RawRecv, RawSend};
 use crate::comm::{Comm, CommInner, PROC_NULL, Source, Status, TagMatch};
-use crate::engine::{self, MessageHandle, RequestId, SendMode};
+use crate::engine::{self, FxHasher, MessageHandle, RequestId, SendMode};
 use crate::error::Error;
 use crate::request::{Pending, RecvRequest, Request, ScopedRequest, SendRequest, check_elements};
 use crate::{ContextId, Rank, Tag};
@@ -563,7 +564,9 @@ impl Drop for Message {
 /// waited for.
 #[derive(Debug, Default)]
 pub(crate) struct ScopeShared {
-    outstanding: Mutex<HashSet<RequestId>>,
+    /// Requests started and not yet waited for (a fast hasher: ids are a
+    /// counter, and a window of sends inserts and removes one per message).
+    outstanding: Mutex<HashSet<RequestId, BuildHasherDefault<FxHasher>>>,
 }
 
 impl ScopeShared {

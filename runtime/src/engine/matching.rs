@@ -29,7 +29,7 @@ use crate::{ContextId, Rank, Tag};
 /// here (an FxHash): SipHash's DoS resistance buys nothing for keys chosen by
 /// this job's own ranks, and costs on every message.
 #[derive(Default, Clone, Copy)]
-pub(super) struct FxHasher(u64);
+pub(crate) struct FxHasher(u64);
 
 impl Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {

@@ -81,6 +81,7 @@ use std::fmt;
 use std::io::IoSlice;
 
 pub use error::{OpError, ProtocolError};
+pub(crate) use matching::FxHasher;
 
 use crate::{ContextId, Rank, Tag};
 use flow::Credit;
