@@ -4,9 +4,12 @@
 //! allreduce spent a fifth of its time in the allocator).
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use mpr_collectives::{Algorithm, Collective, Schedule};
+
+use crate::engine::FxHasher;
 
 /// Most schedules kept per communicator; past it the cache starts over.
 const MAX_CACHED: usize = 256;
@@ -28,7 +31,9 @@ pub(crate) struct ScheduleKey {
 
 /// A communicator's schedules by call shape.
 #[derive(Debug, Default)]
-pub(crate) struct ScheduleCache(Mutex<HashMap<ScheduleKey, Arc<Schedule>>>);
+pub(crate) struct ScheduleCache(
+    Mutex<HashMap<ScheduleKey, Arc<Schedule>, BuildHasherDefault<FxHasher>>>,
+);
 
 impl ScheduleCache {
     /// The schedule for `key`, built by `build` the first time.
