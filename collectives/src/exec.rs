@@ -160,7 +160,7 @@ fn poisoned_step<C: Channel + ?Sized>(
         .iter()
         .map(|t| vec![0u8; t.region.len * elem + 1])
         .collect();
-    let sends: Vec<Outgoing<'_>> = step
+    let sends: Inline<Outgoing<'_>> = step
         .sends
         .iter()
         .zip(&payloads)
@@ -170,7 +170,7 @@ fn poisoned_step<C: Channel + ?Sized>(
             data,
         })
         .collect();
-    let mut recvs: Vec<Incoming<'_>> = step
+    let mut recvs: Inline<Incoming<'_>> = step
         .recvs
         .iter()
         .map(|t| Incoming {
@@ -189,12 +189,12 @@ fn carve<'a, T>(
     which: Buf,
     recvs: &[Transfer],
     pieces: &mut [Option<&'a mut [T]>],
-) -> Vec<(usize, &'a [T])> {
-    let mut order: Vec<usize> = (0..recvs.len())
+) -> Inline<(usize, &'a [T])> {
+    let mut order: Inline<usize> = (0..recvs.len())
         .filter(|&i| recvs[i].region.buf == which && recvs[i].region.len > 0)
         .collect();
     order.sort_by_key(|&i| recvs[i].region.offset);
-    let mut gaps = Vec::with_capacity(order.len() + 1);
+    let mut gaps = Inline::with_capacity(order.len() + 1);
     let mut rest = buf;
     let mut pos = 0;
     for i in order {
@@ -214,6 +214,11 @@ fn carve<'a, T>(
     gaps
 }
 
+/// A short list kept on the stack: the per-step lists of a collective
+/// (peers, pieces, gaps) rarely exceed a few entries, and allocating them
+/// on every step cost a measurable share of a small collective.
+type Inline<T> = smallvec::SmallVec<[T; 8]>;
+
 /// Finds `region` inside one of the gaps.
 fn in_gaps<'a, T>(gaps: &[(usize, &'a [T])], region: Region) -> &'a [T] {
     for &(start, gap) in gaps {
@@ -231,7 +236,7 @@ fn exchange_step<T: Pod, C: Channel + ?Sized>(
     output: &mut [T],
     scratch: &mut [T],
 ) -> Result<(), C::Error> {
-    let mut pieces: Vec<Option<&mut [T]>> = (0..step.recvs.len()).map(|_| None).collect();
+    let mut pieces: Inline<Option<&mut [T]>> = (0..step.recvs.len()).map(|_| None).collect();
     assert!(
         step.recvs
             .iter()
@@ -240,7 +245,7 @@ fn exchange_step<T: Pod, C: Channel + ?Sized>(
     );
     let out_gaps = carve(output, Buf::Output, &step.recvs, &mut pieces);
     let scratch_gaps = carve(scratch, Buf::Scratch, &step.recvs, &mut pieces);
-    let sends: Vec<Outgoing<'_>> = step
+    let sends: Inline<Outgoing<'_>> = step
         .sends
         .iter()
         .map(|t| {
@@ -257,7 +262,7 @@ fn exchange_step<T: Pod, C: Channel + ?Sized>(
             }
         })
         .collect();
-    let mut recvs: Vec<Incoming<'_>> = step
+    let mut recvs: Inline<Incoming<'_>> = step
         .recvs
         .iter()
         .zip(pieces)

@@ -21,7 +21,7 @@ pub(crate) struct CollChannel<'a> {
 /// released while the engine may use it (also when unwinding).
 struct Outstanding<'a> {
     rt: &'a Runtime,
-    ids: Vec<RequestId>,
+    ids: smallvec::SmallVec<[RequestId; 8]>,
 }
 
 impl Drop for Outstanding<'_> {
@@ -57,7 +57,7 @@ impl Channel for CollChannel<'_> {
         }
         let mut pending = Outstanding {
             rt: &comm.rt,
-            ids: Vec::with_capacity(recvs.len() + sends.len()),
+            ids: smallvec::SmallVec::with_capacity(recvs.len() + sends.len()),
         };
         comm.rt.post(|engine| {
             for recv in recvs.iter_mut() {
