@@ -11,10 +11,12 @@
 //!
 //! # Protocols
 //!
-//! * **Eager** (length ≤ `eager_limit` and the eager credit cost fits): the
-//!   payload is copied into an engine-owned frame at `post_send`; a standard
-//!   send completes at once, a synchronous one when the receiver's ACK says
-//!   it matched.
+//! * **Eager** (length ≤ `eager_limit` and the eager credit cost fits): a
+//!   payload under `eager_by_reference_min` (4 KiB) is copied into an engine-owned frame at
+//!   `post_send` and a standard send completes at once; a larger one is
+//!   written from the user's buffer and the send completes once the
+//!   transport has taken its last byte (one copy fewer). A synchronous send
+//!   completes when the receiver's ACK says it matched.
 //! * **Rendezvous** (larger, or eager credit exhausted): RTS, matched like
 //!   any message; the receiver answers CTS (or CTS+DISCARD when its buffer
 //!   is short: the receive fails with `Truncated`, the send succeeds, no data
@@ -103,6 +105,9 @@ pub struct EngineConfig {
     /// Rendezvous payloads with more than this many bytes left are read
     /// straight into the user's buffer (default 16 KiB).
     pub direct_read_min: usize,
+    /// Standard-mode eager payloads of at least this many bytes are written
+    /// from the user's buffer instead of being copied (default 4 KiB).
+    pub eager_by_reference_min: usize,
 }
 
 impl Default for EngineConfig {
@@ -111,6 +116,7 @@ impl Default for EngineConfig {
             eager_limit: 64 << 10,
             credit_window: 4 << 20,
             direct_read_min: 16 << 10,
+            eager_by_reference_min: 4 << 10,
         }
     }
 }

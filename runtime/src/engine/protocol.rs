@@ -62,7 +62,12 @@ impl Engine {
         }
     }
 
-    /// Starts the sends waiting for credit to `peer`, in order, while credit lasts.
+    /// Starts the sends waiting for credit to `peer`, in order, while credit
+    /// lasts. Standard-mode eager payloads of at least
+    /// `eager_by_reference_min` bytes are queued by reference (written
+    /// from the user's buffer; the send completes once they are), smaller
+    /// ones are copied into the queue's coalescing chunks (worth the copy:
+    /// a burst becomes one write) and complete at once.
     pub(super) fn pump_waiting(&mut self, peer: Rank) {
         while let Some(&id) = self.peers[peer.index()].waiting.front() {
             let Some(send) = self.requests.send_mut(id) else {
@@ -81,6 +86,20 @@ impl Engine {
             h.tag = send.tag;
             h.id = id.0;
             h.arg = send.len as u64;
+            let by_reference = protocol == Protocol::Eager
+                && !send.sync
+                && send.len >= self.config.eager_by_reference_min
+                && send.buf.is_some();
+            if by_reference {
+                // The frame's payload stays in the user's buffer until the
+                // transport has written it (one copy fewer; the send
+                // completes then, like a DATA frame).
+                let buf = send.buf.take().expect("checked above");
+                send.state = SendState::Transmitting;
+                p.tx.push_data(&h, buf, send.len, id);
+                self.dirty.insert(peer);
+                continue;
+            }
             if protocol == Protocol::Eager {
                 let buf = send.buf.as_ref().expect("a waiting send holds its buffer");
                 p.tx.push_frame(&h, buf.bytes());

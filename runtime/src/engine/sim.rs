@@ -21,6 +21,7 @@ pub(super) fn small_config() -> EngineConfig {
         eager_limit: 256,
         credit_window: 4096,
         direct_read_min: 64,
+        eager_by_reference_min: 128,
     }
 }
 

@@ -330,6 +330,7 @@ fn config_is_adjusted() {
             eager_limit: 1 << 30,
             credit_window: 0,
             direct_read_min: 0,
+            eager_by_reference_min: 0,
         },
     );
     assert_eq!(e.config().eager_limit, frame::MAX_EAGER_LEN as usize);
