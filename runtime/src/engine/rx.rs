@@ -153,7 +153,9 @@ impl Engine {
         );
         staging.end += n;
         let mut staging = std::mem::take(staging);
-        let result = self.parse(peer, &mut staging);
+        let result = self
+            .parse(peer, &staging.buf[staging.start..staging.end])
+            .map(|consumed| staging.start += consumed);
         if staging.start == staging.end {
             staging.start = 0;
             staging.end = 0;
@@ -166,12 +168,18 @@ impl Engine {
         result
     }
 
-    /// Handles every whole frame in `st`.
-    fn parse(&mut self, peer: Rank, st: &mut Staging) -> Result<(), ProtocolError> {
+    /// Handles every whole frame at the start of `bytes` (and, in DATA
+    /// state, as much payload as there is); returns how many bytes that took.
+    /// What is left is the start of a frame that is not whole yet.
+    fn parse(&mut self, peer: Rank, bytes: &[u8]) -> Result<usize, ProtocolError> {
+        let mut start = 0;
         loop {
-            let avail = st.end - st.start;
+            let avail = bytes.len() - start;
             match self.peers[peer.index()].rx.state {
                 RxState::Data { req, offset, len } => {
+                    if avail == 0 {
+                        return Ok(start);
+                    }
                     let k = avail.min(len - offset);
                     let recv = self
                         .requests
@@ -179,40 +187,75 @@ impl Engine {
                         .ok_or(ProtocolError::UnknownRecv { peer, id: req.0 })?;
                     let dst = recv.buf.bytes_mut().get_mut(offset..offset + k);
                     dst.expect("DATA fits the buffer")
-                        .copy_from_slice(&st.buf[st.start..st.start + k]);
-                    st.start += k;
+                        .copy_from_slice(&bytes[start..start + k]);
+                    start += k;
                     if offset + k < len {
                         self.peers[peer.index()].rx.state = RxState::Data {
                             req,
                             offset: offset + k,
                             len,
                         };
-                        return Ok(());
+                        return Ok(start);
                     }
                     self.peers[peer.index()].rx.state = RxState::Header;
                     self.data_done(req);
                 }
                 RxState::Header => {
                     if avail < HEADER_LEN {
-                        return Ok(());
+                        return Ok(start);
                     }
-                    let bytes = &st.buf[st.start..st.start + HEADER_LEN];
-                    let header = Header::decode(bytes.try_into().expect("32 bytes"))?;
+                    let raw = &bytes[start..start + HEADER_LEN];
+                    let header = Header::decode(raw.try_into().expect("32 bytes"))?;
                     self.check_header(peer, &header)?;
                     if header.kind == Kind::Eager {
-                        let end = st.start + HEADER_LEN + header.arg as usize;
-                        if end > st.end {
-                            return Ok(());
+                        let end = start + HEADER_LEN + header.arg as usize;
+                        if end > bytes.len() {
+                            return Ok(start);
                         }
-                        self.on_eager(peer, &header, &st.buf[st.start + HEADER_LEN..end])?;
-                        st.start = end;
+                        self.on_eager(peer, &header, &bytes[start + HEADER_LEN..end])?;
+                        start = end;
                     } else {
-                        st.start += HEADER_LEN;
+                        start += HEADER_LEN;
                         self.on_control(peer, &header)?;
                     }
                 }
             }
         }
+    }
+
+    /// Like copying `bytes` into [`recv_target`](Self::recv_target) and
+    /// calling [`received`](Self::received), for a transport that holds the
+    /// bytes in memory of its own (a shared-memory ring): whole frames are
+    /// handled where they lie, so an eager payload is copied once, straight
+    /// into the posted buffer; only a frame cut at the end of `bytes` is
+    /// staged.
+    pub fn received_from(&mut self, peer: Rank, bytes: &[u8]) -> Result<(), ProtocolError> {
+        let p = &mut self.peers[peer.index()];
+        if let Some(error) = &p.rx.error {
+            return Err(error.clone());
+        }
+        if p.failed || bytes.is_empty() {
+            return Ok(());
+        }
+        let mut rest = bytes;
+        if p.rx.staging.start == p.rx.staging.end {
+            p.traffic = true;
+            match self.parse(peer, bytes) {
+                Ok(consumed) => rest = &bytes[consumed..],
+                Err(error) => {
+                    self.peers[peer.index()].rx.error = Some(error.clone());
+                    return Err(error);
+                }
+            }
+        }
+        while !rest.is_empty() {
+            let target = self.recv_target(peer);
+            let n = target.len().min(rest.len());
+            target[..n].copy_from_slice(&rest[..n]);
+            self.received(peer, n)?;
+            rest = &rest[n..];
+        }
+        Ok(())
     }
 
     /// Checks what can be checked before a frame is whole.

@@ -49,7 +49,7 @@ use crate::Rank;
 use crate::bootstrap::card::{Card, SharedMemoryCard};
 use crate::engine::Engine;
 use doorbell::{Doorbell, Ringer};
-use ring::{Consumer, Producer, RingError};
+use ring::{Consumer, InPlace, Producer, RingError};
 use segment::{Mapping, SegmentError, Shape, SlotMemory};
 
 /// Poller token of the doorbell.
@@ -449,27 +449,42 @@ impl Shm {
         let mut any = false;
         let pid = lane.pid;
         loop {
-            let target = engine.recv_target(peer);
-            match lane
+            // Bytes records are parsed where they lie in the ring (an eager
+            // payload is copied once, into the posted buffer); remote
+            // records are fetched into the engine's receive target.
+            let outcome = match lane
                 .rx
-                .read(target, |addr, dst| read_remote(pid, addr, dst))
+                .read_in_place(|bytes| engine.received_from(peer, bytes))
             {
-                Ok(0) => break,
-                Ok(n) => {
-                    any = true;
-                    if let Err(error) = engine.received(peer, n) {
-                        self.events.push(ShmEvent::Protocol { peer, error });
-                        lane.open = false;
-                        engine.peer_failed(peer);
-                        return true;
+                Ok(Ok(InPlace::Empty)) => break,
+                Ok(Ok(InPlace::Read(_))) => Ok(()),
+                Ok(Ok(InPlace::Remote)) => {
+                    let target = engine.recv_target(peer);
+                    match lane
+                        .rx
+                        .read(target, |addr, dst| read_remote(pid, addr, dst))
+                    {
+                        Ok(n) => engine.received(peer, n).map_err(Some),
+                        Err(error) => {
+                            self.events.push(ShmEvent::Corrupt { peer, error });
+                            Err(None)
+                        }
                     }
                 }
+                Ok(Err(error)) => Err(Some(error)),
                 Err(error) => {
                     self.events.push(ShmEvent::Corrupt { peer, error });
-                    lane.open = false;
-                    engine.peer_failed(peer);
-                    return true;
+                    Err(None)
                 }
+            };
+            any = true;
+            if let Err(protocol) = outcome {
+                if let Some(error) = protocol {
+                    self.events.push(ShmEvent::Protocol { peer, error });
+                }
+                lane.open = false;
+                engine.peer_failed(peer);
+                return true;
             }
         }
         if lane.rx.take_space_wanted() {

@@ -84,6 +84,13 @@ pub(crate) trait RingMemory {
     fn write(&self, offset: usize, src: &[u8]);
     /// Copies the data area at `offset` into `dst` (same bound).
     fn read(&self, offset: usize, dst: &mut [u8]);
+    /// Calls `f` with the `len` bytes at `offset` (same bound), in place
+    /// where the memory allows it.
+    fn view(&self, offset: usize, len: usize, f: &mut dyn FnMut(&[u8])) {
+        let mut copy = vec![0u8; len];
+        self.read(offset, &mut copy);
+        f(&copy);
+    }
 }
 
 /// The ring's contents broke its invariants: the peer wrote garbage.
@@ -272,6 +279,17 @@ impl<M: RingMemory> Producer<M> {
     }
 }
 
+/// What [`Consumer::read_in_place`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InPlace {
+    /// No record is published.
+    Empty,
+    /// The next record is remote: fetch it with [`Consumer::read`].
+    Remote,
+    /// A record's bytes were handed over; this many.
+    Read(usize),
+}
+
 /// A record being read.
 #[derive(Debug, Clone, Copy)]
 struct Record {
@@ -345,6 +363,48 @@ impl<M: RingMemory> Consumer<M> {
             self.current = Some(Record { offset, ..record });
             return Ok(n);
         }
+        self.finish_record(record);
+        Ok(n)
+    }
+
+    /// Hands the rest of the next bytes record to `f` where it lies (in
+    /// one or, when it wraps, two pieces), then releases it. `f` returning
+    /// an error stops there: the lane is broken and the record kept.
+    pub(crate) fn read_in_place<E>(
+        &mut self,
+        mut f: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<Result<InPlace, E>, RingError> {
+        let record = match self.current {
+            Some(record) => record,
+            None => match self.start_record()? {
+                Some(record) => record,
+                None => return Ok(Ok(InPlace::Empty)),
+            },
+        };
+        if record.remote.is_some() {
+            return Ok(Ok(InPlace::Remote));
+        }
+        let capacity = self.memory.capacity();
+        let position = self.head + (RECORD_HEADER + record.offset) as u64;
+        let offset = (position % capacity as u64) as usize;
+        let len = record.len - record.offset;
+        let first = len.min(capacity - offset);
+        let mut outcome = Ok(());
+        self.memory
+            .view(offset, first, &mut |bytes| outcome = f(bytes));
+        if outcome.is_ok() && first < len {
+            self.memory
+                .view(0, len - first, &mut |bytes| outcome = f(bytes));
+        }
+        if let Err(error) = outcome {
+            return Ok(Err(error));
+        }
+        self.finish_record(record);
+        Ok(Ok(InPlace::Read(len)))
+    }
+
+    /// The current record is read: hands its space back.
+    fn finish_record(&mut self, record: Record) {
         let stored = if record.remote.is_some() {
             self.remote_done += 1;
             self.memory
@@ -366,7 +426,6 @@ impl<M: RingMemory> Consumer<M> {
         // Start fetching the next header's line now: the caller's work on
         // this record hides the transfer, and the next `has_data` hits.
         prefetch(header_at(&self.memory, self.head));
-        Ok(n)
     }
 
     /// Acquires the header at `head`: `None` if no record is published.
@@ -582,6 +641,47 @@ mod tests {
         assert_eq!(
             consumer.read(&mut buf, |_, _| Err(3)),
             Err(RingError::RemoteRead { errno: 3 })
+        );
+    }
+
+    #[test]
+    fn records_are_handed_over_in_place_even_when_they_wrap() {
+        let heap = Heap::new(256);
+        let mut producer = Producer::new(Arc::clone(&heap));
+        let mut consumer = Consumer::new(Arc::clone(&heap));
+        let mut got = Vec::new();
+        let mut sent = Vec::new();
+        for round in 0..40u8 {
+            let chunk: Vec<u8> = (0..(round % 50 + 1))
+                .map(|i| round.wrapping_mul(7) ^ i)
+                .collect();
+            assert_eq!(
+                producer.push(&[IoSlice::new(&chunk)], usize::MAX),
+                chunk.len()
+            );
+            sent.extend_from_slice(&chunk);
+            let outcome = consumer.read_in_place(|bytes| {
+                got.extend_from_slice(bytes);
+                Ok::<(), ()>(())
+            });
+            assert_eq!(outcome, Ok(Ok(InPlace::Read(chunk.len()))));
+        }
+        assert_eq!(got, sent);
+        assert_eq!(
+            consumer.read_in_place(|_| Ok::<(), ()>(())),
+            Ok(Ok(InPlace::Empty))
+        );
+        consumer.allow_remote();
+        assert_eq!(producer.push_remote(0, 9), Some(1));
+        assert_eq!(
+            consumer.read_in_place(|_| Ok::<(), ()>(())),
+            Ok(Ok(InPlace::Remote))
+        );
+        let refused = consumer.read_in_place(|_| Err::<(), _>("no"));
+        assert_eq!(
+            refused,
+            Ok(Ok(InPlace::Remote)),
+            "remote records are not in place"
         );
     }
 

@@ -240,6 +240,16 @@ impl RingMemory for SlotMemory {
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.data().add(offset), src.len()) }
     }
 
+    fn view(&self, offset: usize, len: usize, f: &mut dyn FnMut(&[u8])) {
+        assert!(offset + len <= self.capacity());
+        // SAFETY: in bounds (asserted). As for `read`: the bytes were
+        // published with a release store the consumer acquired, and the
+        // producer does not touch them until `head` passes them, which
+        // happens only after `f` returns; the slice does not outlive `f`.
+        let bytes = unsafe { std::slice::from_raw_parts(self.data().add(offset), len) };
+        f(bytes);
+    }
+
     fn read(&self, offset: usize, dst: &mut [u8]) {
         assert!(offset + dst.len() <= self.capacity());
         // SAFETY: in bounds (asserted). These bytes were published with a
