@@ -449,16 +449,17 @@ impl Shm {
         let mut any = false;
         let pid = lane.pid;
         loop {
-            // Bytes records are parsed where they lie in the ring (an eager
-            // payload is copied once, into the posted buffer); remote
-            // records are fetched into the engine's receive target.
-            let outcome = match lane
+            // Bytes records of IN_PLACE_MIN bytes or more are parsed where
+            // they lie in the ring (an eager payload is copied once, into
+            // the posted buffer); short and remote records are copied into
+            // the engine's receive target.
+            let in_place = lane
                 .rx
-                .read_in_place(|bytes| engine.received_from(peer, bytes))
-            {
+                .read_in_place(IN_PLACE_MIN, |bytes| engine.received_from(peer, bytes));
+            let outcome = match in_place {
                 Ok(Ok(InPlace::Empty)) => break,
                 Ok(Ok(InPlace::Read(_))) => Ok(()),
-                Ok(Ok(InPlace::Remote)) => {
+                Ok(Ok(InPlace::Copy)) => {
                     let target = engine.recv_target(peer);
                     match lane
                         .rx
@@ -562,6 +563,12 @@ impl Shm {
         }
     }
 }
+
+/// Records at least this long are parsed where they lie in the ring;
+/// shorter ones are copied to the engine first (measured: 8-byte latency
+/// 0.37 us copied vs 0.40-0.42 in place; 4 KiB 1.16 vs 1.10, 16 KiB 3.16
+/// vs 2.98 in place).
+const IN_PLACE_MIN: usize = 1024;
 
 /// Most bytes asked of the engine at once (single-copy pieces can be large).
 const MAX_OFFER: usize = 1 << 30;

@@ -284,8 +284,9 @@ impl<M: RingMemory> Producer<M> {
 pub(crate) enum InPlace {
     /// No record is published.
     Empty,
-    /// The next record is remote: fetch it with [`Consumer::read`].
-    Remote,
+    /// The next record is remote, or shorter than asked: use
+    /// [`Consumer::read`].
+    Copy,
     /// A record's bytes were handed over; this many.
     Read(usize),
 }
@@ -368,10 +369,13 @@ impl<M: RingMemory> Consumer<M> {
     }
 
     /// Hands the rest of the next bytes record to `f` where it lies (in
-    /// one or, when it wraps, two pieces), then releases it. `f` returning
-    /// an error stops there: the lane is broken and the record kept.
+    /// one or, when it wraps, two pieces), then releases it; records with
+    /// fewer than `min` bytes left are left to [`Consumer::read`] (for a
+    /// few bytes a copy is cheaper than the indirection). `f` returning an
+    /// error stops there: the lane is broken and the record kept.
     pub(crate) fn read_in_place<E>(
         &mut self,
+        min: usize,
         mut f: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<Result<InPlace, E>, RingError> {
         let record = match self.current {
@@ -381,8 +385,8 @@ impl<M: RingMemory> Consumer<M> {
                 None => return Ok(Ok(InPlace::Empty)),
             },
         };
-        if record.remote.is_some() {
-            return Ok(Ok(InPlace::Remote));
+        if record.remote.is_some() || record.len - record.offset < min {
+            return Ok(Ok(InPlace::Copy));
         }
         let capacity = self.memory.capacity();
         let position = self.head + (RECORD_HEADER + record.offset) as u64;
@@ -660,7 +664,7 @@ mod tests {
                 chunk.len()
             );
             sent.extend_from_slice(&chunk);
-            let outcome = consumer.read_in_place(|bytes| {
+            let outcome = consumer.read_in_place(0, |bytes| {
                 got.extend_from_slice(bytes);
                 Ok::<(), ()>(())
             });
