@@ -672,20 +672,28 @@ mod tests {
         }
         assert_eq!(got, sent);
         assert_eq!(
-            consumer.read_in_place(|_| Ok::<(), ()>(())),
+            consumer.read_in_place(0, |_| Ok::<(), ()>(())),
             Ok(Ok(InPlace::Empty))
         );
         consumer.allow_remote();
         assert_eq!(producer.push_remote(0, 9), Some(1));
         assert_eq!(
-            consumer.read_in_place(|_| Ok::<(), ()>(())),
-            Ok(Ok(InPlace::Remote))
+            consumer.read_in_place(0, |_| Ok::<(), ()>(())),
+            Ok(Ok(InPlace::Copy))
         );
-        let refused = consumer.read_in_place(|_| Err::<(), _>("no"));
+        let refused = consumer.read_in_place(0, |_| Err::<(), _>("no"));
         assert_eq!(
             refused,
-            Ok(Ok(InPlace::Remote)),
+            Ok(Ok(InPlace::Copy)),
             "remote records are not in place"
+        );
+        let mut buf = [0u8; 9];
+        assert_eq!(consumer.read(&mut buf, |_, _| Ok(())), Ok(9));
+        assert_eq!(producer.push(&[IoSlice::new(b"tiny")], usize::MAX), 4);
+        assert_eq!(
+            consumer.read_in_place(5, |_| Ok::<(), ()>(())),
+            Ok(Ok(InPlace::Copy)),
+            "shorter than asked"
         );
     }
 
