@@ -225,13 +225,7 @@ impl Comm {
     /// ```
     pub fn barrier(&self) -> Result<(), Error> {
         let inner = &*self.inner;
-        let key = ScheduleKey {
-            collective: Collective::Barrier,
-            algorithm: None,
-            root: 0,
-            count: 0,
-            commutative: true,
-        };
+        let key = ScheduleKey::new(Collective::Barrier, None, 0, 0, true);
         let schedule = inner.schedule(key, || {
             mpr_collectives::barrier(inner.rank.0, inner.group.size())
         });
@@ -259,13 +253,7 @@ impl Comm {
             buf.len(),
             true,
         );
-        let key = ScheduleKey {
-            collective: Collective::Bcast,
-            algorithm: Some(algorithm),
-            root,
-            count: buf.len(),
-            commutative: true,
-        };
+        let key = ScheduleKey::new(Collective::Bcast, Some(algorithm), root, buf.len(), true);
         let schedule = inner.schedule(key, || {
             mpr_collectives::bcast(algorithm, inner.rank.0, inner.group.size(), root, buf.len())
         });
@@ -299,13 +287,7 @@ impl Comm {
             recv.len(),
             true,
         );
-        let key = ScheduleKey {
-            collective: Collective::Scatter,
-            algorithm: Some(algorithm),
-            root,
-            count: recv.len(),
-            commutative: true,
-        };
+        let key = ScheduleKey::new(Collective::Scatter, Some(algorithm), root, recv.len(), true);
         let schedule = inner.schedule(key, || {
             mpr_collectives::scatter(algorithm, rank, size, root, recv.len())
         });
@@ -377,13 +359,7 @@ impl Comm {
             send.len(),
             true,
         );
-        let key = ScheduleKey {
-            collective: Collective::Gather,
-            algorithm: Some(algorithm),
-            root,
-            count: send.len(),
-            commutative: true,
-        };
+        let key = ScheduleKey::new(Collective::Gather, Some(algorithm), root, send.len(), true);
         let schedule = inner.schedule(key, || {
             mpr_collectives::gather(algorithm, rank, size, root, send.len())
         });
@@ -452,13 +428,7 @@ impl Comm {
         let root = inner.root(root.into())?;
         let (rank, size) = (inner.rank.0, inner.group.size());
         let commutative = op.is_commutative();
-        let key = ScheduleKey {
-            collective: Collective::Reduce,
-            algorithm: None,
-            root,
-            count: send.len(),
-            commutative,
-        };
+        let key = ScheduleKey::new(Collective::Reduce, None, root, send.len(), commutative);
         let schedule = inner.schedule(key, || {
             mpr_collectives::reduce(rank, size, root, send.len(), commutative)
         });
@@ -516,13 +486,13 @@ impl Comm {
         let inner = &*self.inner;
         let bytes = count * std::mem::size_of::<T>();
         let algorithm = inner.algorithm(Collective::Allreduce, bytes, count, commutative);
-        let key = ScheduleKey {
-            collective: Collective::Allreduce,
-            algorithm: Some(algorithm),
-            root: 0,
+        let key = ScheduleKey::new(
+            Collective::Allreduce,
+            Some(algorithm),
+            0,
             count,
             commutative,
-        };
+        );
         inner.schedule(key, || {
             mpr_collectives::allreduce(
                 algorithm,
@@ -608,13 +578,7 @@ impl Comm {
             block,
             true,
         );
-        let key = ScheduleKey {
-            collective: Collective::Alltoall,
-            algorithm: Some(algorithm),
-            root: 0,
-            count: block,
-            commutative: true,
-        };
+        let key = ScheduleKey::new(Collective::Alltoall, Some(algorithm), 0, block, true);
         let schedule = inner.schedule(key, || {
             mpr_collectives::alltoall(algorithm, rank, size, block)
         });
@@ -696,13 +660,7 @@ impl Comm {
         } else {
             Collective::Scan
         };
-        let key = ScheduleKey {
-            collective,
-            algorithm: None,
-            root: 0,
-            count: send.len(),
-            commutative: true,
-        };
+        let key = ScheduleKey::new(collective, None, 0, send.len(), true);
         let schedule = inner.schedule(key, || {
             if exclusive {
                 mpr_collectives::exscan(rank, size, send.len())
@@ -744,13 +702,13 @@ impl Comm {
             recv.len() * inner.size(),
             commutative,
         );
-        let key = ScheduleKey {
-            collective: Collective::ReduceScatter,
-            algorithm: Some(algorithm),
-            root: 0,
-            count: recv.len(),
+        let key = ScheduleKey::new(
+            Collective::ReduceScatter,
+            Some(algorithm),
+            0,
+            recv.len(),
             commutative,
-        };
+        );
         let schedule = inner.schedule(key, || {
             mpr_collectives::reduce_scatter(algorithm, rank, size, recv.len(), commutative)
         });

@@ -29,6 +29,25 @@ pub(crate) struct ScheduleKey {
     pub(crate) commutative: bool,
 }
 
+impl ScheduleKey {
+    /// The key of a call of `collective` with these arguments.
+    pub(crate) fn new(
+        collective: Collective,
+        algorithm: Option<Algorithm>,
+        root: u32,
+        count: usize,
+        commutative: bool,
+    ) -> ScheduleKey {
+        ScheduleKey {
+            collective,
+            algorithm,
+            root,
+            count,
+            commutative,
+        }
+    }
+}
+
 /// A communicator's schedules by call shape.
 #[derive(Debug, Default)]
 pub(crate) struct ScheduleCache(
