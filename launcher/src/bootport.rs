@@ -186,17 +186,7 @@ impl BootPort {
         let Some(conn) = self.conns.get_mut(&id) else {
             return true;
         };
-        while !conn.outbox.is_empty() {
-            match conn.stream.write(&conn.outbox) {
-                Ok(n) => {
-                    conn.outbox.drain(..n);
-                }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => return true,
-                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return false,
-            }
-        }
-        true
+        drain_outbox(&mut conn.stream, &mut conn.outbox)
     }
 
     fn close(&mut self, poll: &Poll, id: ConnId) {
@@ -205,4 +195,22 @@ impl BootPort {
         }
         self.server.on_close(id);
     }
+}
+
+/// Writes as much of `outbox` to a non-blocking `stream` as it takes,
+/// removing what was written; false if the connection broke (an error, or
+/// a write that takes nothing).
+pub(crate) fn drain_outbox(stream: &mut impl Write, outbox: &mut Vec<u8>) -> bool {
+    while !outbox.is_empty() {
+        match stream.write(outbox) {
+            Ok(0) => return false,
+            Ok(n) => {
+                outbox.drain(..n);
+            }
+            Err(error) if error.kind() == ErrorKind::WouldBlock => return true,
+            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+    true
 }

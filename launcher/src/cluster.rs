@@ -10,7 +10,7 @@
 //! before the daemon calls back, stops the job with a line naming it.
 
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -504,17 +504,7 @@ impl Cluster {
         let Some(conn) = self.conns.get_mut(&id) else {
             return true;
         };
-        while !conn.outbox.is_empty() {
-            match conn.stream.write(&conn.outbox) {
-                Ok(n) => {
-                    conn.outbox.drain(..n);
-                }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => return true,
-                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return false,
-            }
-        }
-        true
+        crate::bootport::drain_outbox(&mut conn.stream, &mut conn.outbox)
     }
 
     fn close_conn(&mut self, id: usize) {
