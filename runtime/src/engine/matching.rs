@@ -63,6 +63,9 @@ struct PostedCtx<T> {
     any_source: FxHashMap<Tag, VecDeque<(u64, T)>>,
     any_tag: FxHashMap<Rank, VecDeque<(u64, T)>>,
     any: VecDeque<(u64, T)>,
+    /// Receives queued in the three wildcard families: while 0, a message
+    /// looks at its exact bucket only.
+    wild: usize,
 }
 
 impl<T> Default for PostedCtx<T> {
@@ -72,6 +75,7 @@ impl<T> Default for PostedCtx<T> {
             any_source: FxHashMap::default(),
             any_tag: FxHashMap::default(),
             any: VecDeque::new(),
+            wild: 0,
         }
     }
 }
@@ -93,9 +97,22 @@ fn pop_keyed<K: std::hash::Hash + Eq, T>(
     let queue = map.get_mut(key)?;
     let (_, item) = queue.pop_front()?;
     if queue.is_empty() {
-        map.remove(key);
+        forget_if_crowded(map, key);
     }
     Some(item)
+}
+
+/// Empty buckets kept per map: a bucket emptied and refilled on every
+/// message (a ping-pong, a collective's rounds) then costs no allocation;
+/// past this many buckets, emptied ones are dropped, so a program that
+/// uses ever new tags does not grow the maps without bound.
+const KEEP_EMPTY_BUCKETS: usize = 64;
+
+/// Drops the (empty) bucket of `key` if the map holds many buckets.
+fn forget_if_crowded<K: std::hash::Hash + Eq, V>(map: &mut FxHashMap<K, V>, key: &K) {
+    if map.len() > KEEP_EMPTY_BUCKETS {
+        map.remove(key);
+    }
 }
 
 /// Removes the first item satisfying `pred` from `map[key]`.
@@ -108,7 +125,7 @@ fn remove_keyed<K: std::hash::Hash + Eq, T>(
     let at = queue.iter().position(|(_, item)| pred(item))?;
     let (_, item) = queue.remove(at)?;
     if queue.is_empty() {
-        map.remove(key);
+        forget_if_crowded(map, key);
     }
     Some(item)
 }
@@ -143,6 +160,10 @@ impl<T> PostedQueue<T> {
         self.len += 1;
         let ctx = self.contexts.entry(context).or_default();
         let entry = (seq, item);
+        ctx.wild += usize::from(!matches!(
+            (source, tag),
+            (Source::Rank(_), TagMatch::Tag(_))
+        ));
         match (source, tag) {
             (Source::Rank(s), TagMatch::Tag(t)) => {
                 ctx.exact.entry((s, t)).or_default().push_back(entry)
@@ -158,6 +179,11 @@ impl<T> PostedQueue<T> {
     /// Removes and returns the earliest posted receive matching a message.
     pub(super) fn take_match(&mut self, context: ContextId, source: Rank, tag: Tag) -> Option<T> {
         let ctx = self.contexts.get_mut(&context)?;
+        if ctx.wild == 0 {
+            let item = pop_keyed(&mut ctx.exact, &(source, tag));
+            self.len -= item.is_some() as usize;
+            return item;
+        }
         let front = |q: Option<&VecDeque<(u64, T)>>| q.and_then(|q| q.front()).map(|e| e.0);
         let candidates = [
             (front(ctx.exact.get(&(source, tag))), Family::Exact),
@@ -175,6 +201,9 @@ impl<T> PostedQueue<T> {
             Family::AnyTag => pop_keyed(&mut ctx.any_tag, &source),
             Family::Any => ctx.any.pop_front().map(|(_, item)| item),
         };
+        if !matches!(family, Family::Exact) && item.is_some() {
+            ctx.wild -= 1;
+        }
         self.len -= item.is_some() as usize;
         item
     }
@@ -197,6 +226,10 @@ impl<T> PostedQueue<T> {
                 ctx.any.remove(at).map(|(_, item)| item)
             }
         };
+        let exact = matches!((source, tag), (Source::Rank(_), TagMatch::Tag(_)));
+        if !exact && item.is_some() {
+            ctx.wild -= 1;
+        }
         self.len -= item.is_some() as usize;
         item
     }
@@ -226,6 +259,9 @@ impl<T> PostedQueue<T> {
                 out.extend(ctx.any_source.drain().flat_map(|(_, q)| q));
                 out.extend(ctx.any.drain(..));
             }
+            ctx.wild = ctx.any_source.values().map(VecDeque::len).sum::<usize>()
+                + ctx.any_tag.values().map(VecDeque::len).sum::<usize>()
+                + ctx.any.len();
         }
         out.sort_by_key(|e| e.0);
         self.len -= out.len();
@@ -272,19 +308,19 @@ impl<T> UnexpectedCtx<T> {
                 q.remove(at);
             }
             if q.is_empty() {
-                self.by_key.remove(&(s, t));
+                forget_if_crowded(&mut self.by_key, &(s, t));
             }
         }
         if let Some(set) = self.by_source.get_mut(&s) {
             set.remove(&seq);
             if set.is_empty() {
-                self.by_source.remove(&s);
+                forget_if_crowded(&mut self.by_source, &s);
             }
         }
         if let Some(set) = self.by_tag.get_mut(&t) {
             set.remove(&seq);
             if set.is_empty() {
-                self.by_tag.remove(&t);
+                forget_if_crowded(&mut self.by_tag, &t);
             }
         }
         Some((s, t, item))
@@ -384,7 +420,10 @@ mod tests {
         assert_eq!(q.take_match(C, Rank(1), Tag(6)), Some("any_tag"));
         assert_eq!(q.take_match(C, Rank(2), Tag(5)), Some("any_source"));
         assert_eq!(q.len(), 0);
-        assert!(q.contexts[&C].exact.is_empty(), "empty buckets are dropped");
+        assert!(
+            q.contexts[&C].exact.values().all(VecDeque::is_empty),
+            "only empty buckets are left"
+        );
     }
 
     #[test]
@@ -428,7 +467,47 @@ mod tests {
         );
         assert_eq!(q.len(), 0);
         let ctx = &q.contexts[&C];
-        assert!(ctx.by_key.is_empty() && ctx.by_source.is_empty() && ctx.by_tag.is_empty());
+        assert!(
+            ctx.by_key.values().all(VecDeque::is_empty)
+                && ctx.by_source.values().all(BTreeSet::is_empty)
+                && ctx.by_tag.values().all(BTreeSet::is_empty)
+        );
+    }
+
+    #[test]
+    fn emptied_buckets_stay_bounded() {
+        // Ever new tags (one message each) must not grow the maps forever.
+        let mut posted = PostedQueue::default();
+        let mut unexpected = UnexpectedQueue::default();
+        for t in 0..10_000 {
+            posted.push(C, src(1), tag(t), t);
+            assert_eq!(posted.take_match(C, Rank(1), Tag(t)), Some(t));
+            unexpected.push(C, Rank(1), Tag(t), t);
+            assert_eq!(unexpected.take(C, src(1), tag(t)).map(|e| e.2), Some(t));
+        }
+        assert!(posted.contexts[&C].exact.len() <= KEEP_EMPTY_BUCKETS + 1);
+        let ctx = &unexpected.contexts[&C];
+        assert!(ctx.by_key.len() <= KEEP_EMPTY_BUCKETS + 1);
+        assert!(ctx.by_tag.len() <= KEEP_EMPTY_BUCKETS + 1);
+    }
+
+    #[test]
+    fn wildcards_posted_after_exact_ones_still_match_in_order() {
+        let mut q = PostedQueue::default();
+        q.push(C, src(1), tag(5), "exact");
+        assert_eq!(q.take_match(C, Rank(1), Tag(5)), Some("exact"));
+        q.push(C, Source::Any, tag(5), "wild");
+        q.push(C, src(1), tag(5), "exact again");
+        assert_eq!(q.take_match(C, Rank(1), Tag(5)), Some("wild"));
+        assert_eq!(q.take_match(C, Rank(1), Tag(5)), Some("exact again"));
+        q.push(C, src(2), TagMatch::Any, "any tag");
+        assert_eq!(
+            q.remove(C, src(2), TagMatch::Any, |_| true),
+            Some("any tag")
+        );
+        q.push(C, src(1), tag(5), "fast path again");
+        assert_eq!(q.contexts[&C].wild, 0);
+        assert_eq!(q.take_match(C, Rank(1), Tag(5)), Some("fast path again"));
     }
 
     #[test]
