@@ -236,6 +236,9 @@ fn exchange_step<T: Pod, C: Channel + ?Sized>(
     output: &mut [T],
     scratch: &mut [T],
 ) -> Result<(), C::Error> {
+    if step.sends.len() <= 1 && step.recvs.len() <= 1 {
+        return pair_step(channel, step, input, output, scratch);
+    }
     let mut pieces: Inline<Option<&mut [T]>> = (0..step.recvs.len()).map(|_| None).collect();
     assert!(
         step.recvs
@@ -273,6 +276,66 @@ fn exchange_step<T: Pod, C: Channel + ?Sized>(
         })
         .collect();
     channel.exchange(&sends, &mut recvs)
+}
+
+/// Elements of `region`, read-only.
+fn region_of<'a, T>(region: Region, input: &'a [T], output: &'a [T], scratch: &'a [T]) -> &'a [T] {
+    match region.buf {
+        Buf::Input => &input[region.range()],
+        Buf::Output => &output[region.range()],
+        Buf::Scratch => &scratch[region.range()],
+    }
+}
+
+/// A step of at most one send and one receive (most steps of most
+/// algorithms): the same work as the general path, without its lists.
+fn pair_step<T: Pod, C: Channel + ?Sized>(
+    channel: &C,
+    step: &Step,
+    input: &[T],
+    output: &mut [T],
+    scratch: &mut [T],
+) -> Result<(), C::Error> {
+    let send = step.sends.first();
+    let Some(recv) = step.recvs.first() else {
+        let sends = send.map(|t| Outgoing {
+            peer: t.peer,
+            tag: t.tag,
+            data: bytemuck::cast_slice(region_of(t.region, input, output, scratch)),
+        });
+        return channel.exchange(sends.as_slice(), &mut []);
+    };
+    let to = recv.region;
+    assert!(
+        to.buf != Buf::Input || to.len == 0,
+        "a schedule receives into the input buffer"
+    );
+    let (from, into): (&[T], &mut [T]) = match send {
+        None => (&[], receive_region(to, output, scratch)),
+        Some(t) if t.region.len == 0 => (&[], receive_region(to, output, scratch)),
+        Some(t) if to.len == 0 => (region_of(t.region, input, output, scratch), &mut []),
+        Some(t) => operands(input, output, scratch, t.region, to),
+    };
+    let sends = send.map(|t| Outgoing {
+        peer: t.peer,
+        tag: t.tag,
+        data: bytemuck::cast_slice(from),
+    });
+    let mut recvs = [Incoming {
+        peer: recv.peer,
+        tag: recv.tag,
+        data: bytemuck::cast_slice_mut(into),
+    }];
+    channel.exchange(sends.as_slice(), &mut recvs)
+}
+
+/// Where a receive lands (the empty slice for an empty region).
+fn receive_region<'a, T>(to: Region, output: &'a mut [T], scratch: &'a mut [T]) -> &'a mut [T] {
+    match to.buf {
+        Buf::Input => &mut [],
+        Buf::Output => &mut output[to.range()],
+        Buf::Scratch => &mut scratch[to.range()],
+    }
 }
 
 /// A read-only source and a writable destination, from any two buffers.
