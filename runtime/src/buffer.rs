@@ -1,7 +1,7 @@
 //! Views of user memory handed to the engine, for zero-copy sends and
 //! receives.
 //!
-//! The engine takes its buffers as `Box<dyn SendBuf>` / `Box<dyn RecvBuf>`
+//! The engine takes its buffers as `SendData` / `RecvData` (these views, or owned buffers)
 //! and keeps them until it hands them back in a completion. A user's slice
 //! (a borrowed buffer, or the heap block of a `Vec` owned by a request)
 //! reaches the engine as a raw view, so that large messages move straight
@@ -18,7 +18,7 @@ use std::fmt;
 use crate::engine::{RecvBuf, SendBuf};
 
 /// A read-only view of user memory for the engine.
-pub(crate) struct RawSend {
+pub struct RawSend {
     ptr: *const u8,
     len: usize,
 }
@@ -59,7 +59,7 @@ impl fmt::Debug for RawSend {
 }
 
 /// A writable view of user memory for the engine.
-pub(crate) struct RawRecv {
+pub struct RawRecv {
     ptr: *mut u8,
     len: usize,
 }

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use crate::buffer::{RawRecv, RawSend};
 use crate::comm::{Comm, CommInner, PROC_NULL, Source, Status, TagMatch};
-use crate::engine::{self, FxHasher, MessageHandle, RequestId, SendMode};
+use crate::engine::{self, FxHasher, MessageHandle, RecvData, RequestId, SendData, SendMode};
 use crate::error::Error;
 use crate::request::{Pending, RecvRequest, Request, ScopedRequest, SendRequest, check_elements};
 use crate::{ContextId, Rank, Tag};
@@ -96,7 +96,7 @@ impl CommInner {
         let view = unsafe { RawSend::new(bytes) };
         let id = self
             .rt
-            .post(|e| e.post_send(dest, context, tag, Box::new(view), mode));
+            .post(|e| e.post_send(dest, context, tag, SendData::View(view), mode));
         let completion = WaitGuard {
             comm: self,
             id: Some(id),
@@ -124,7 +124,7 @@ impl CommInner {
         let view = unsafe { RawRecv::new(bytes) };
         let id = self
             .rt
-            .post(|e| e.post_recv(source, context, tag, Box::new(view)));
+            .post(|e| e.post_recv(source, context, tag, RecvData::View(view)));
         let completion = WaitGuard {
             comm: self,
             id: Some(id),
@@ -275,7 +275,7 @@ impl Comm {
                 Some(
                     inner
                         .rt
-                        .post(|e| e.post_send(dest, inner.p2p, tag, Box::new(view), mode)),
+                        .post(|e| e.post_send(dest, inner.p2p, tag, SendData::View(view), mode)),
                 )
             }
         };
@@ -304,7 +304,7 @@ impl Comm {
                 Some(
                     inner
                         .rt
-                        .post(|e| e.post_recv(source, inner.p2p, tag, Box::new(view))),
+                        .post(|e| e.post_recv(source, inner.p2p, tag, RecvData::View(view))),
                 )
             }
         };
@@ -523,7 +523,7 @@ impl Message {
         // SAFETY: the guard waits for the completion before returning or
         // unwinding, so `buf` outlives the engine's use of it.
         let view = unsafe { RawRecv::new(bytemuck::cast_slice_mut(buf)) };
-        let id = comm.rt.post(|e| e.post_mrecv(handle, Box::new(view)));
+        let id = comm.rt.post(|e| e.post_mrecv(handle, RecvData::View(view)));
         let completion = WaitGuard {
             comm: &comm,
             id: Some(id),
@@ -554,7 +554,7 @@ impl Drop for Message {
             let id = self
                 .comm
                 .rt
-                .post(|e| e.post_mrecv(handle, Box::new(Vec::new())));
+                .post(|e| e.post_mrecv(handle, RecvData::Owned(Box::new(Vec::new()))));
             let _ = self.comm.rt.wait(id);
         }
     }
@@ -633,7 +633,7 @@ impl<'scope> Scope<'scope, '_> {
                 let view = unsafe { RawSend::new(bytemuck::cast_slice(buf)) };
                 let id = inner
                     .rt
-                    .post(|e| e.post_send(dest, inner.p2p, tag, Box::new(view), mode));
+                    .post(|e| e.post_send(dest, inner.p2p, tag, SendData::View(view), mode));
                 self.shared.started(id);
                 Some(id)
             }
@@ -662,7 +662,7 @@ impl<'scope> Scope<'scope, '_> {
                 let view = unsafe { RawRecv::new(bytemuck::cast_slice_mut(buf)) };
                 let id = inner
                     .rt
-                    .post(|e| e.post_recv(source, inner.p2p, tag, Box::new(view)));
+                    .post(|e| e.post_recv(source, inner.p2p, tag, RecvData::View(view)));
                 self.shared.started(id);
                 Some(id)
             }

@@ -5,7 +5,7 @@ use mpr_collectives::{Channel, Incoming, Outgoing};
 
 use crate::buffer::{RawRecv, RawSend};
 use crate::comm::CommInner;
-use crate::engine::{self, RequestId, SendMode};
+use crate::engine::{self, RecvData, RequestId, SendData, SendMode};
 use crate::error::Error;
 use crate::runtime::Runtime;
 use crate::{Rank, Tag};
@@ -70,7 +70,7 @@ impl Channel for CollChannel<'_> {
                     engine::Source::Rank(source),
                     context,
                     tag,
-                    Box::new(view),
+                    RecvData::View(view),
                 ));
             }
             for send in sends {
@@ -81,7 +81,7 @@ impl Channel for CollChannel<'_> {
                     dest,
                     context,
                     Tag(send.tag),
-                    Box::new(view),
+                    SendData::View(view),
                     SendMode::Standard,
                 ));
             }

@@ -85,6 +85,7 @@ use std::io::IoSlice;
 pub use error::{OpError, ProtocolError};
 pub(crate) use matching::FxHasher;
 
+use crate::buffer::{RawRecv, RawSend};
 use crate::{ContextId, Rank, Tag};
 use flow::Credit;
 use matching::{PostedQueue, UnexpectedQueue};
@@ -166,6 +167,58 @@ pub trait RecvBuf: Send + fmt::Debug {
     fn bytes_mut(&mut self) -> &mut [u8];
 }
 
+/// A send buffer as the engine holds it: a view of memory that its owner
+/// keeps alive until the completion (no allocation per message), or an
+/// owned buffer.
+#[derive(Debug)]
+pub enum SendData {
+    /// A view of the caller's memory (see [`RawSend::new`]).
+    View(RawSend),
+    /// A buffer the engine owns until the completion.
+    Owned(Box<dyn SendBuf>),
+}
+
+impl SendData {
+    /// The bytes to send.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            SendData::View(view) => view.bytes(),
+            SendData::Owned(buf) => buf.bytes(),
+        }
+    }
+}
+
+impl<B: SendBuf + 'static> From<Box<B>> for SendData {
+    fn from(buf: Box<B>) -> SendData {
+        SendData::Owned(buf)
+    }
+}
+
+impl<B: RecvBuf + 'static> From<Box<B>> for RecvData {
+    fn from(buf: Box<B>) -> RecvData {
+        RecvData::Owned(buf)
+    }
+}
+
+/// A receive buffer as the engine holds it; see [`SendData`].
+#[derive(Debug)]
+pub enum RecvData {
+    /// A view of the caller's memory (see [`RawRecv::new`]).
+    View(RawRecv),
+    /// A buffer the engine owns until the completion.
+    Owned(Box<dyn RecvBuf>),
+}
+
+impl RecvData {
+    /// Where the message lands; its length is the buffer size.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            RecvData::View(view) => view.bytes_mut(),
+            RecvData::Owned(buf) => buf.bytes_mut(),
+        }
+    }
+}
+
 impl SendBuf for Vec<u8> {
     fn bytes(&self) -> &[u8] {
         self
@@ -209,9 +262,9 @@ pub struct Completion {
     /// Its outcome.
     pub result: Result<Status, OpError>,
     /// The send buffer, for a send.
-    pub send_buf: Option<Box<dyn SendBuf>>,
+    pub send_buf: Option<SendData>,
     /// The receive buffer, for a receive.
-    pub recv_buf: Option<Box<dyn RecvBuf>>,
+    pub recv_buf: Option<RecvData>,
 }
 
 /// A message taken out of matching by [`Engine::improbe`]. Pass it to
@@ -341,7 +394,7 @@ impl Engine {
         dest: Rank,
         context: ContextId,
         tag: Tag,
-        buf: Box<dyn SendBuf>,
+        buf: SendData,
         mode: SendMode,
     ) -> RequestId {
         let len = buf.bytes().len();
@@ -380,7 +433,7 @@ impl Engine {
         source: Source,
         context: ContextId,
         tag: TagMatch,
-        buf: Box<dyn RecvBuf>,
+        buf: RecvData,
     ) -> RequestId {
         let recv = RecvReq {
             source,
@@ -409,7 +462,7 @@ impl Engine {
     /// Withdraws a receive that has not matched yet and returns its buffer;
     /// the request is forgotten (no completion). `None` if it has matched,
     /// completed or is unknown.
-    pub fn cancel_recv(&mut self, req: RequestId) -> Option<Box<dyn RecvBuf>> {
+    pub fn cancel_recv(&mut self, req: RequestId) -> Option<RecvData> {
         let Some(Request::Recv(r)) = self.requests.get(req) else {
             return None;
         };
@@ -446,7 +499,7 @@ impl Engine {
     }
 
     /// Receives a message taken by [`improbe`](Self::improbe) (`MPI_Mrecv`).
-    pub fn post_mrecv(&mut self, msg: MessageHandle, buf: Box<dyn RecvBuf>) -> RequestId {
+    pub fn post_mrecv(&mut self, msg: MessageHandle, buf: RecvData) -> RequestId {
         let msg = msg.0;
         let recv = RecvReq {
             source: Source::Rank(msg.source),

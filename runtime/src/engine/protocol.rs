@@ -267,7 +267,7 @@ impl Engine {
         &mut self,
         id: RequestId,
         result: Result<(), OpError>,
-        buf: Option<Box<dyn super::SendBuf>>,
+        buf: Option<super::SendData>,
     ) {
         let Some(send) = self.requests.send_mut(id) else {
             return;

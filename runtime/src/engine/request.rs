@@ -7,7 +7,7 @@
 //! check and a generation compare, and a stale or forged id is simply
 //! unknown.
 
-use super::{Completion, OpError, RecvBuf, RequestId, SendBuf, Source, Status, TagMatch};
+use super::{Completion, OpError, RecvData, RequestId, SendData, Source, Status, TagMatch};
 use crate::{ContextId, Rank, Tag};
 
 /// Where a send is.
@@ -34,7 +34,7 @@ pub(super) struct SendReq {
     pub(super) len: usize,
     pub(super) sync: bool,
     /// `None` while a DATA frame in the tx queue holds it.
-    pub(super) buf: Option<Box<dyn SendBuf>>,
+    pub(super) buf: Option<SendData>,
     pub(super) state: SendState,
 }
 
@@ -55,7 +55,7 @@ pub(super) struct RecvReq {
     pub(super) source: Source,
     pub(super) context: ContextId,
     pub(super) tag: TagMatch,
-    pub(super) buf: Box<dyn RecvBuf>,
+    pub(super) buf: RecvData,
     pub(super) state: RecvState,
 }
 
@@ -165,7 +165,7 @@ impl Requests {
         &mut self,
         id: RequestId,
         result: Result<Status, OpError>,
-        send_buf: Option<Box<dyn SendBuf>>,
+        send_buf: Option<SendData>,
     ) {
         let Some(slot) = self.slot_mut(id) else {
             return;

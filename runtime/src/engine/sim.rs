@@ -331,7 +331,13 @@ fn run_program(seed: u64, n: usize, count: usize) -> Coverage {
                     SendMode::Standard
                 };
                 let buf = Box::new(payload(i, m.len));
-                let id = e.post_send(Rank(m.dst as u32), ContextId(m.ctx), Tag(m.tag), buf, mode);
+                let id = e.post_send(
+                    Rank(m.dst as u32),
+                    ContextId(m.ctx),
+                    Tag(m.tag),
+                    buf.into(),
+                    mode,
+                );
                 let rts = matches!(e.requests.get(id), Some(Request::Send(s)) if s.state == SendState::AwaitCts);
                 world.coverage.rts_fallbacks += (rts && m.len <= eager) as usize;
                 send_reqs.push((i, id));
@@ -350,15 +356,15 @@ fn run_program(seed: u64, n: usize, count: usize) -> Coverage {
                                 "seed {seed}: iprobe and improbe disagree"
                             );
                             world.coverage.mrecvs += 1;
-                            e.post_mrecv(handle, buf)
+                            e.post_mrecv(handle, buf.into())
                         }
                         None => {
                             assert_eq!(probed, None);
-                            e.post_recv(source, ContextId(m.ctx), tag, buf)
+                            e.post_recv(source, ContextId(m.ctx), tag, buf.into())
                         }
                     }
                 } else {
-                    e.post_recv(source, ContextId(m.ctx), tag, buf)
+                    e.post_recv(source, ContextId(m.ctx), tag, buf.into())
                 };
                 recv_reqs.push((i, id));
             }

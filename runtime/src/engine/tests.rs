@@ -18,11 +18,11 @@ pub(super) fn tag(t: i32) -> TagMatch {
 }
 
 pub(super) fn send(e: &mut Engine, dest: u32, t: i32, bytes: Vec<u8>, mode: SendMode) -> RequestId {
-    e.post_send(Rank(dest), C, Tag(t), Box::new(bytes), mode)
+    e.post_send(Rank(dest), C, Tag(t), Box::new(bytes).into(), mode)
 }
 
 pub(super) fn recv(e: &mut Engine, source: Source, t: TagMatch, len: usize) -> RequestId {
-    e.post_recv(source, C, t, Box::new(vec![0u8; len]))
+    e.post_recv(source, C, t, Box::new(vec![0u8; len]).into())
 }
 
 /// Takes a completion that must be there; returns the result and the
@@ -251,8 +251,8 @@ fn improbe_and_mrecv_take_the_message_out_of_matching() {
     assert_eq!(s2.len, 700);
     assert_eq!(e.iprobe(Source::Any, C, TagMatch::Any), None);
     let later = recv(e, Source::Any, TagMatch::Any, 10);
-    let m2 = e.post_mrecv(h2, Box::new(vec![0; 700]));
-    let m1 = e.post_mrecv(h1, Box::new(vec![0; 40]));
+    let m2 = e.post_mrecv(h2, Box::new(vec![0u8; 700]).into());
+    let m1 = e.post_mrecv(h1, Box::new(vec![0u8; 40]).into());
     w.drive(10_000);
     let e = &mut w.engines[1];
     assert_eq!(done(e, m1), (ok(0, 4, 40), payload(1, 40)));
@@ -284,7 +284,7 @@ trait LenOf {
     fn len_of(self) -> usize;
 }
 
-impl LenOf for Box<dyn RecvBuf> {
+impl LenOf for RecvData {
     fn len_of(mut self) -> usize {
         self.bytes_mut().len()
     }

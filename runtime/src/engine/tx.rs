@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 
 use super::frame::{HEADER_LEN, Header};
-use super::{RequestId, SendBuf};
+use super::{RequestId, SendData};
 use crate::Rank;
 
 /// Small frames are coalesced into chunks of up to this many bytes.
@@ -26,7 +26,7 @@ enum Item {
     /// A DATA header and the send buffer holding its payload.
     Data {
         header: [u8; HEADER_LEN],
-        buf: Box<dyn SendBuf>,
+        buf: SendData,
         len: usize,
         req: RequestId,
     },
@@ -82,13 +82,7 @@ impl TxQueue {
     }
 
     /// Queues a DATA frame whose payload is `buf.bytes()[..len]`.
-    pub(super) fn push_data(
-        &mut self,
-        header: &Header,
-        buf: Box<dyn SendBuf>,
-        len: usize,
-        req: RequestId,
-    ) {
+    pub(super) fn push_data(&mut self, header: &Header, buf: SendData, len: usize, req: RequestId) {
         debug_assert_eq!(buf.bytes().len(), len);
         self.queued += HEADER_LEN + len;
         self.items.push_back(Item::Data {
@@ -137,7 +131,7 @@ impl TxQueue {
 
     /// Marks `n` bytes written; DATA frames written in full are handed to
     /// `done` with their request and buffer.
-    pub(super) fn advance(&mut self, mut n: usize, done: &mut Vec<(RequestId, Box<dyn SendBuf>)>) {
+    pub(super) fn advance(&mut self, mut n: usize, done: &mut Vec<(RequestId, SendData)>) {
         assert!(
             n <= self.queued,
             "transmitted {n} bytes but only {} were queued",
@@ -170,7 +164,7 @@ impl TxQueue {
     }
 
     /// Drops everything queued; returns the buffers of queued DATA frames.
-    pub(super) fn clear(&mut self) -> Vec<(RequestId, Box<dyn SendBuf>)> {
+    pub(super) fn clear(&mut self) -> Vec<(RequestId, SendData)> {
         let mut out = Vec::new();
         for item in self.items.drain(..) {
             if let Item::Data { buf, req, .. } = item {
@@ -243,7 +237,7 @@ mod tests {
         q.push_frame(&h, b"abc");
         q.push_frame(&h, b"de");
         let d = Header::new(Kind::Data, Rank(0));
-        q.push_data(&d, Box::new(vec![7u8; 100]), 100, RequestId(5));
+        q.push_data(&d, Box::new(vec![7u8; 100]).into(), 100, RequestId(5));
         q.push_frame(&Header::new(Kind::Ack, Rank(0)), &[]);
         assert_eq!(q.queued(), 35 + 34 + 132 + 32);
         let mut out = Vec::new();
@@ -282,7 +276,7 @@ mod tests {
         let mut q = TxQueue::default();
         q.push_data(
             &Header::new(Kind::Data, Rank(0)),
-            Box::new(Vec::new()),
+            Box::new(Vec::new()).into(),
             0,
             RequestId(1),
         );
