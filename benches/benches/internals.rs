@@ -10,7 +10,7 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 use mpr::engine::frame::{HEADER_LEN, Header, Kind};
-use mpr::engine::{Engine, EngineConfig, RecvBuf, RequestId, Source, TagMatch};
+use mpr::engine::{Engine, EngineConfig, RecvBuf, RecvData, RequestId, Source, TagMatch};
 use mpr::{ContextId, Rank, Tag};
 
 /// Entries in each matching queue.
@@ -115,7 +115,7 @@ fn matching(c: &mut Criterion) {
                             Source::Rank(PEER),
                             CONTEXT,
                             TagMatch::Tag(Tag(i as i32)),
-                            buf,
+                            RecvData::Owned(buf),
                         )
                     })
                     .collect();
@@ -140,7 +140,12 @@ fn matching(c: &mut Criterion) {
                         .enumerate()
                         .map(|(i, buf)| {
                             let tag = Tag((QUEUE - 1 - i) as i32);
-                            engine.post_recv(source, CONTEXT, TagMatch::Tag(tag), buf)
+                            engine.post_recv(
+                                source,
+                                CONTEXT,
+                                TagMatch::Tag(tag),
+                                RecvData::Owned(buf),
+                            )
                         })
                         .collect();
                     complete(&mut engine, &ids);
