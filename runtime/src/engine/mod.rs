@@ -172,7 +172,7 @@ pub trait RecvBuf: Send + fmt::Debug {
 /// owned buffer.
 #[derive(Debug)]
 pub enum SendData {
-    /// A view of the caller's memory (see [`RawSend::new`]).
+    /// A view of memory the caller keeps alive until the completion.
     View(RawSend),
     /// A buffer the engine owns until the completion.
     Owned(Box<dyn SendBuf>),
@@ -203,7 +203,7 @@ impl<B: RecvBuf + 'static> From<Box<B>> for RecvData {
 /// A receive buffer as the engine holds it; see [`SendData`].
 #[derive(Debug)]
 pub enum RecvData {
-    /// A view of the caller's memory (see [`RawRecv::new`]).
+    /// A view of memory the caller keeps alive until the completion.
     View(RawRecv),
     /// A buffer the engine owns until the completion.
     Owned(Box<dyn RecvBuf>),
