@@ -7,10 +7,9 @@
 //! either side. Any `serde` value travels as an object with
 //! [`Comm::send_obj`] / [`Comm::recv_obj`] (encoded with postcard).
 
-use std::collections::HashSet;
-use std::hash::BuildHasherDefault;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytemuck::Pod;
 use serde::Serialize;
@@ -18,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::buffer::{RawRecv, RawSend};
 use crate::comm::{Comm, CommInner, PROC_NULL, Source, Status, TagMatch};
-use crate::engine::{self, FxHasher, MessageHandle, RecvData, RequestId, SendData, SendMode};
+use crate::engine::{self, MessageHandle, RecvData, RequestId, SendData, SendMode};
 use crate::error::Error;
 use crate::request::{Pending, RecvRequest, Request, ScopedRequest, SendRequest, check_elements};
 use crate::{ContextId, Rank, Tag};
@@ -560,29 +559,21 @@ impl Drop for Message {
     }
 }
 
-/// Bookkeeping shared by a scope and its requests: operations not yet
-/// waited for.
-#[derive(Debug, Default)]
+/// What a scope's requests share with it: the number the engine marks
+/// them with, so that the scope finds those nobody waited for (with one
+/// pass over the request table when it ends, and nothing per operation).
+#[derive(Debug)]
 pub(crate) struct ScopeShared {
-    /// Requests started and not yet waited for (a fast hasher: ids are a
-    /// counter, and a window of sends inserts and removes one per message).
-    outstanding: Mutex<HashSet<RequestId, BuildHasherDefault<FxHasher>>>,
+    id: u64,
 }
 
-impl ScopeShared {
-    fn started(&self, id: RequestId) {
-        self.outstanding
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id);
-    }
-
-    /// A request of the scope was waited for.
-    pub(crate) fn finished(&self, id: RequestId) {
-        self.outstanding
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id);
+impl Default for ScopeShared {
+    fn default() -> Self {
+        /// Scope numbers: never reused (0 means "no scope").
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        ScopeShared {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+        }
     }
 }
 
@@ -631,17 +622,18 @@ impl<'scope> Scope<'scope, '_> {
                 // SAFETY: `buf` is borrowed for 'scope, and the scope waits
                 // for every operation it started before 'scope ends.
                 let view = unsafe { RawSend::new(bytemuck::cast_slice(buf)) };
-                let id = inner
-                    .rt
-                    .post(|e| e.post_send(dest, inner.p2p, tag, SendData::View(view), mode));
-                self.shared.started(id);
+                let scope = self.shared.id;
+                let id = inner.rt.post(|e| {
+                    let id = e.post_send(dest, inner.p2p, tag, SendData::View(view), mode);
+                    e.set_scope(id, scope);
+                    id
+                });
                 Some(id)
             }
         };
         Ok(ScopedRequest::new(
             Pending::new(Arc::clone(inner), id, false),
             0,
-            &self.shared,
         ))
     }
 
@@ -660,17 +652,18 @@ impl<'scope> Scope<'scope, '_> {
                 // SAFETY: `buf` is borrowed mutably for 'scope, and the scope
                 // waits for every operation it started before 'scope ends.
                 let view = unsafe { RawRecv::new(bytemuck::cast_slice_mut(buf)) };
-                let id = inner
-                    .rt
-                    .post(|e| e.post_recv(source, inner.p2p, tag, RecvData::View(view)));
-                self.shared.started(id);
+                let scope = self.shared.id;
+                let id = inner.rt.post(|e| {
+                    let id = e.post_recv(source, inner.p2p, tag, RecvData::View(view));
+                    e.set_scope(id, scope);
+                    id
+                });
                 Some(id)
             }
         };
         Ok(ScopedRequest::new(
             Pending::new(Arc::clone(inner), id, true),
             std::mem::size_of::<T>(),
-            &self.shared,
         ))
     }
 }
@@ -678,14 +671,9 @@ impl<'scope> Scope<'scope, '_> {
 impl Scope<'_, '_> {
     fn wait_outstanding(&self) {
         let comm = &self.comm.inner;
-        let outstanding: Vec<RequestId> = self
-            .shared
-            .outstanding
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain()
-            .collect();
-        for id in outstanding {
+        let scope = self.shared.id;
+        let unwaited = comm.rt.lock().engine.scope_requests(scope);
+        for id in unwaited {
             // Leaked or never waited: the borrowed buffer must be released
             // before the scope ends. The completion is dropped.
             let _ = comm.rt.wait(id);

@@ -262,20 +262,14 @@ impl<T: Pod> Request for RecvRequest<T> {
 pub struct ScopedRequest<'scope> {
     pending: Pending,
     elem_size: usize,
-    scope: &'scope crate::p2p::ScopeShared,
     _borrow: PhantomData<&'scope mut ()>,
 }
 
 impl<'scope> ScopedRequest<'scope> {
-    pub(crate) fn new(
-        pending: Pending,
-        elem_size: usize,
-        scope: &'scope crate::p2p::ScopeShared,
-    ) -> Self {
+    pub(crate) fn new(pending: Pending, elem_size: usize) -> Self {
         ScopedRequest {
             pending,
             elem_size,
-            scope,
             _borrow: PhantomData,
         }
     }
@@ -287,25 +281,11 @@ impl sealed::AsPending for ScopedRequest<'_> {
     }
 }
 
-impl Drop for ScopedRequest<'_> {
-    fn drop(&mut self) {
-        // Dropped unwaited: `Pending` waits (or cancels) now, so the scope
-        // must not wait for it again.
-        if let Some(id) = self.pending.id {
-            self.scope.finished(id);
-        }
-    }
-}
-
 impl Request for ScopedRequest<'_> {
     type Output = Status;
 
     fn wait(mut self) -> Result<Status, Error> {
-        let id = self.pending.id;
         let completion = self.pending.wait();
-        if let Some(id) = id {
-            self.scope.finished(id);
-        }
         let status = self.pending.outcome(completion)?;
         if self.elem_size > 0 && status.len % self.elem_size != 0 {
             return Err(self.pending.comm.error(Error::ElementSize {

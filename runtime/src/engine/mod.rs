@@ -525,7 +525,18 @@ impl Engine {
         }
     }
 
-    /// Whether the request has finished and its completion is waiting.
+    /// Marks request `req` as started by scope `scope` (a non-zero number
+    /// never used for another scope).
+    pub fn set_scope(&mut self, req: RequestId, scope: u64) {
+        self.requests.set_scope(req, scope);
+    }
+
+    /// The requests marked with `scope` whose completion has not been taken.
+    pub fn scope_requests(&self, scope: u64) -> Vec<RequestId> {
+        self.requests.of_scope(scope)
+    }
+
+    /// Whether `req` has completed (its completion not yet taken).
     pub fn is_complete(&self, req: RequestId) -> bool {
         matches!(self.requests.get(req), Some(Request::Done(_)))
     }

@@ -74,6 +74,8 @@ pub(super) enum Request {
 struct Slot {
     generation: u32,
     request: Option<Request>,
+    /// The scope that started the request (0: none); see [`Requests::of_scope`].
+    scope: u64,
 }
 
 /// The slab; see the module doc.
@@ -101,12 +103,14 @@ impl Requests {
                 self.slots.push(Slot {
                     generation: 0,
                     request: None,
+                    scope: 0,
                 });
                 index
             }
         };
         let slot = &mut self.slots[index as usize];
         slot.request = Some(request);
+        slot.scope = 0;
         RequestId(u64::from(slot.generation) << 32 | u64::from(index))
     }
 
@@ -118,6 +122,24 @@ impl Requests {
     fn slot_mut(&mut self, id: RequestId) -> Option<&mut Slot> {
         let slot = self.slots.get_mut((id.0 & 0xffff_ffff) as usize)?;
         (u64::from(slot.generation) == id.0 >> 32).then_some(slot)
+    }
+
+    /// Marks request `id` as started by `scope` (a non-zero number).
+    pub(super) fn set_scope(&mut self, id: RequestId, scope: u64) {
+        if let Some(slot) = self.slot_mut(id) {
+            slot.scope = scope;
+        }
+    }
+
+    /// The requests of `scope` whose completion has not been taken, in
+    /// index order: one pass over the table.
+    pub(super) fn of_scope(&self, scope: u64) -> Vec<RequestId> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.scope == scope && slot.request.is_some())
+            .map(|(index, slot)| RequestId(u64::from(slot.generation) << 32 | index as u64))
+            .collect()
     }
 
     /// The request with this id, if it exists.
