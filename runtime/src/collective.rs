@@ -516,8 +516,26 @@ impl Comm {
     /// });
     /// ```
     pub fn allgather<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), Error> {
-        let counts = vec![send.len(); self.inner.size()];
-        self.allgather_counts(Collective::Allgather, send, recv, &counts)
+        let inner = &*self.inner;
+        let (rank, size) = (inner.rank.0, inner.group.size());
+        let block = send.len();
+        let total = block * inner.size();
+        let algorithm = inner.algorithm(
+            Collective::Allgather,
+            total * std::mem::size_of::<T>(),
+            total,
+            true,
+        );
+        // Equal blocks: the schedule depends on the block length only, so
+        // it is cached (allgatherv builds one per call).
+        let key = ScheduleKey::new(Collective::Allgather, Some(algorithm), 0, block, true);
+        let schedule = inner.schedule(key, || {
+            mpr_collectives::allgather(algorithm, rank, size, &vec![block; size as usize])
+        });
+        match expect_len(Argument::RecvBuffer, total, recv.len()) {
+            Ok(()) => inner.run(&schedule, send, recv, None),
+            Err(error) => Err(inner.reject::<T>(&schedule, error)),
+        }
     }
 
     /// Like [`Comm::allgather`] with blocks of different lengths
