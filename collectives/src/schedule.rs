@@ -116,6 +116,16 @@ pub enum Local {
     },
 }
 
+impl Local {
+    /// The region this operation writes.
+    pub fn target(&self) -> Region {
+        match *self {
+            Local::Copy { to, .. } => to,
+            Local::Reduce { into, .. } => into,
+        }
+    }
+}
+
 /// One round: start every send and receive, wait for all of them, then run
 /// the local operations in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

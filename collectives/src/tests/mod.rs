@@ -159,6 +159,14 @@ impl World {
     }
 }
 
+/// Longest wait for one message of the in-memory world.
+const RECV_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Whether `queue` holds a message from `peer` with `tag`.
+fn queue_has(queue: &VecDeque<Message>, peer: u32, tag: i32) -> bool {
+    queue.iter().any(|m| m.0 == peer && m.1 == tag)
+}
+
 impl Channel for Endpoint<'_> {
     type Error = SimError;
 
@@ -190,7 +198,17 @@ impl Channel for Endpoint<'_> {
                 {
                     break queue.remove(i).unwrap().2;
                 }
-                queue = ready.wait(queue).unwrap();
+                // A peer thread that panicked never sends: fail instead of
+                // hanging the test run.
+                let (next, waited) = ready.wait_timeout(queue, RECV_TIMEOUT).unwrap();
+                assert!(
+                    !waited.timed_out() || queue_has(&next, recv.peer, recv.tag),
+                    "rank {} waited {RECV_TIMEOUT:?} for rank {} (tag {}): did its thread panic?",
+                    self.rank,
+                    recv.peer,
+                    recv.tag
+                );
+                queue = next;
             };
             if message.len() == recv.data.len() {
                 recv.data.copy_from_slice(&message);

@@ -77,11 +77,16 @@ impl Channel for CollChannel<'_> {
                 let dest = world(send.peer).unwrap_or(Rank(u32::MAX));
                 // SAFETY: as above: waited for before the borrow of `send.data` ends.
                 let view = unsafe { RawSend::new(send.data) };
+                let data = if send.transient {
+                    SendData::Transient(view)
+                } else {
+                    SendData::View(view)
+                };
                 pending.ids.push(engine.post_send(
                     dest,
                     context,
                     Tag(send.tag),
-                    SendData::View(view),
+                    data,
                     SendMode::Standard,
                 ));
             }

@@ -174,6 +174,10 @@ pub trait RecvBuf: Send + fmt::Debug {
 pub enum SendData {
     /// A view of memory the caller keeps alive until the completion.
     View(RawSend),
+    /// A view (as `View`) of memory its owner writes again soon after the
+    /// send: transports copy it out instead of letting the receiver read
+    /// it in place (see [`SendData::is_transient`]).
+    Transient(RawSend),
     /// A buffer the engine owns until the completion.
     Owned(Box<dyn SendBuf>),
 }
@@ -182,9 +186,16 @@ impl SendData {
     /// The bytes to send.
     pub fn bytes(&self) -> &[u8] {
         match self {
-            SendData::View(view) => view.bytes(),
+            SendData::View(view) | SendData::Transient(view) => view.bytes(),
             SendData::Owned(buf) => buf.bytes(),
         }
+    }
+
+    /// Whether the payload must not be left for the receiver to read in
+    /// place: the transmit queue then offers it in pieces too short for
+    /// the shared-memory single copy.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SendData::Transient(_))
     }
 }
 

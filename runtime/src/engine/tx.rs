@@ -18,6 +18,10 @@ const CHUNK: usize = 64 * 1024;
 const MAX_SLICES: usize = 64;
 /// Spare chunks kept for reuse.
 const SPARE_CHUNKS: usize = 4;
+/// A transient payload ([`SendData::is_transient`]) is offered in slices of
+/// at most this many bytes, below the shared-memory single-copy minimum
+/// (`MPR_SHM_SINGLE_COPY`, 32 KiB by default), so it is copied out.
+const TRANSIENT_SLICE: usize = 8 * 1024;
 
 /// One queued item.
 enum Item {
@@ -119,8 +123,15 @@ impl TxQueue {
                 Item::Data {
                     header, buf, len, ..
                 } => {
+                    let payload = &buf.bytes()[..*len];
                     add(header, &mut skip, &mut budget)
-                        && add(&buf.bytes()[..*len], &mut skip, &mut budget)
+                        && if buf.is_transient() {
+                            payload
+                                .chunks(TRANSIENT_SLICE)
+                                .all(|piece| add(piece, &mut skip, &mut budget))
+                        } else {
+                            add(payload, &mut skip, &mut budget)
+                        }
                 }
             };
             if !more {
@@ -255,6 +266,29 @@ mod tests {
         assert_eq!(gather(&q, usize::MAX), all[all.len() - 32..]);
         q.advance(32, &mut done);
         assert!(q.is_empty() && q.items.is_empty());
+    }
+
+    #[test]
+    fn transient_payloads_are_offered_in_short_slices() {
+        let payload: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let mut q = TxQueue::default();
+        let d = Header::new(Kind::Data, Rank(0));
+        // SAFETY: `payload` outlives the queue and is not written meanwhile.
+        let view = unsafe { crate::buffer::RawSend::new(&payload) };
+        q.push_data(&d, SendData::Transient(view), payload.len(), RequestId(1));
+        let mut out = Vec::new();
+        q.slices(&mut out, usize::MAX);
+        assert!(out.iter().all(|s| s.len() <= TRANSIENT_SLICE));
+        assert_eq!(out.len(), 1 + payload.len().div_ceil(TRANSIENT_SLICE));
+        let all = gather(&q, usize::MAX);
+        assert_eq!(all[HEADER_LEN..], payload[..]);
+        // Partly written: the rest is offered from the right byte on.
+        let mut done = Vec::new();
+        q.advance(HEADER_LEN + 12_345, &mut done);
+        assert_eq!(gather(&q, 20_000), payload[12_345..32_345]);
+        q.advance(payload.len() - 12_345, &mut done);
+        assert_eq!(done.len(), 1);
+        assert!(q.is_empty());
     }
 
     #[test]
