@@ -388,7 +388,7 @@ impl Runtime {
                 .map(Rank)
                 .filter(|&peer| peer != me)
                 .all(|peer| {
-                    !state.engine.wants_transmit(peer)
+                    state.engine.all_transmitted(peer)
                         && (!state.tcp.is_up(peer) || state.engine.peer_said_goodbye(peer))
                 });
             if done || state.poll_failed {

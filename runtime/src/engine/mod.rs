@@ -565,11 +565,17 @@ impl Engine {
             .map_or(0, |p| p.unexpected_bytes)
     }
 
-    /// Whether bytes for `peer` wait to be transmitted.
+    /// Whether bytes for `peer` wait to be handed to a transport.
     pub fn wants_transmit(&self, peer: Rank) -> bool {
         self.peers
             .get(peer.index())
-            .is_some_and(|p| !p.tx.is_empty())
+            .is_some_and(|p| p.tx.has_unoffered())
+    }
+
+    /// Whether every byte queued for `peer` is confirmed written (nothing
+    /// waits, and nothing [`offered`](Self::offered) is still being read).
+    pub fn all_transmitted(&self, peer: Rank) -> bool {
+        self.peers.get(peer.index()).is_none_or(|p| p.tx.is_empty())
     }
 
     /// The peers with bytes to transmit (kept as a set, not a scan).
@@ -586,8 +592,19 @@ impl Engine {
         }
     }
 
-    /// Reports that the first `n` bytes of what
-    /// [`transmit_slices`](Self::transmit_slices) offered were written.
+    /// Reports that a transport took the next `n` bytes of what
+    /// [`transmit_slices`](Self::transmit_slices) offered, but that the
+    /// peer may still read them from this process's memory: they are not
+    /// offered again, and their sends complete only once
+    /// [`transmitted`](Self::transmitted) confirms them (in order).
+    /// Panics if `n` exceeds what waits.
+    pub fn offered(&mut self, peer: Rank, n: usize) {
+        self.peers[peer.index()].tx.offer(n);
+    }
+
+    /// Reports that the first `n` bytes not yet confirmed (those
+    /// [`offered`](Self::offered), then those
+    /// [`transmit_slices`](Self::transmit_slices) offers) were written.
     /// Panics if `n` exceeds what was queued.
     pub fn transmitted(&mut self, peer: Rank, n: usize) {
         let mut done = Vec::new();

@@ -53,6 +53,9 @@ pub(super) struct TxQueue {
     head_sent: usize,
     /// Bytes queued and not yet written.
     queued: usize,
+    /// Of `queued`, the first bytes a transport has taken but not yet
+    /// confirmed written (see [`TxQueue::offer`]).
+    offered: usize,
     spare: Vec<Vec<u8>>,
 }
 
@@ -60,6 +63,24 @@ impl TxQueue {
     /// Whether nothing waits to be written.
     pub(super) fn is_empty(&self) -> bool {
         self.queued == 0
+    }
+
+    /// Whether bytes wait that no transport has taken yet.
+    pub(super) fn has_unoffered(&self) -> bool {
+        self.queued > self.offered
+    }
+
+    /// A transport took the next `n` bytes but has not written them for
+    /// good yet (the peer still reads them from this process): they are
+    /// not offered again, and their sends do not complete until
+    /// [`TxQueue::advance`] confirms them.
+    pub(super) fn offer(&mut self, n: usize) {
+        assert!(
+            self.offered + n <= self.queued,
+            "offered {n} bytes past the {} queued",
+            self.queued - self.offered
+        );
+        self.offered += n;
     }
 
     /// Bytes waiting to be written.
@@ -71,7 +92,10 @@ impl TxQueue {
     /// Queues a frame, copying its header and payload.
     pub(super) fn push_frame(&mut self, header: &Header, payload: &[u8]) {
         let len = HEADER_LEN + payload.len();
-        let reuse = matches!(self.items.back(), Some(Item::Bytes(b)) if b.len() + len <= CHUNK);
+        // A chunk a transport has taken (a peer may be reading it from
+        // this process's memory) must not grow: growing may move it.
+        let reuse = self.offered == 0
+            && matches!(self.items.back(), Some(Item::Bytes(b)) if b.len() + len <= CHUNK);
         if !reuse {
             let mut chunk = self.spare.pop().unwrap_or_default();
             chunk.reserve(len.max(CHUNK.min(4096)));
@@ -97,10 +121,11 @@ impl TxQueue {
         });
     }
 
-    /// Appends slices covering up to `max_bytes` of the queued bytes.
+    /// Appends slices covering up to `max_bytes` of the queued bytes not
+    /// yet offered.
     pub(super) fn slices<'a>(&'a self, out: &mut Vec<IoSlice<'a>>, max_bytes: usize) {
         let mut budget = max_bytes;
-        let mut skip = self.head_sent;
+        let mut skip = self.head_sent + self.offered;
         let mut count = 0;
         let mut add = |bytes: &'a [u8], skip: &mut usize, budget: &mut usize| -> bool {
             if *skip >= bytes.len() {
@@ -149,6 +174,7 @@ impl TxQueue {
             self.queued
         );
         self.queued -= n;
+        self.offered = self.offered.saturating_sub(n);
         // Every item is at least one header long, so `rest > 0` below.
         while n > 0 {
             let Some(item) = self.items.front() else {
@@ -184,6 +210,7 @@ impl TxQueue {
         }
         self.head_sent = 0;
         self.queued = 0;
+        self.offered = 0;
         out
     }
 }
@@ -289,6 +316,31 @@ mod tests {
         q.advance(payload.len() - 12_345, &mut done);
         assert_eq!(done.len(), 1);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn offered_bytes_are_skipped_and_complete_only_when_confirmed() {
+        let mut q = TxQueue::default();
+        let d = Header::new(Kind::Data, Rank(0));
+        q.push_data(&d, Box::new(vec![1u8; 1000]).into(), 1000, RequestId(1));
+        q.push_frame(&Header::new(Kind::Ack, Rank(0)), &[]);
+        let all = gather(&q, usize::MAX);
+        q.offer(HEADER_LEN + 1000);
+        assert!(q.has_unoffered());
+        assert_eq!(gather(&q, usize::MAX), all[HEADER_LEN + 1000..]);
+        q.offer(HEADER_LEN);
+        assert!(!q.has_unoffered() && !q.is_empty());
+        assert!(gather(&q, usize::MAX).is_empty());
+        let mut done = Vec::new();
+        q.advance(HEADER_LEN + 999, &mut done);
+        assert!(
+            done.is_empty(),
+            "a send completes only once all of it is confirmed"
+        );
+        q.advance(1, &mut done);
+        assert_eq!(done.len(), 1);
+        q.advance(HEADER_LEN, &mut done);
+        assert!(q.is_empty() && !q.has_unoffered());
     }
 
     #[test]
