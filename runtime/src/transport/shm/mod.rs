@@ -358,7 +358,7 @@ impl Shm {
             if !lane.open {
                 continue;
             }
-            if let Some(tx) = lane.tx.as_ref() {
+            if let (false, Some(tx)) = (lane.inflight.is_empty(), lane.tx.as_ref()) {
                 // Confirm, in order, what the peer has finished copying.
                 let copied = tx.remote_done();
                 while let Some(&(done_at, len)) = lane.inflight.front() {
