@@ -19,7 +19,7 @@
 //! | scatter, gather | linear if `p <= 8`, else binomial | measured at 8 ranks: linear won at every size (gather 1 MiB: 646 vs 1504; 4 B: 12 vs 33): non-roots send once and are done; the tree's log p rounds win only at larger p |
 //! | scatterv, gatherv | linear | non-roots do not know the others' counts, so no tree can route them |
 //! | reduce | binomial | log p rounds, rank-ordered combining for any op |
-//! | allreduce | recursive_doubling if `bytes <= 16 KiB`, or `bytes <= 64 KiB` and `p <= 4`, or fewer elements than ranks; ring if commutative, `bytes >= 512 KiB` and p not a power of two; else rabenseifner | measured: recursive doubling won up to 16 KiB at 8 ranks (81 vs 128 rabenseifner at 8 KiB) and up to 64 KiB at 4; rabenseifner from 32 KiB at 8 ranks (149 vs 177) and at 2 ranks (262 KiB: 94 vs 154 for the ring, which MPICH picks at p = 2); Rabenseifner's fold step for non-powers of two moves whole vectors, which the ring avoids |
+//! | allreduce | recursive_doubling if `bytes <= 16 KiB`, or `bytes <= 64 KiB` and `p <= 4`, or `p = 2`, or fewer elements than ranks; ring if commutative, `bytes >= 512 KiB` and p not a power of two; else rabenseifner | measured: recursive doubling won up to 16 KiB at 8 ranks (81 vs 128 rabenseifner at 8 KiB) and up to 64 KiB at 4; rabenseifner from 32 KiB at 8 ranks (149 vs 177) and at 2 ranks (262 KiB: 94 vs 154 for the ring, which MPICH picks at p = 2); Rabenseifner's fold step for non-powers of two moves whole vectors, which the ring avoids; at p = 2 (both transports, 2026-11-25) recursive doubling beat rabenseifner over shared memory from 64 KiB to 1 MiB (64 KiB: 13.4 vs 20.0 us, 1 MiB: 290-315 vs 317-339) and over TCP at 64 KiB and 256 KiB (22-24 vs 24-30, 81-83 vs 100-106), tied at 128 and 512 KiB and lost 5% at 1 MiB |
 //! | allgather(v) | bruck if `total < 2 KiB`; recursive_doubling if p is a power of two and `total < 2 MiB`; bruck if `total < 80 KiB`; else ring | measured: Bruck won the smallest blocks (8 ranks, 4 B: 56 vs 73), recursive doubling the middle (8 ranks, 64 KiB blocks: 410 vs 548 ring), the ring the largest (8 ranks, 256 KiB blocks: 1752 vs 1881) |
 //! | alltoall | bruck if `block <= 256 B` and `p >= 8`; linear if `p <= 32` or `block <= 32 KiB`; else pairwise | measured at 8 ranks: linear (everything posted at once) won from 4 KiB to 1 MiB blocks (1 MiB: 13 223 vs 14 338 pairwise, 47 358 Bruck), Bruck tied or won below 256 B; pairwise keeps one peer busy at a time, kept for large communicators where posting p messages at once floods the network |
 //! | alltoallv | linear if `p <= 32`, else pairwise | as above, without Bruck (counts differ) |
@@ -263,7 +263,10 @@ pub fn select(
         Collective::Scatter | Collective::Gather | Collective::Reduce => Algorithm::Binomial,
         Collective::Scatterv | Collective::Gatherv => Algorithm::Linear,
         Collective::Allreduce
-            if bytes <= 16 * KIB || (p <= 4 && bytes <= 64 * KIB) || count < p as usize =>
+            if bytes <= 16 * KIB
+                || p == 2
+                || (p <= 4 && bytes <= 64 * KIB)
+                || count < p as usize =>
         {
             Algorithm::RecursiveDoubling
         }
