@@ -256,6 +256,16 @@ fn written_after(step: &Step, later: &[Step], region: Region, elem: usize) -> bo
         })
 }
 
+/// The message of send `t` with payload `data`.
+fn outgoing<'a, T: Pod>(t: &Transfer, data: &'a [T], step: &Step, later: &[Step]) -> Outgoing<'a> {
+    Outgoing {
+        peer: t.peer,
+        tag: t.tag,
+        data: bytemuck::cast_slice(data),
+        transient: written_after(step, later, t.region, std::mem::size_of::<T>()),
+    }
+}
+
 fn exchange_step<T: Pod, C: Channel + ?Sized>(
     channel: &C,
     step: &Step,
@@ -264,7 +274,6 @@ fn exchange_step<T: Pod, C: Channel + ?Sized>(
     output: &mut [T],
     scratch: &mut [T],
 ) -> Result<(), C::Error> {
-    let elem = std::mem::size_of::<T>();
     if step.sends.len() <= 1 && step.recvs.len() <= 1 {
         return pair_step(channel, step, later, input, output, scratch);
     }
@@ -287,12 +296,7 @@ fn exchange_step<T: Pod, C: Channel + ?Sized>(
                 Buf::Output => in_gaps(&out_gaps, r),
                 Buf::Scratch => in_gaps(&scratch_gaps, r),
             };
-            Outgoing {
-                peer: t.peer,
-                tag: t.tag,
-                data: bytemuck::cast_slice(data),
-                transient: written_after(step, later, r, elem),
-            }
+            outgoing(t, data, step, later)
         })
         .collect();
     let mut recvs: Inline<Incoming<'_>> = step
@@ -327,15 +331,10 @@ fn pair_step<T: Pod, C: Channel + ?Sized>(
     output: &mut [T],
     scratch: &mut [T],
 ) -> Result<(), C::Error> {
-    let elem = std::mem::size_of::<T>();
     let send = step.sends.first();
     let Some(recv) = step.recvs.first() else {
-        let sends = send.map(|t| Outgoing {
-            peer: t.peer,
-            tag: t.tag,
-            data: bytemuck::cast_slice(region_of(t.region, input, output, scratch)),
-            transient: written_after(step, later, t.region, elem),
-        });
+        let sends =
+            send.map(|t| outgoing(t, region_of(t.region, input, output, scratch), step, later));
         return channel.exchange(sends.as_slice(), &mut []);
     };
     let to = recv.region;
@@ -349,12 +348,7 @@ fn pair_step<T: Pod, C: Channel + ?Sized>(
         Some(t) if to.len == 0 => (region_of(t.region, input, output, scratch), &mut []),
         Some(t) => operands(input, output, scratch, t.region, to),
     };
-    let sends = send.map(|t| Outgoing {
-        peer: t.peer,
-        tag: t.tag,
-        data: bytemuck::cast_slice(from),
-        transient: written_after(step, later, t.region, elem),
-    });
+    let sends = send.map(|t| outgoing(t, from, step, later));
     let mut recvs = [Incoming {
         peer: recv.peer,
         tag: recv.tag,
