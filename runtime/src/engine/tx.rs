@@ -92,10 +92,21 @@ impl TxQueue {
     /// Queues a frame, copying its header and payload.
     pub(super) fn push_frame(&mut self, header: &Header, payload: &[u8]) {
         let len = HEADER_LEN + payload.len();
-        // A chunk a transport has taken (a peer may be reading it from
-        // this process's memory) must not grow: growing may move it.
-        let reuse = self.offered == 0
-            && matches!(self.items.back(), Some(Item::Bytes(b)) if b.len() + len <= CHUNK);
+        // A chunk a transport has taken bytes of (a peer may be reading
+        // them from this process's memory) must not grow: growing may move it.
+        let reuse = match self.items.back() {
+            Some(Item::Bytes(b)) => {
+                let unwritten = b.len()
+                    - if self.items.len() == 1 {
+                        self.head_sent
+                    } else {
+                        0
+                    };
+                let taken = self.offered + unwritten > self.queued;
+                !taken && b.len() + len <= CHUNK
+            }
+            _ => false,
+        };
         if !reuse {
             let mut chunk = self.spare.pop().unwrap_or_default();
             chunk.reserve(len.max(CHUNK.min(4096)));
@@ -341,6 +352,32 @@ mod tests {
         assert_eq!(done.len(), 1);
         q.advance(HEADER_LEN, &mut done);
         assert!(q.is_empty() && !q.has_unoffered());
+    }
+
+    #[test]
+    fn a_taken_chunk_never_grows_or_moves() {
+        // A peer may be reading an offered chunk from this process's
+        // memory (single copy): frames queued afterwards go to a new chunk.
+        let mut q = TxQueue::default();
+        let h = Header::new(Kind::Eager, Rank(0));
+        q.push_frame(&h, &[1u8; 100]);
+        let mut out = Vec::new();
+        q.slices(&mut out, usize::MAX);
+        let (addr, len) = (out[0].as_ptr(), out[0].len());
+        drop(out);
+        q.offer(len);
+        for _ in 0..100 {
+            q.push_frame(&h, &[2u8; 100]);
+        }
+        let Some(Item::Bytes(first)) = q.items.front() else {
+            panic!("the first item is the chunk")
+        };
+        assert_eq!((first.as_ptr(), first.len()), (addr, len));
+        assert_eq!(q.items.len(), 2, "the later frames share one new chunk");
+        let mut done = Vec::new();
+        q.advance(len, &mut done);
+        let rest = gather(&q, usize::MAX);
+        assert_eq!(rest.len(), 100 * (HEADER_LEN + 100));
     }
 
     #[test]
