@@ -139,13 +139,20 @@ const DEFAULT_SHM_EAGER_LIMIT: usize = 16 << 10;
 /// | 2 MiB | 169 / 193 | 9 200 / 6 100 |
 /// | 4 MiB | 348 / 419 | 8 200 / 5 700 |
 ///
-/// Past 1 MiB the ring wins: there sender and receiver copy in parallel,
-/// while a single copy leaves the whole work to the receiver. Below 128
-/// KiB, with the 16 KiB eager limit: 32 KiB 3.0 us (ring: 6.1), 64 KiB
-/// 4.4 us (ring: 9.2).
+/// From 1 MiB the ring wins on bandwidth: there sender and receiver copy
+/// in parallel, while a single copy leaves the whole work to the
+/// receiver. Below 128 KiB, with the 16 KiB eager limit: 32 KiB 3.0 us
+/// (ring: 6.1), 64 KiB 4.4 us (ring: 9.2).
+///
+/// The upper end was 1 MiB until a rerun with several single-copy records
+/// in flight per lane (alternating runs, 2 rounds, 2026-11-25): at 1 MiB
+/// the ring streamed 9.9-11.3 GB/s against 8.1 for single copy, and a
+/// 2-rank gather of 1 MiB blocks took 179-191 us against 209; single copy
+/// kept the better 1 MiB latency (82-86 us against 92-94). Bandwidth and
+/// collectives won.
 const DEFAULT_SHM_SINGLE_COPY: usize = 32 << 10;
 /// See [`DEFAULT_SHM_SINGLE_COPY`].
-const DEFAULT_SHM_SINGLE_COPY_MAX: usize = 1 << 20;
+const DEFAULT_SHM_SINGLE_COPY_MAX: usize = 512 << 10;
 
 /// Parses `65536`, `64k`, `64KiB`, `4m`, `4MiB`, `1g`.
 pub(crate) fn parse_bytes(text: &str) -> Option<usize> {
