@@ -78,6 +78,13 @@ struct Slot {
     scope: u64,
 }
 
+impl Slot {
+    /// The id of the request in this slot, at `index` of the table.
+    fn id(&self, index: usize) -> RequestId {
+        RequestId(u64::from(self.generation) << 32 | index as u64)
+    }
+}
+
 /// The slab; see the module doc.
 #[derive(Debug, Default)]
 pub(super) struct Requests {
@@ -111,7 +118,7 @@ impl Requests {
         let slot = &mut self.slots[index as usize];
         slot.request = Some(request);
         slot.scope = 0;
-        RequestId(u64::from(slot.generation) << 32 | u64::from(index))
+        slot.id(index as usize)
     }
 
     fn slot(&self, id: RequestId) -> Option<&Slot> {
@@ -138,7 +145,7 @@ impl Requests {
             .iter()
             .enumerate()
             .filter(|(_, slot)| slot.scope == scope && slot.request.is_some())
-            .map(|(index, slot)| RequestId(u64::from(slot.generation) << 32 | index as u64))
+            .map(|(index, slot)| slot.id(index))
             .collect()
     }
 
@@ -225,7 +232,7 @@ impl Requests {
                     .as_ref()
                     .is_some_and(|r| !matches!(r, Request::Done(_)) && pred(r))
             })
-            .map(|(index, slot)| RequestId(u64::from(slot.generation) << 32 | index as u64))
+            .map(|(index, slot)| slot.id(index))
             .collect()
     }
 }
