@@ -14,7 +14,7 @@
 //!
 //! | collective | choice | why |
 //! |---|---|---|
-//! | barrier | dissemination | ⌈log₂ p⌉ rounds for every p, no root |
+//! | barrier | linear_tree if `3 <= p <= 8`, else dissemination | measured 2026-11-25, medians of 9 runs, µs (TCP / shared memory): at 4 ranks linear_tree 20.4 / 5.4, binomial 22.4 / 6.4, dissemination 23.3 / 4.6, linear 17.5 / 5.0; at 8 ranks 53 / 19, 62 / 23, 69 / 21, 43 / 14; at 6 ranks 37 / 9.9 against dissemination's 53 / 13.8. On shared cores every hop waits for the receiver to be scheduled, and the dissemination's log p rounds of all ranks at once cost most. linear_tree also lets rank 0 leave first, so a rooted collective that follows (bcast, scatter) finds its receivers still being released rather than waiting for it: 64 B bcast after it 3.4 / 0.77 µs at 4 ranks, after dissemination 11.7 / 2.7, after linear 7.6 / 0.88. At 2 ranks dissemination is one exchange instead of two hops (TCP 4.4 vs 7.4 µs) |
 //! | bcast | linear if `p <= 4` and `bytes <= 16 KiB`; binomial; scatter_allgather if `p > 8` and `bytes >= 512 KiB` | measured at 4 (oversubscribed) ranks, 4 B: linear 5-11 µs, binomial 8-14 (4 runs of 5 in linear's favour): one round instead of two hops, which on shared cores cost a scheduling delay each. Against scatter_allgather, binomial won at every size up to 8 ranks (1 MiB: 690 vs 1332; 4 B: 16 vs 125), the tree sends fewer messages and on shared cores messages cost more than bandwidth; van de Geijn's 2·bytes per rank pays off only with many truly parallel ranks |
 //! | scatter, gather | linear if `p <= 8`, else binomial | measured at 8 ranks: linear won at every size (gather 1 MiB: 646 vs 1504; 4 B: 12 vs 33): non-roots send once and are done; the tree's log p rounds win only at larger p |
 //! | scatterv, gatherv | linear | non-roots do not know the others' counts, so no tree can route them |
@@ -121,7 +121,7 @@ impl Collective {
     pub fn algorithms(self) -> &'static [Algorithm] {
         use Algorithm::*;
         match self {
-            Collective::Barrier => &[Dissemination],
+            Collective::Barrier => &[Dissemination, LinearTree, Binomial, Linear],
             Collective::Bcast => &[Binomial, ScatterAllgather, Linear],
             Collective::Scatter | Collective::Gather => &[Binomial, Linear],
             Collective::Scatterv | Collective::Gatherv => &[Linear],
@@ -155,9 +155,11 @@ impl fmt::Display for Collective {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Algorithm {
-    /// Binomial tree (bcast, scatter, gather, reduce).
+    /// Binomial tree (bcast, scatter, gather, reduce; barrier: fan in and
+    /// out along it).
     Binomial,
-    /// Root sends to (or receives from) every rank directly.
+    /// Root sends to (or receives from) every rank directly (barrier: rank
+    /// 0 hears from and releases every rank).
     Linear,
     /// Binomial scatter, then ring allgather (van de Geijn bcast).
     ScatterAllgather,
@@ -178,11 +180,14 @@ pub enum Algorithm {
     Dissemination,
     /// Binomial reduce to rank 0, then binomial scatter (reduce_scatter).
     ReduceThenScatter,
+    /// Every rank reports to rank 0 directly, which releases them down a
+    /// binomial tree (barrier).
+    LinearTree,
 }
 
 impl Algorithm {
     /// Every algorithm.
-    pub const ALL: [Algorithm; 10] = [
+    pub const ALL: [Algorithm; 11] = [
         Algorithm::Binomial,
         Algorithm::Linear,
         Algorithm::ScatterAllgather,
@@ -193,6 +198,7 @@ impl Algorithm {
         Algorithm::Pairwise,
         Algorithm::Dissemination,
         Algorithm::ReduceThenScatter,
+        Algorithm::LinearTree,
     ];
 
     /// Position in [`Algorithm::ALL`].
@@ -213,6 +219,7 @@ impl Algorithm {
             Algorithm::Pairwise => "pairwise",
             Algorithm::Dissemination => "dissemination",
             Algorithm::ReduceThenScatter => "reduce_then_scatter",
+            Algorithm::LinearTree => "linear_tree",
         }
     }
 }
@@ -255,6 +262,7 @@ pub fn select(
     const KIB: usize = 1024;
     let pof2 = p.is_power_of_two();
     match collective {
+        Collective::Barrier if (3..=8).contains(&p) => Algorithm::LinearTree,
         Collective::Barrier => Algorithm::Dissemination,
         Collective::Bcast if p > 8 && bytes >= 512 * KIB => Algorithm::ScatterAllgather,
         Collective::Bcast if p <= 4 && bytes <= 16 * KIB => Algorithm::Linear,

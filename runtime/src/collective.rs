@@ -218,16 +218,18 @@ impl Comm {
     }
 
     /// Blocks until every rank of the communicator has called `barrier`
-    /// (`MPI_Barrier`). Dissemination: ⌈log₂ p⌉ rounds of empty messages.
+    /// (`MPI_Barrier`), with empty messages: see the selection table of
+    /// `mpr-collectives` for the algorithm (`MPR_COLL_BARRIER` forces one).
     ///
     /// ```
     /// mpr::local::run(3, |world| world.barrier().unwrap());
     /// ```
     pub fn barrier(&self) -> Result<(), Error> {
         let inner = &*self.inner;
-        let key = ScheduleKey::new(Collective::Barrier, None, 0, 0, true);
+        let algorithm = inner.algorithm(Collective::Barrier, 0, 0, true);
+        let key = ScheduleKey::new(Collective::Barrier, Some(algorithm), 0, 0, true);
         let schedule = inner.schedule(key, || {
-            mpr_collectives::barrier(inner.rank.0, inner.group.size())
+            mpr_collectives::barrier(algorithm, inner.rank.0, inner.group.size())
         });
         inner.run::<u8>(&schedule, &[], &mut [], None)
     }

@@ -71,20 +71,24 @@ fn each_algorithm(
 }
 
 #[test]
-fn barrier_holds_every_rank_back_until_all_arrive() {
+fn barrier_holds_every_rank_back_until_all_arrive_with_every_algorithm() {
     for n in SIZES {
         let arrived = AtomicU32::new(0);
         on(n, |world| {
-            for round in 1..=3 {
-                arrived.fetch_add(1, Ordering::SeqCst);
-                world.barrier()?;
-                assert!(
-                    arrived.load(Ordering::SeqCst) >= round * n,
-                    "size {n} round {round}"
-                );
-                world.barrier()?;
-            }
-            Ok(())
+            let mut round = 0;
+            each_algorithm(world, Collective::Barrier, |algorithm| {
+                for _ in 0..3 {
+                    round += 1;
+                    arrived.fetch_add(1, Ordering::SeqCst);
+                    world.barrier()?;
+                    assert!(
+                        arrived.load(Ordering::SeqCst) >= round * n,
+                        "{algorithm} at size {n}, round {round}"
+                    );
+                    world.barrier()?;
+                }
+                Ok(())
+            })
         });
     }
 }

@@ -6,36 +6,19 @@
 
 mod allgather;
 mod alltoall;
+mod barrier;
 mod reduce;
 mod rooted;
 mod tree;
 
 pub use allgather::allgather;
 pub use alltoall::{alltoall, alltoallv};
+pub use barrier::barrier;
 pub use reduce::{allreduce, exscan, reduce, reduce_scatter, scan};
 pub use rooted::{bcast, gather, gatherv, scatter, scatterv};
 
-use crate::schedule::{Region, Schedule};
-
-/// Dissemination barrier: in round k, send an empty message to
-/// `rank + 2^k` and receive one from `rank - 2^k`; ⌈log₂ p⌉ rounds.
-pub fn barrier(rank: u32, size: u32) -> Schedule {
-    let mut s = Schedule::new();
-    let empty = Region::output(0, 0);
-    let (mut distance, mut round) = (1u32, 0);
-    while distance < size {
-        s.sendrecv(
-            (rank + distance) % size,
-            empty,
-            (rank + size - distance) % size,
-            empty,
-            round,
-        );
-        distance <<= 1;
-        round += 1;
-    }
-    s
-}
+#[cfg(doc)]
+use crate::schedule::Schedule;
 
 /// `rank` relative to `root` (the root is 0).
 fn rel(rank: u32, root: u32, size: u32) -> u32 {

@@ -47,24 +47,101 @@ fn world(size: u32, build: impl Fn(u32) -> Schedule) -> Vec<Schedule> {
     (0..size).map(build).collect()
 }
 
-#[test]
-fn barrier_completes_at_every_size() {
-    for size in SIZES {
-        let schedules = world(size, |r| build::barrier(r, size));
-        let results = run_world::<u8>(
-            &schedules,
-            &vec![Vec::new(); size as usize],
-            vec![Vec::new(); size as usize],
-            None,
-        );
-        assert!(results.iter().all(|(_, r)| r.is_ok()));
-        let rounds = schedules[0].steps.len();
-        assert_eq!(
-            rounds,
-            (size as f64).log2().ceil() as usize,
-            "dissemination rounds at {size}"
-        );
+/// Whether rank `to` can only finish after rank `from` has started,
+/// following each rank's program order and every message from the start
+/// of its send's step to the end of its receive's step (matched k-th to
+/// k-th per source, destination and tag).
+fn exit_waits_for_entry(schedules: &[Schedule], from: u32, to: u32) -> bool {
+    use std::collections::HashMap;
+    if from == to {
+        return true;
     }
+    // The step of the k-th message per (src, dst, tag).
+    let mut sends: HashMap<(u32, u32, i32), Vec<usize>> = HashMap::new();
+    for (rank, schedule) in schedules.iter().enumerate() {
+        for (index, step) in schedule.steps.iter().enumerate() {
+            for t in &step.sends {
+                sends
+                    .entry((rank as u32, t.peer, t.tag))
+                    .or_default()
+                    .push(index);
+            }
+        }
+    }
+    // starts_after[r]: the first step of rank r known to start after
+    // `from` started.
+    let mut starts_after: Vec<Option<usize>> = vec![None; schedules.len()];
+    starts_after[from as usize] = Some(0);
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for (rank, schedule) in schedules.iter().enumerate() {
+            let mut seen: HashMap<(u32, i32), usize> = HashMap::new();
+            for (index, step) in schedule.steps.iter().enumerate() {
+                for t in &step.recvs {
+                    let k = seen.entry((t.peer, t.tag)).or_default();
+                    let sent_in = sends[&(t.peer, rank as u32, t.tag)][*k];
+                    *k += 1;
+                    let caused = starts_after[t.peer as usize].is_some_and(|s| s <= sent_in);
+                    if caused && starts_after[rank].is_none_or(|s| s > index + 1) {
+                        starts_after[rank] = Some(index + 1);
+                        changed = true;
+                    }
+                }
+            }
+        }
+    }
+    starts_after[to as usize].is_some()
+}
+
+#[test]
+fn barrier_exits_wait_for_every_entry_with_every_algorithm() {
+    for &algorithm in algorithms(Collective::Barrier) {
+        for size in SIZES {
+            let schedules = world(size, |r| build::barrier(algorithm, r, size));
+            let results = run_world::<u8>(
+                &schedules,
+                &vec![Vec::new(); size as usize],
+                vec![Vec::new(); size as usize],
+                None,
+            );
+            assert!(results.iter().all(|(_, r)| r.is_ok()));
+            for from in 0..size {
+                for to in 0..size {
+                    assert!(
+                        exit_waits_for_entry(&schedules, from, to),
+                        "{algorithm} at {size}: rank {to} can leave before rank {from} arrives"
+                    );
+                }
+            }
+            if algorithm == Algorithm::Dissemination {
+                assert_eq!(
+                    schedules[0].steps.len(),
+                    (size as f64).log2().ceil() as usize,
+                    "dissemination rounds at {size}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_barrier_check_catches_a_release_sent_too_early() {
+    // Rank 0 of a linear barrier releases rank 2 before it has heard from
+    // rank 1: rank 2 may leave before rank 1 arrives.
+    let size = 3;
+    let mut schedules = world(size, |r| build::barrier(Algorithm::Linear, r, size));
+    let root = &mut schedules[0].steps;
+    let to_two = root[1].sends.iter().position(|t| t.peer == 2).unwrap();
+    let early = root[1].sends.remove(to_two);
+    let from_one = root[0].recvs.iter().position(|t| t.peer == 1).unwrap();
+    let late = root[0].recvs.remove(from_one);
+    root[0].sends.push(early);
+    root[1].recvs.push(late);
+    assert!(check_world(&schedules).is_ok());
+    assert!(!exit_waits_for_entry(&schedules, 1, 2));
+    assert!(exit_waits_for_entry(&schedules, 2, 1));
+    assert!(exit_waits_for_entry(&schedules, 1, 0));
 }
 
 #[test]
@@ -509,7 +586,7 @@ fn every_listed_algorithm_builds_a_checked_world_at_every_size() {
                 for root in 0..size {
                     let schedules: Vec<Schedule> = (0..size)
                         .map(|r| match collective {
-                            Collective::Barrier => build::barrier(r, size),
+                            Collective::Barrier => build::barrier(algorithm, r, size),
                             Collective::Bcast => build::bcast(algorithm, r, size, root, 10),
                             Collective::Scatter => build::scatter(algorithm, r, size, root, 3),
                             Collective::Scatterv => {
