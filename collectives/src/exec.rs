@@ -481,7 +481,7 @@ mod transient_tests {
     fn sends_left_alone_afterwards_are_not_transient() {
         // Rank 0 of a reduce to rank 1 sends its input and is done.
         let count = 16 * 1024;
-        let schedule = reduce(0, 2, 1, count, true);
+        let schedule = reduce(0, 2, 1, count, true, 0);
         assert_eq!(marks(&schedule, count), [(4 * count, false)]);
     }
 }

@@ -38,7 +38,10 @@ mod schedule;
 #[cfg(test)]
 mod tests;
 
-pub use algorithm::{Algorithm, Collective, UnknownAlgorithm, select};
+pub use algorithm::{
+    Algorithm, Collective, REDUCE_PIECE, REDUCE_PIPELINE_FROM, UnknownAlgorithm, reduce_segment,
+    select,
+};
 pub use build::{
     allgather, allreduce, alltoall, alltoallv, barrier, bcast, exscan, gather, gatherv, reduce,
     reduce_scatter, scan, scatter, scatterv,

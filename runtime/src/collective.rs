@@ -430,9 +430,12 @@ impl Comm {
         let root = inner.root(root.into())?;
         let (rank, size) = (inner.rank.0, inner.group.size());
         let commutative = op.is_commutative();
-        let key = ScheduleKey::new(Collective::Reduce, None, root, send.len(), commutative);
+        let shared = || inner.rt.share_memory(inner.group.members());
+        let segment = mpr_collectives::reduce_segment(size, send.len(), size_of::<T>(), shared);
+        let key = ScheduleKey::new(Collective::Reduce, None, root, send.len(), commutative)
+            .segmented(segment);
         let schedule = inner.schedule(key, || {
-            mpr_collectives::reduce(rank, size, root, send.len(), commutative)
+            mpr_collectives::reduce(rank, size, root, send.len(), commutative, segment)
         });
         if rank == root {
             if let Err(error) = expect_len(Argument::RecvBuffer, send.len(), recv.len()) {

@@ -123,6 +123,11 @@ impl Group {
     pub(crate) fn size(&self) -> u32 {
         self.members.len() as u32
     }
+
+    /// The members' world ranks, in communicator rank order.
+    pub(crate) fn members(&self) -> &[Rank] {
+        &self.members
+    }
 }
 
 /// Shared state of a communicator; requests keep it alive.

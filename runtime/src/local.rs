@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::Rank;
-use crate::bootstrap::card::Card;
+use crate::bootstrap::card::{Card, memory_domains};
 use crate::comm::Comm;
 use crate::engine::Engine;
 use crate::runtime::{PeerNotices, Runtime};
@@ -95,7 +95,15 @@ where
                             .and_then(|prepared| shm::attach(rank, prepared, cards, &mut tcp));
                         let engine = Engine::new(rank, n, tuning.engine.clone());
                         let notices: Arc<dyn PeerNotices> = failed.clone();
-                        let runtime = Runtime::new(engine, tcp, shm, tuning, None, Some(notices));
+                        let runtime = Runtime::new(
+                            engine,
+                            tcp,
+                            shm,
+                            tuning,
+                            None,
+                            Some(notices),
+                            memory_domains(cards),
+                        );
                         let world = Comm::world(runtime.clone());
                         let result =
                             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(world)));

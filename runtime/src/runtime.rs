@@ -91,6 +91,9 @@ pub(crate) struct Runtime {
     finalized: AtomicBool,
     /// The error policy: abort the job (true) or return errors.
     abort_on_error: AtomicBool,
+    /// Per world rank, its shared-memory domain (see
+    /// [`memory_domains`](crate::bootstrap::card::memory_domains)).
+    memory_domains: Vec<Option<u32>>,
 }
 
 impl Runtime {
@@ -102,6 +105,7 @@ impl Runtime {
         tuning: Tuning,
         bootstrap: Option<Arc<Connected>>,
         notices: Option<Arc<dyn PeerNotices>>,
+        memory_domains: Vec<Option<u32>>,
     ) -> Arc<Runtime> {
         let waker = tcp.waker();
         if let Some(shm) = &shm {
@@ -129,6 +133,7 @@ impl Runtime {
             notices,
             shutdown: AtomicBool::new(false),
             finalized: AtomicBool::new(false),
+            memory_domains,
         });
         if runtime.tuning.async_progress {
             let weak = Arc::downgrade(&runtime);
@@ -147,6 +152,16 @@ impl Runtime {
     /// World size.
     pub(crate) fn size(&self) -> u32 {
         self.size
+    }
+
+    /// Whether all these world ranks offered shared memory in one domain
+    /// (the same answer on every rank).
+    pub(crate) fn share_memory(&self, ranks: &[Rank]) -> bool {
+        let domain = |rank: &Rank| self.memory_domains.get(rank.index()).copied().flatten();
+        ranks
+            .first()
+            .map(domain)
+            .is_some_and(|first| first.is_some() && ranks.iter().all(|rank| domain(rank) == first))
     }
 
     /// The error policy.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use thiserror::Error;
 
 use crate::bootstrap::addresses;
-use crate::bootstrap::card::Card;
+use crate::bootstrap::card::{Card, memory_domains};
 use crate::bootstrap::client::{BootstrapError, Connected, Registered};
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -155,6 +155,7 @@ pub fn init() -> Result<Universe, InitError> {
         tuning,
         Some(Arc::clone(&connected)),
         Some(notices),
+        memory_domains(&cards),
     );
     Ok(Universe {
         world: Comm::world(Arc::clone(&runtime)),
@@ -228,7 +229,7 @@ impl Universe {
         let tcp = Tcp::new(Rank(0), listening, vec![vec![addr]], Vec::new(), config)
             .map_err(InitError::Transport)?;
         let engine = Engine::new(Rank(0), 1, tuning.engine.clone());
-        let runtime = Runtime::new(engine, tcp, None, tuning, None, None);
+        let runtime = Runtime::new(engine, tcp, None, tuning, None, None, vec![None]);
         Ok(Universe {
             world: Comm::world(Arc::clone(&runtime)),
             runtime,

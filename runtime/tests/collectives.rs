@@ -192,7 +192,9 @@ fn reduce_in_rank_order_at_every_root() {
         on(n, |world| {
             let r = world.rank();
             for root in 0..n {
-                for count in [0usize, 1, 13] {
+                // 20 000 pairs are 320 KB: over TCP the tree runs as a
+                // pipeline of pieces (mpr_collectives::reduce_segment).
+                for count in [0usize, 1, 13, 20_000] {
                     let mine: Vec<[u64; 2]> = (0..count).map(|i| affine_value(r, i)).collect();
                     let mut out = vec![[0, 0]; if r == root { count } else { 0 }];
                     world.reduce(&mine, &mut out, affine, root)?;

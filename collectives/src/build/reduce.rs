@@ -14,7 +14,19 @@ use crate::schedule::{Region, Schedule, Transfer, even_chunks, pof2_below, span}
 /// Binomial tree. For a commutative op the tree is rooted at `root`; for
 /// any other op it is rooted at rank 0 (so that subtrees are rank ranges
 /// combined in order), which then sends the result to `root`.
-pub fn reduce(rank: u32, size: u32, root: u32, count: usize, commutative: bool) -> Schedule {
+///
+/// With `segment` > 0 (and shorter than the vector), the tree works in a
+/// pipeline of `segment`-element pieces: a rank passes piece `j` up while
+/// it receives piece `j + 1`, so the levels of the tree and the combining
+/// overlap (see [`reduce_segment`](crate::reduce_segment)).
+pub fn reduce(
+    rank: u32,
+    size: u32,
+    root: u32,
+    count: usize,
+    commutative: bool,
+    segment: usize,
+) -> Schedule {
     let mut s = Schedule::new();
     let tree_root = if commutative { root } else { 0 };
     let tree = Tree {
@@ -34,7 +46,7 @@ pub fn reduce(rank: u32, size: u32, root: u32, count: usize, commutative: bool) 
         s.alloc(count)
     };
     s.copy(input, acc);
-    tree.reduce(&mut s, acc);
+    tree.reduce_in_pieces(&mut s, acc, segment);
     if tree_root != root {
         if rank == tree_root {
             s.send(root, 64, acc);

@@ -139,4 +139,63 @@ impl<P: Fn(u32) -> u32> Tree<P> {
             s.send((self.peer)(parent), tag, acc);
         }
     }
+
+    /// [`Tree::reduce`] in a pipeline of `segment`-element pieces of `acc`:
+    /// in step `j` a rank receives its children's piece `j`, sends its
+    /// parent piece `j - 1` (combined in the step before), then combines
+    /// piece `j`. A leaf sends every piece at once. Pieces are combined in
+    /// the same order as the whole vector would be.
+    pub(super) fn reduce_in_pieces(&self, s: &mut Schedule, acc: Region, segment: usize) {
+        if segment == 0 || segment >= acc.len {
+            return self.reduce(s, acc);
+        }
+        let pieces: Vec<Region> = (0..acc.len)
+            .step_by(segment)
+            .map(|offset| acc.sub(offset, segment.min(acc.len - offset)))
+            .collect();
+        let children = self.children();
+        let parent = self.parent();
+        let to_parent = |piece: Region| {
+            parent.map(|(parent, tag)| Transfer {
+                peer: (self.peer)(parent),
+                tag,
+                region: piece,
+            })
+        };
+        if children.is_empty() {
+            let sends: Vec<Transfer> = pieces.iter().filter_map(|&p| to_parent(p)).collect();
+            if !sends.is_empty() {
+                s.exchange(sends, Vec::new());
+            }
+            return;
+        }
+        let temps: Vec<Region> = children.iter().map(|_| s.alloc(segment)).collect();
+        for j in 0..=pieces.len() {
+            let sends: Vec<Transfer> = j
+                .checked_sub(1)
+                .and_then(|previous| to_parent(pieces[previous]))
+                .into_iter()
+                .collect();
+            let Some(&piece) = pieces.get(j) else {
+                if !sends.is_empty() {
+                    s.exchange(sends, Vec::new());
+                }
+                break;
+            };
+            let landing: Vec<Region> = temps.iter().map(|t| t.sub(0, piece.len)).collect();
+            let recvs: Vec<Transfer> = children
+                .iter()
+                .zip(&landing)
+                .map(|(&(child, _, tag), &region)| Transfer {
+                    peer: (self.peer)(child),
+                    tag,
+                    region,
+                })
+                .collect();
+            s.exchange(sends, recvs);
+            for &temp in &landing {
+                s.reduce(temp, piece, false);
+            }
+        }
+    }
 }

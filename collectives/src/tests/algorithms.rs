@@ -281,29 +281,55 @@ fn with_ops(
 }
 
 #[test]
-fn reduce_combines_in_rank_order_at_every_root() {
+fn reduce_combines_in_rank_order_at_every_root_whole_or_in_pieces() {
     with_ops(|make, op, commutative| {
         for size in SIZES {
             for root in 0..size {
                 for count in COUNTS {
-                    let inputs: Vec<Vec<[u64; 2]>> = (0..size)
-                        .map(|r| (0..count).map(|i| make(r, i)).collect())
-                        .collect();
-                    let expected = fold(op, inputs.iter().cloned());
-                    let schedules =
-                        world(size, |r| build::reduce(r, size, root, count, commutative));
-                    let outputs = (0..size)
-                        .map(|r| vec![[0, 0]; if r == root { count } else { 0 }])
-                        .collect();
-                    let results = run_world(&schedules, &inputs, outputs, Some(op));
-                    assert_eq!(
-                        results[root as usize].0, expected,
-                        "reduce {size} root {root} count {count} commutative {commutative}"
-                    );
+                    // 0: whole vector; 1 and 4: pieces, the last one short.
+                    for segment in [0, 1, 4] {
+                        let inputs: Vec<Vec<[u64; 2]>> = (0..size)
+                            .map(|r| (0..count).map(|i| make(r, i)).collect())
+                            .collect();
+                        let expected = fold(op, inputs.iter().cloned());
+                        let schedules = world(size, |r| {
+                            build::reduce(r, size, root, count, commutative, segment)
+                        });
+                        let outputs = (0..size)
+                            .map(|r| vec![[0, 0]; if r == root { count } else { 0 }])
+                            .collect();
+                        let results = run_world(&schedules, &inputs, outputs, Some(op));
+                        assert_eq!(
+                            results[root as usize].0, expected,
+                            "reduce {size} root {root} count {count} segment {segment} \
+                             commutative {commutative}"
+                        );
+                    }
                 }
             }
         }
     });
+}
+
+#[test]
+fn a_pipelined_reduce_passes_each_piece_up_while_the_next_arrives() {
+    // Rank 2 of 4 (root 0) has child 3 and parent 0: with 3 pieces it
+    // receives piece 0, then sends piece 0 while receiving piece 1, ...
+    let schedule = build::reduce(2, 4, 0, 12, true, 4);
+    let shape: Vec<(usize, usize)> = schedule
+        .steps
+        .iter()
+        .filter(|step| step.communicates())
+        .map(|step| (step.sends.len(), step.recvs.len()))
+        .collect();
+    assert_eq!(shape, [(0, 1), (1, 1), (1, 1), (1, 0)]);
+    // A leaf sends every piece in one step.
+    let leaf = build::reduce(3, 4, 0, 12, true, 4);
+    let sends: Vec<usize> = leaf.steps.iter().map(|step| step.sends.len()).collect();
+    assert_eq!(sends, [3]);
+    assert_eq!(crate::reduce_segment(4, 1 << 20, 4, || false), 8192);
+    assert_eq!(crate::reduce_segment(4, 1 << 20, 4, || true), 0);
+    assert_eq!(crate::reduce_segment(4, 1024, 4, || unreachable!()), 0);
 }
 
 #[test]
@@ -596,7 +622,9 @@ fn every_listed_algorithm_builds_a_checked_world_at_every_size() {
                             Collective::Gatherv => {
                                 build::gatherv(r, size, root, &counts, counts[r as usize])
                             }
-                            Collective::Reduce => build::reduce(r, size, root, 10, root % 2 == 0),
+                            Collective::Reduce => {
+                                build::reduce(r, size, root, 10, root % 2 == 0, 0)
+                            }
                             Collective::Allreduce => build::allreduce(algorithm, r, size, 10, true),
                             Collective::Allgather | Collective::Allgatherv => {
                                 build::allgather(algorithm, r, size, &counts)

@@ -42,6 +42,25 @@ pub struct SharedMemoryCard {
     pub probe: u64,
 }
 
+/// For each rank, a number shared by exactly the ranks whose cards offer
+/// shared memory in the same domain and node; `None` for a rank that
+/// offers none. Every rank computes the same list from the same cards.
+pub(crate) fn memory_domains(cards: &[Card]) -> Vec<Option<u32>> {
+    let mut seen: Vec<(&str, u32)> = Vec::new();
+    cards
+        .iter()
+        .map(|card| {
+            let shm = card.shm.as_ref()?;
+            let key = (shm.domain.as_str(), shm.node);
+            let index = seen.iter().position(|&k| k == key).unwrap_or_else(|| {
+                seen.push(key);
+                seen.len() - 1
+            });
+            Some(index as u32)
+        })
+        .collect()
+}
+
 impl Card {
     /// The card as bytes for the bootstrap fence.
     pub fn encode(&self) -> Vec<u8> {

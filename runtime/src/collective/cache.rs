@@ -27,6 +27,8 @@ pub(crate) struct ScheduleKey {
     pub(crate) count: usize,
     /// Whether the reduction commutes (true without a reduction).
     pub(crate) commutative: bool,
+    /// Elements per pipeline piece (0: the schedule is not pipelined).
+    pub(crate) segment: usize,
 }
 
 impl ScheduleKey {
@@ -44,7 +46,13 @@ impl ScheduleKey {
             root,
             count,
             commutative,
+            segment: 0,
         }
+    }
+
+    /// The same key for a schedule pipelined in `segment`-element pieces.
+    pub(crate) fn segmented(self, segment: usize) -> ScheduleKey {
+        ScheduleKey { segment, ..self }
     }
 }
 
@@ -82,13 +90,13 @@ mod tests {
     #[test]
     fn a_shape_is_built_once_and_different_shapes_apart() {
         let cache = ScheduleCache::default();
-        let key = ScheduleKey {
-            collective: Collective::Allreduce,
-            algorithm: Some(Algorithm::RecursiveDoubling),
-            root: 0,
-            count: 4,
-            commutative: true,
-        };
+        let key = ScheduleKey::new(
+            Collective::Allreduce,
+            Some(Algorithm::RecursiveDoubling),
+            0,
+            4,
+            true,
+        );
         let mut builds = 0;
         let first = cache.get_or_build(key, || {
             builds += 1;
@@ -102,5 +110,8 @@ mod tests {
             mpr_collectives::allreduce(Algorithm::RecursiveDoubling, 0, 4, 5, true)
         });
         assert!(!Arc::ptr_eq(&first, &third));
+        let pieces = key.segmented(2);
+        let fourth = cache.get_or_build(pieces, || mpr_collectives::reduce(0, 4, 0, 4, true, 2));
+        assert!(!Arc::ptr_eq(&first, &fourth));
     }
 }
