@@ -21,7 +21,7 @@
 //! | reduce | binomial | log p rounds, rank-ordered combining for any op |
 //! | allreduce | recursive_doubling if `bytes <= 16 KiB`, or `bytes <= 64 KiB` and `p <= 4`, or `p = 2`, or fewer elements than ranks; ring if commutative, `bytes >= 512 KiB` and p not a power of two; else rabenseifner | measured: recursive doubling won up to 16 KiB at 8 ranks (81 vs 128 rabenseifner at 8 KiB) and up to 64 KiB at 4; rabenseifner from 32 KiB at 8 ranks (149 vs 177) and at 2 ranks (262 KiB: 94 vs 154 for the ring, which MPICH picks at p = 2); Rabenseifner's fold step for non-powers of two moves whole vectors, which the ring avoids; at p = 2 (both transports, 2026-11-25) recursive doubling beat rabenseifner over shared memory from 64 KiB to 1 MiB (64 KiB: 13.4 vs 20.0 us, 1 MiB: 290-315 vs 317-339) and over TCP at 64 KiB and 256 KiB (22-24 vs 24-30, 81-83 vs 100-106), tied at 128 and 512 KiB and lost 5% at 1 MiB |
 //! | allgather(v) | bruck if `total < 2 KiB`; recursive_doubling if p is a power of two and `total < 2 MiB`; bruck if `total < 80 KiB`; else ring | measured: Bruck won the smallest blocks (8 ranks, 4 B: 56 vs 73), recursive doubling the middle (8 ranks, 64 KiB blocks: 410 vs 548 ring), the ring the largest (8 ranks, 256 KiB blocks: 1752 vs 1881) |
-//! | alltoall | bruck if `block <= 256 B` and `p >= 8`; linear if `p <= 32` or `block <= 32 KiB`; else pairwise | measured at 8 ranks: linear (everything posted at once) won from 4 KiB to 1 MiB blocks (1 MiB: 13 223 vs 14 338 pairwise, 47 358 Bruck), Bruck tied or won below 256 B; pairwise keeps one peer busy at a time, kept for large communicators where posting p messages at once floods the network |
+//! | alltoall | bruck if `block <= 256 B` and `p >= 4`; linear if `p <= 32` or `block <= 32 KiB`; else pairwise | measured at 8 ranks: linear (everything posted at once) won from 4 KiB to 1 MiB blocks (1 MiB: 13 223 vs 14 338 pairwise, 47 358 Bruck), Bruck tied or won below 256 B, and at 4 ranks (2026-11-25, 4-256 B blocks) 16-18 µs against linear's 19-20 over TCP, 3.8-4.2 against 5.2-5.8 over shared memory; pairwise keeps one peer busy at a time, kept for large communicators where posting p messages at once floods the network |
 //! | alltoallv | linear if `p <= 32`, else pairwise | as above, without Bruck (counts differ) |
 //! | scan, exscan | recursive_doubling | log p rounds, rank-ordered |
 //! | reduce_scatter | ring if commutative and (`total >= 64 KiB` or `p <= 2`), else reduce_then_scatter | the ring moves (p-1)/p of the data per rank; small data is latency-bound: at 2 ranks the ring is one exchange (4 B: 4.4 µs, reduce_then_scatter 8.6, Open MPI 4.8), at 4 ranks reduce-then-scatter already wins small sizes (4 B: 32 vs 42 µs) |
@@ -286,7 +286,7 @@ pub fn select(
         }
         Collective::Allgather | Collective::Allgatherv if bytes < 80 * KIB => Algorithm::Bruck,
         Collective::Allgather | Collective::Allgatherv => Algorithm::Ring,
-        Collective::Alltoall if bytes <= 256 && p >= 8 => Algorithm::Bruck,
+        Collective::Alltoall if bytes <= 256 && p >= 4 => Algorithm::Bruck,
         Collective::Alltoall if p <= 32 || bytes <= 32 * KIB => Algorithm::Linear,
         Collective::Alltoall => Algorithm::Pairwise,
         Collective::Alltoallv if p <= 32 => Algorithm::Linear,
