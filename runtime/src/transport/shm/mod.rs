@@ -209,6 +209,18 @@ pub(crate) struct Shm {
     blocked: bool,
 }
 
+/// Bytes of ring memory a rank maps in at wire-up, split over its local
+/// peers' rings (each side maps its own view of each ring).
+const WARM_BUDGET: usize = 512 << 10;
+
+/// Bytes at the start of each ring mapped in at wire-up on a node of
+/// `slots` local ranks: the first laps of small messages then take no page
+/// faults (on this VM a first touch of a page costs tens of µs: a 2-rank
+/// barrier averaged 0.9-1.7 µs over OSU's 1 200 calls, 0.48 warm).
+fn warm_bytes(slots: u32) -> usize {
+    WARM_BUDGET / slots.saturating_sub(1).max(1) as usize
+}
+
 impl Shm {
     /// Wires the lanes to every peer that shares this rank's domain and
     /// node, given everyone's cards. Peers whose segment cannot be mapped
@@ -250,10 +262,15 @@ impl Shm {
             let Some(rx_memory) = SlotMemory::new(&prepared.mapping, theirs.slot) else {
                 continue;
             };
+            let warm = warm_bytes(mine.slots);
+            rx_memory.warm(warm);
             let shape = Shape::new(theirs.slots, theirs.capacity as usize);
             let (tx, peer_segment) = match segment::open(card.pid, theirs.fd, shape) {
                 Ok(mapping) => match SlotMemory::new(&mapping, mine.slot) {
-                    Some(memory) => (Some(Producer::new(memory)), Some(mapping)),
+                    Some(memory) => {
+                        memory.warm(warm);
+                        (Some(Producer::new(memory)), Some(mapping))
+                    }
                     None => (None, None),
                 },
                 Err(error) => {
