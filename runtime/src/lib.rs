@@ -131,6 +131,7 @@
 //! | `MPR_REPORT_BINDINGS` | off | `1`: each rank prints its binding to stderr at `init` (`mprun --report-bindings`) |
 //! | `MPR_SHM_EAGER_LIMIT` | `16k` | largest message sent eagerly to a rank on the same host (at most `MPR_EAGER_LIMIT`): larger ones take a rendezvous and a single copy |
 //! | `MPR_SHM_SINGLE_COPY`, `MPR_SHM_SINGLE_COPY_MAX` | `32k`, `512k` | payloads in this range are copied once, by the receiver, from the sender's memory (`process_vm_readv`); others stream through the ring (two copies, in parallel). `0` turns single copy off; it is also off where the kernel refuses it (ptrace restrictions). A collective's sends from memory its schedule writes again (recursive-doubling allreduce, for one) always stream through the ring: read in place, their cache lines would have to be taken back from the reader before each write |
+//! | `MPR_SHM_SINGLE_COPY_LONE` | `16k` | a smaller payload from this size on is also copied once when it is *lone*: the last bytes queued for its peer with nothing in flight to it (a ping-pong, one step of a collective). A stream of such messages keeps the ring, where both sides copy in parallel. At or above `MPR_SHM_SINGLE_COPY` it changes nothing |
 //! | `MPR_SHM_RECORD` | `32k` | largest piece copied through a ring at once (smaller pieces let sender and receiver copy in parallel) |
 //! | `MPR_SHM_RING` | `256k` | data bytes of each shared-memory ring (rounded up to pages; one ring per pair of local ranks, allocated as touched) |
 //!

@@ -189,6 +189,7 @@ pub(crate) fn prepare_shared_memory(
         record_bytes: tuning.shm_record,
         single_copy_min: tuning.shm_single_copy,
         single_copy_max: tuning.shm_single_copy_max,
+        single_copy_lone: tuning.shm_single_copy_lone,
     };
     Prepared::new(rank, local_rank, local_size, node, config)
         .map_err(|error| {

@@ -26,7 +26,24 @@ fn ring_passes_a_token_around_every_rank() {
 
 #[test]
 fn messages_of_every_protocol_size_arrive_intact() {
-    let sizes = [0usize, 1, 7, 4096, 65_536, 65_537, 1 << 20, 9 << 20];
+    // Over shared memory: inline, eager through the ring, a lone message
+    // by single copy from 16 KiB (eager and rendezvous), every message by
+    // single copy from 32 KiB, the ring again above 512 KiB.
+    let sizes = [
+        0usize,
+        1,
+        7,
+        4096,
+        16_383,
+        16_384,
+        16_385,
+        24_000,
+        32_768,
+        65_536,
+        65_537,
+        1 << 20,
+        9 << 20,
+    ];
     mpr::local::run(2, |world| {
         for (i, &len) in sizes.iter().enumerate() {
             let tag = i as i32;

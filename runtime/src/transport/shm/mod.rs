@@ -71,6 +71,10 @@ pub(crate) struct ShmConfig {
     /// ...and of at most this many (larger ones stream through the ring,
     /// where sender and receiver copy in parallel).
     pub(crate) single_copy_max: usize,
+    /// Smaller pieces of at least this many bytes also go by single copy
+    /// when they are lone: the last bytes queued for the peer, with
+    /// nothing in flight to it.
+    pub(crate) single_copy_lone: usize,
 }
 
 /// The word peers read to learn whether they may read this process.
@@ -204,6 +208,8 @@ pub(crate) struct Shm {
     single_copy_min: usize,
     /// Largest piece sent as a remote record.
     single_copy_max: usize,
+    /// Smallest lone piece sent as a remote record.
+    single_copy_lone: usize,
     events: Vec<ShmEvent>,
     /// A ring was full at the last flush: bytes wait for room.
     blocked: bool,
@@ -320,6 +326,7 @@ impl Shm {
                 max_record,
                 single_copy_min: prepared.config.single_copy_min,
                 single_copy_max: prepared.config.single_copy_max,
+                single_copy_lone: prepared.config.single_copy_lone,
                 events: Vec::new(),
                 blocked: false,
             },
@@ -397,7 +404,13 @@ impl Shm {
             };
             let single_copy = self.single_copy_min > 0 && tx.remote_allowed();
             let (min, max) = (self.single_copy_min, self.single_copy_max);
-            let by_single_copy = |len: usize| single_copy && (min..=max).contains(&len);
+            let lone_min = self.single_copy_lone;
+            // `lone`: the piece is the last one queued and nothing is in
+            // flight, so no stream would wait behind its single copy.
+            let by_single_copy = |len: usize, lone: bool| {
+                single_copy
+                    && ((min..=max).contains(&len) || (lone && len >= lone_min && len < min))
+            };
             let mut wrote = false;
             lane.tx_blocked = false;
             loop {
@@ -406,7 +419,9 @@ impl Shm {
                 let Some(first) = slices.first() else {
                     break;
                 };
-                if by_single_copy(first.len()) {
+                let idle = lane.inflight.is_empty();
+                let last = slices.len() - 1;
+                if by_single_copy(first.len(), idle && last == 0) {
                     let remote = lane.inflight.iter().filter(|(done_at, _)| *done_at > 0);
                     if remote.count() >= MAX_REMOTE_INFLIGHT {
                         self.blocked = true;
@@ -430,7 +445,9 @@ impl Shm {
                     break;
                 }
                 // Copy up to the next piece that goes by single copy.
-                if let Some(cut) = slices.iter().position(|slice| by_single_copy(slice.len())) {
+                let cut = (0..slices.len())
+                    .position(|i| by_single_copy(slices[i].len(), idle && i == last));
+                if let Some(cut) = cut {
                     slices.truncate(cut);
                 }
                 let n = tx.push(&slices, self.max_record);
