@@ -4,6 +4,7 @@
 //! launcher needed.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::Rank;
@@ -144,22 +145,29 @@ where
 
 /// Ranks of a `local::run` whose thread panicked.
 #[derive(Debug, Default)]
-struct FailedRanks(Mutex<Vec<u32>>);
+struct FailedRanks {
+    ranks: Mutex<Vec<u32>>,
+    /// The length of `ranks`, readable without its lock.
+    count: AtomicUsize,
+}
 
 impl FailedRanks {
     fn report(&self, rank: u32) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(rank);
+        let mut ranks = self.ranks.lock().unwrap_or_else(PoisonError::into_inner);
+        ranks.push(rank);
+        self.count.store(ranks.len(), Ordering::Release);
     }
 }
 
 impl PeerNotices for FailedRanks {
     fn failed_peers(&self) -> Vec<u32> {
-        self.0
+        self.ranks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    fn failed_count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
     }
 }

@@ -43,11 +43,19 @@ const POLLER_EVERY: u32 = 64;
 pub(crate) trait PeerNotices: Send + Sync + std::fmt::Debug {
     /// World ranks reported failed so far, in the order reported.
     fn failed_peers(&self) -> Vec<u32>;
+
+    /// How many that is, cheaply (no lock, no allocation): spinning waits
+    /// ask often.
+    fn failed_count(&self) -> usize;
 }
 
 impl PeerNotices for Connected {
     fn failed_peers(&self) -> Vec<u32> {
         Connected::failed_peers(self)
+    }
+
+    fn failed_count(&self) -> usize {
+        Connected::failed_count(self)
     }
 }
 
@@ -375,6 +383,9 @@ impl Runtime {
     /// Fails operations that involve ranks the launcher reported as failed.
     fn apply_notices(&self, state: &mut State) {
         let Some(notices) = &self.notices else { return };
+        if notices.failed_count() <= state.notices_seen {
+            return;
+        }
         let failed = notices.failed_peers();
         for &peer in &failed[state.notices_seen.min(failed.len())..] {
             if peer != self.rank.0 && peer < self.size {

@@ -9,6 +9,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -154,6 +155,9 @@ struct Shared {
 pub struct Connected {
     writer: Mutex<TcpStream>,
     shared: Arc<(Mutex<Shared>, Condvar)>,
+    /// How many failed peers the launcher reported: read without a lock by
+    /// every spinning wait, so that it costs nothing while nothing fails.
+    failures: Arc<AtomicUsize>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -165,12 +169,15 @@ impl Connected {
         let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
         let watcher_stream = stream.try_clone()?;
         let watcher_shared = Arc::clone(&shared);
+        let failures = Arc::new(AtomicUsize::new(0));
+        let watcher_failures = Arc::clone(&failures);
         std::thread::Builder::new()
             .name("mpr-bootstrap".into())
-            .spawn(move || watch(watcher_stream, reader, watcher_shared))?;
+            .spawn(move || watch(watcher_stream, reader, watcher_shared, &watcher_failures))?;
         Ok(Connected {
             writer: Mutex::new(stream),
             shared,
+            failures,
         })
     }
 
@@ -207,15 +214,30 @@ impl Connected {
     pub fn failed_peers(&self) -> Vec<u32> {
         lock(&self.shared.0).failed_peers.clone()
     }
+
+    /// How many ranks the launcher has reported as failed so far (the
+    /// length of [`failed_peers`](Self::failed_peers), without its lock).
+    pub fn failed_count(&self) -> usize {
+        self.failures.load(Ordering::Acquire)
+    }
 }
 
 /// The watcher thread: records the launcher's notices; exits the process
 /// if the launcher goes away while the rank still runs.
-fn watch(mut stream: TcpStream, mut reader: FrameReader, shared: Arc<(Mutex<Shared>, Condvar)>) {
+fn watch(
+    mut stream: TcpStream,
+    mut reader: FrameReader,
+    shared: Arc<(Mutex<Shared>, Condvar)>,
+    failures: &AtomicUsize,
+) {
     let (state, changed) = &*shared;
     loop {
         match read_message(&mut stream, &mut reader) {
-            Ok(Message::PeerFailed { rank }) => lock(state).failed_peers.push(rank),
+            Ok(Message::PeerFailed { rank }) => {
+                let mut state = lock(state);
+                state.failed_peers.push(rank);
+                failures.store(state.failed_peers.len(), Ordering::Release);
+            }
             Ok(Message::FinalizeAck) => {
                 lock(state).finalized = true;
                 changed.notify_all();
