@@ -120,15 +120,7 @@ impl<P: Fn(u32) -> u32> Tree<P> {
     pub(super) fn reduce(&self, s: &mut Schedule, acc: Region) {
         let children = self.children();
         let temps: Vec<Region> = children.iter().map(|_| s.alloc(acc.len)).collect();
-        let recvs: Vec<Transfer> = children
-            .iter()
-            .zip(&temps)
-            .map(|(&(child, _, tag), &region)| Transfer {
-                peer: (self.peer)(child),
-                tag,
-                region,
-            })
-            .collect();
+        let recvs = self.from_children(&children, &temps);
         if !recvs.is_empty() {
             s.exchange(Vec::new(), recvs);
             for &temp in &temps {
@@ -138,6 +130,20 @@ impl<P: Fn(u32) -> u32> Tree<P> {
         if let Some((parent, tag)) = self.parent() {
             s.send((self.peer)(parent), tag, acc);
         }
+    }
+
+    /// One receive from each of `children` (as [`Tree::children`] lists
+    /// them) into the matching region.
+    fn from_children(&self, children: &[(u32, u32, i32)], regions: &[Region]) -> Vec<Transfer> {
+        children
+            .iter()
+            .zip(regions)
+            .map(|(&(child, _, tag), &region)| Transfer {
+                peer: (self.peer)(child),
+                tag,
+                region,
+            })
+            .collect()
     }
 
     /// [`Tree::reduce`] in a pipeline of `segment`-element pieces of `acc`:
@@ -183,15 +189,7 @@ impl<P: Fn(u32) -> u32> Tree<P> {
                 break;
             };
             let landing: Vec<Region> = temps.iter().map(|t| t.sub(0, piece.len)).collect();
-            let recvs: Vec<Transfer> = children
-                .iter()
-                .zip(&landing)
-                .map(|(&(child, _, tag), &region)| Transfer {
-                    peer: (self.peer)(child),
-                    tag,
-                    region,
-                })
-                .collect();
+            let recvs = self.from_children(&children, &landing);
             s.exchange(sends, recvs);
             for &temp in &landing {
                 s.reduce(temp, piece, false);
