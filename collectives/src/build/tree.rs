@@ -120,7 +120,7 @@ impl<P: Fn(u32) -> u32> Tree<P> {
     pub(super) fn reduce(&self, s: &mut Schedule, acc: Region) {
         let children = self.children();
         let temps: Vec<Region> = children.iter().map(|_| s.alloc(acc.len)).collect();
-        let recvs = self.from_children(&children, &temps);
+        let recvs = self.receives_from_children(&children, &temps);
         if !recvs.is_empty() {
             s.exchange(Vec::new(), recvs);
             for &temp in &temps {
@@ -134,7 +134,11 @@ impl<P: Fn(u32) -> u32> Tree<P> {
 
     /// One receive from each of `children` (as [`Tree::children`] lists
     /// them) into the matching region.
-    fn from_children(&self, children: &[(u32, u32, i32)], regions: &[Region]) -> Vec<Transfer> {
+    fn receives_from_children(
+        &self,
+        children: &[(u32, u32, i32)],
+        regions: &[Region],
+    ) -> Vec<Transfer> {
         children
             .iter()
             .zip(regions)
@@ -189,7 +193,7 @@ impl<P: Fn(u32) -> u32> Tree<P> {
                 break;
             };
             let landing: Vec<Region> = temps.iter().map(|t| t.sub(0, piece.len)).collect();
-            let recvs = self.from_children(&children, &landing);
+            let recvs = self.receives_from_children(&children, &landing);
             s.exchange(sends, recvs);
             for &temp in &landing {
                 s.reduce(temp, piece, false);
