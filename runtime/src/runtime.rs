@@ -119,7 +119,7 @@ impl Runtime {
         if let Some(shm) = &shm {
             for &peer in shm.peers() {
                 if shm.routes(peer) {
-                    engine.limit_eager(peer, tuning.shm_eager_limit);
+                    engine.limit_eager(peer, tuning.shm_eager_limit, tuning.shm_eager_limit_lone);
                 }
             }
         }

@@ -36,6 +36,9 @@ pub(crate) struct Tuning {
     /// Largest message sent eagerly to a shared-memory peer
     /// (`MPR_SHM_EAGER_LIMIT`, at most `MPR_EAGER_LIMIT`).
     pub(crate) shm_eager_limit: usize,
+    /// Largest lone message sent eagerly to a shared-memory peer
+    /// (`MPR_SHM_EAGER_LIMIT_LONE`).
+    pub(crate) shm_eager_limit_lone: usize,
     /// Largest record copied through a ring at once (`MPR_SHM_RECORD`).
     pub(crate) shm_record: usize,
     /// Smallest piece moved by single copy (`MPR_SHM_SINGLE_COPY`; 0: never).
@@ -101,6 +104,8 @@ impl Tuning {
                 .clamp(4 << 10, 1 << 30),
             shm_record: bytes("MPR_SHM_RECORD").unwrap_or(DEFAULT_SHM_RECORD),
             shm_eager_limit: bytes("MPR_SHM_EAGER_LIMIT").unwrap_or(DEFAULT_SHM_EAGER_LIMIT),
+            shm_eager_limit_lone: bytes("MPR_SHM_EAGER_LIMIT_LONE")
+                .unwrap_or(DEFAULT_SHM_EAGER_LIMIT_LONE),
             shm_single_copy: bytes("MPR_SHM_SINGLE_COPY").unwrap_or(DEFAULT_SHM_SINGLE_COPY),
             shm_single_copy_max: bytes("MPR_SHM_SINGLE_COPY_MAX")
                 .unwrap_or(DEFAULT_SHM_SINGLE_COPY_MAX),
@@ -130,6 +135,13 @@ const DEFAULT_SHM_RECORD: usize = 32 << 10;
 /// (16 KiB: 11.9 GB/s; an 8 KiB eager limit costs 16 KiB messages a round
 /// trip: 7.2 GB/s).
 const DEFAULT_SHM_EAGER_LIMIT: usize = 16 << 10;
+/// Default eager limit for a lone message to a shared-memory peer (nothing
+/// queued or in flight to it): its payload goes by single copy all the
+/// same, and eager skips the RTS/CTS round trip, which on shared cores
+/// costs a context switch per hop. A stream keeps rendezvous above
+/// [`DEFAULT_SHM_EAGER_LIMIT`]. See the measurements in the commit that
+/// made this limit.
+const DEFAULT_SHM_EAGER_LIMIT_LONE: usize = 32 << 10;
 /// Default range of pieces moved by single copy (`process_vm_readv` by the
 /// receiver), from side-by-side runs on the 2-vCPU development VM (2
 /// ranks, `mpr-bench latency` / `bw`, ring copy vs single copy):

@@ -11,7 +11,10 @@
 //!
 //! # Protocols
 //!
-//! * **Eager** (length ≤ `eager_limit` and the eager credit cost fits): a
+//! * **Eager** (length ≤ `eager_limit` and the eager credit cost fits; a
+//!   transport may lower the limit per peer, with a higher one for a lone
+//!   send that finds nothing queued to that peer, see
+//!   [`Engine::limit_eager`]): a
 //!   payload under `eager_by_reference_min` (4 KiB) is copied into an engine-owned frame at
 //!   `post_send` and a standard send completes at once; a larger one is
 //!   written from the user's buffer and the send completes once the
@@ -314,6 +317,9 @@ struct Peer {
     gone: Option<OpError>,
     /// Largest message sent eagerly to this peer (at most the config's).
     eager_limit: usize,
+    /// The same for a lone message: one that finds nothing queued or in
+    /// flight to this peer (at least `eager_limit`, at most the config's).
+    eager_limit_lone: usize,
 }
 
 /// The messaging engine of one rank; see the module doc.
@@ -367,6 +373,7 @@ impl Engine {
                 goodbye_sent: false,
                 gone: None,
                 eager_limit: config.eager_limit,
+                eager_limit_lone: config.eager_limit,
             })
             .collect();
         Engine {
@@ -618,13 +625,17 @@ impl Engine {
         }
     }
 
-    /// Sends to `peer` switch to rendezvous above `limit` bytes (never
-    /// above the configured eager limit, which receivers enforce): a
-    /// transport that moves large payloads more cheaply than eager copies
-    /// (shared memory's single copy) asks for this.
-    pub fn limit_eager(&mut self, peer: Rank, limit: usize) {
+    /// Sends to `peer` switch to rendezvous above `limit` bytes, or above
+    /// `lone_limit` for a lone send, one that finds nothing queued or in
+    /// flight to `peer` (never above the configured eager limit, which
+    /// receivers enforce; `lone_limit` is at least `limit`). A transport
+    /// that moves large payloads more cheaply than eager copies (shared
+    /// memory's single copy) asks for this; a lone message then skips the
+    /// rendezvous round trip, while a stream keeps it.
+    pub fn limit_eager(&mut self, peer: Rank, limit: usize, lone_limit: usize) {
         if let Some(p) = self.peers.get_mut(peer.index()) {
             p.eager_limit = limit.min(self.config.eager_limit);
+            p.eager_limit_lone = lone_limit.max(limit).min(self.config.eager_limit);
         }
     }
 

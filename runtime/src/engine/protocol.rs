@@ -75,7 +75,12 @@ impl Engine {
                 continue;
             };
             let p = &mut self.peers[peer.index()];
-            let protocol = p.credit.spend(send.len, p.eager_limit);
+            let limit = if p.tx.is_empty() {
+                p.eager_limit_lone
+            } else {
+                p.eager_limit
+            };
+            let protocol = p.credit.spend(send.len, limit);
             if protocol == Protocol::Wait {
                 return;
             }

@@ -372,3 +372,58 @@ fn large_payloads_are_read_straight_into_the_user_buffer() {
         (ok(0, 0, 5000), payload(1, 5000))
     );
 }
+
+/// The kinds of the frames `e` has queued for `peer`, in order.
+fn queued_kinds(e: &Engine, peer: u32) -> Vec<frame::Kind> {
+    let mut slices = Vec::new();
+    e.transmit_slices(r(peer), &mut slices, usize::MAX);
+    let bytes: Vec<u8> = slices.iter().flat_map(|s| s.iter().copied()).collect();
+    let mut kinds = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let head: &[u8; frame::HEADER_LEN] = bytes[at..at + frame::HEADER_LEN]
+            .try_into()
+            .expect("a whole header");
+        let h = frame::Header::decode(head).expect("a valid header");
+        at += frame::HEADER_LEN
+            + if h.kind.has_payload() {
+                h.arg as usize
+            } else {
+                0
+            };
+        kinds.push(h.kind);
+    }
+    kinds
+}
+
+#[test]
+fn a_lone_send_goes_eager_up_to_its_own_limit_and_a_queued_one_does_not() {
+    use frame::Kind::{Eager, Rts};
+    let config = EngineConfig {
+        eager_limit: 4096,
+        ..small_config()
+    };
+    let mut e = Engine::new(r(0), 2, config);
+    e.limit_eager(r(1), 256, 1024);
+    // Nothing queued to rank 1: 512 bytes go eager.
+    send(&mut e, 1, 0, payload(1, 512), SendMode::Standard);
+    assert_eq!(queued_kinds(&e, 1), [Eager]);
+    // Behind it, the same size asks for a rendezvous; small ones stay eager.
+    send(&mut e, 1, 1, payload(2, 512), SendMode::Standard);
+    send(&mut e, 1, 2, payload(3, 100), SendMode::Standard);
+    assert_eq!(queued_kinds(&e, 1), [Eager, Rts, Eager]);
+    // Once everything is written, a lone send above the lone limit is a
+    // rendezvous again.
+    let mut slices = Vec::new();
+    e.transmit_slices(r(1), &mut slices, usize::MAX);
+    let all: usize = slices.iter().map(|s| s.len()).sum();
+    e.transmitted(r(1), all);
+    send(&mut e, 1, 3, payload(4, 2048), SendMode::Standard);
+    assert_eq!(queued_kinds(&e, 1), [Rts]);
+    // The lone limit never exceeds the configured eager limit, nor falls
+    // below the stream's.
+    e.limit_eager(r(1), 256, 1 << 20);
+    assert_eq!(e.peers[1].eager_limit_lone, 4096);
+    e.limit_eager(r(1), 256, 16);
+    assert_eq!(e.peers[1].eager_limit_lone, 256);
+}
