@@ -116,7 +116,14 @@ impl CommInner {
             .or_else(|| forced_by_env(collective));
         match forced {
             Some(algorithm) if collective.supports(algorithm, commutative) => algorithm,
-            _ => mpr_collectives::select(collective, self.group.size(), bytes, count, commutative),
+            _ => mpr_collectives::select(
+                collective,
+                self.group.size(),
+                bytes,
+                count,
+                commutative,
+                self.shares_memory(),
+            ),
         }
     }
 
@@ -430,7 +437,7 @@ impl Comm {
         let root = inner.root(root.into())?;
         let (rank, size) = (inner.rank.0, inner.group.size());
         let commutative = op.is_commutative();
-        let shared = || inner.rt.share_memory(inner.group.members());
+        let shared = || inner.shares_memory();
         let segment = mpr_collectives::reduce_segment(size, send.len(), size_of::<T>(), shared);
         let key = ScheduleKey::new(Collective::Reduce, None, root, send.len(), commutative)
             .segmented(segment);

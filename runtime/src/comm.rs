@@ -147,9 +147,20 @@ pub(crate) struct CommInner {
     pub(crate) forced: Forced,
     /// Collective schedules by call shape.
     pub(crate) schedules: crate::collective::cache::ScheduleCache,
+    /// Whether every member offered shared memory in one domain (computed
+    /// on first use; the same answer on every member).
+    shares_memory: std::sync::OnceLock<bool>,
 }
 
 impl CommInner {
+    /// Whether every member offered shared memory in one domain: the same
+    /// answer on every member, so collectives may choose by it.
+    pub(crate) fn shares_memory(&self) -> bool {
+        *self
+            .shares_memory
+            .get_or_init(|| self.rt.share_memory(self.group.members()))
+    }
+
     /// A communicator derived from `parent` (by dup or split), with its own
     /// contexts.
     pub(crate) fn derived(
@@ -167,6 +178,7 @@ impl CommInner {
             contexts: Arc::clone(&parent.contexts),
             forced: Forced::default(),
             schedules: Default::default(),
+            shares_memory: Default::default(),
         }
     }
 
@@ -234,6 +246,7 @@ impl Comm {
                 contexts: Arc::new(ContextCounter::after_world()),
                 forced: Forced::default(),
                 schedules: Default::default(),
+                shares_memory: Default::default(),
             }),
         }
     }

@@ -686,12 +686,25 @@ fn checker_catches_mismatches_and_deadlocks() {
 }
 
 #[test]
+fn bcast_selection_follows_the_measurements_and_the_transport() {
+    let bcast = |p, bytes, shared| select(Collective::Bcast, p, bytes, 0, true, shared);
+    assert_eq!(bcast(4, 1 << 20, false), Algorithm::Linear);
+    assert_eq!(bcast(8, 64 << 10, false), Algorithm::Linear);
+    assert_eq!(bcast(8, 256 << 10, false), Algorithm::Binomial);
+    assert_eq!(bcast(8, 256 << 10, true), Algorithm::Linear);
+    assert_eq!(bcast(8, 1 << 20, true), Algorithm::Binomial);
+    assert_eq!(bcast(16, 8, true), Algorithm::Binomial);
+    assert_eq!(bcast(16, 1 << 20, false), Algorithm::ScatterAllgather);
+}
+
+#[test]
 fn selection_picks_supported_algorithms() {
     for collective in Collective::ALL {
         for p in 1..=64 {
             for bytes in [0usize, 8, 4096, 100_000, 1 << 20] {
                 for commutative in [false, true] {
-                    let chosen = select(collective, p, bytes, bytes / 8, commutative);
+                    let shared = p % 2 == 0;
+                    let chosen = select(collective, p, bytes, bytes / 8, commutative, shared);
                     assert!(
                         collective.supports(chosen, commutative),
                         "{collective} p {p} bytes {bytes}: {chosen}"
