@@ -139,9 +139,13 @@ const DEFAULT_SHM_EAGER_LIMIT: usize = 16 << 10;
 /// queued or in flight to it): its payload goes by single copy all the
 /// same, and eager skips the RTS/CTS round trip, which on shared cores
 /// costs a context switch per hop. A stream keeps rendezvous above
-/// [`DEFAULT_SHM_EAGER_LIMIT`]. See the measurements in the commit that
-/// made this limit.
-const DEFAULT_SHM_EAGER_LIMIT_LONE: usize = 32 << 10;
+/// [`DEFAULT_SHM_EAGER_LIMIT`]. Measured 2026-11-25 (medians of 3-5
+/// alternating runs, µs, 64 KiB messages, lone limit 32 KiB → 64 KiB,
+/// once eager payloads for posted receives landed in place): bcast at 2 /
+/// 4 / 8 ranks 3.82 → 3.17, 13.1 → 5.4, 21.5 → 8.0; alltoall at 2 ranks
+/// 9.05 → 5.51; latency 4.71 → 4.47; streaming bandwidth 14.1 → 13.4
+/// GB/s. 64 KiB is also the engine's eager limit, which receivers enforce.
+const DEFAULT_SHM_EAGER_LIMIT_LONE: usize = 64 << 10;
 /// Default range of pieces moved by single copy (`process_vm_readv` by the
 /// receiver), from side-by-side runs on the 2-vCPU development VM (2
 /// ranks, `mpr-bench latency` / `bw`, ring copy vs single copy):

@@ -19,7 +19,12 @@
 //!   `post_send` and a standard send completes at once; a larger one is
 //!   written from the user's buffer and the send completes once the
 //!   transport has taken its last byte (one copy fewer). A synchronous send
-//!   completes when the receiver's ACK says it matched.
+//!   completes when the receiver's ACK says it matched. On the receiving
+//!   side, a frame whose payload has not all come is matched when its
+//!   header arrives if a posted receive is waiting and more than
+//!   `direct_read_min` bytes are missing: the rest then lands straight in
+//!   the user's buffer, as DATA does (a short buffer fails with `Truncated`
+//!   and the payload is dropped).
 //! * **Rendezvous** (larger, or eager credit exhausted): RTS, matched like
 //!   any message; the receiver answers CTS (or CTS+DISCARD when its buffer
 //!   is short: the receive fails with `Truncated`, the send succeeds, no data

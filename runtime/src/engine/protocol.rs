@@ -341,7 +341,7 @@ impl Engine {
 }
 
 /// The truncation error for a message that does not fit.
-fn truncated(status: Status, buffer_len: usize) -> OpError {
+pub(super) fn truncated(status: Status, buffer_len: usize) -> OpError {
     OpError::Truncated {
         source: status.source,
         tag: status.tag,

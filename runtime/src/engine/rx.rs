@@ -51,12 +51,16 @@ impl Staging {
 pub(super) enum RxState {
     /// A frame header (an EAGER frame is handled once it is whole).
     Header,
-    /// `len - offset` more bytes of a DATA payload for receive `req`.
+    /// `len - offset` more bytes of a payload for receive `req`: DATA, or
+    /// a large EAGER payload whose receive was posted when its header came.
     Data {
         req: RequestId,
         offset: usize,
         len: usize,
     },
+    /// `left` more bytes of an EAGER payload to drop (its receive was too
+    /// short and has failed with `Truncated`).
+    Skip { left: usize },
 }
 
 /// The receive side of one link.
@@ -200,6 +204,18 @@ impl Engine {
                     self.peers[peer.index()].rx.state = RxState::Header;
                     self.data_done(req);
                 }
+                RxState::Skip { left } => {
+                    if avail == 0 {
+                        return Ok(start);
+                    }
+                    let k = avail.min(left);
+                    start += k;
+                    self.peers[peer.index()].rx.state = if k < left {
+                        RxState::Skip { left: left - k }
+                    } else {
+                        RxState::Header
+                    };
+                }
                 RxState::Header => {
                     if avail < HEADER_LEN {
                         return Ok(start);
@@ -210,6 +226,11 @@ impl Engine {
                     if header.kind == Kind::Eager {
                         let end = start + HEADER_LEN + header.arg as usize;
                         if end > bytes.len() {
+                            let here = &bytes[start + HEADER_LEN..];
+                            if self.eager_into_posted(peer, &header, here)? {
+                                start = bytes.len();
+                                continue;
+                            }
                             return Ok(start);
                         }
                         self.on_eager(peer, &header, &bytes[start + HEADER_LEN..end])?;
@@ -321,6 +342,59 @@ impl Engine {
             });
         }
         Ok(())
+    }
+
+    /// An EAGER header whose payload has not all come (`here` is what has):
+    /// if the rest is large and a posted receive matches, the frame is
+    /// matched now and the rest lands straight in the user's buffer (read
+    /// from the socket, or pulled by single copy), as DATA would; true if
+    /// so. Otherwise the frame waits to be whole in staging.
+    fn eager_into_posted(
+        &mut self,
+        peer: Rank,
+        h: &Header,
+        here: &[u8],
+    ) -> Result<bool, ProtocolError> {
+        let len = h.arg as usize;
+        if len - here.len() <= self.config.direct_read_min {
+            return Ok(false);
+        }
+        let Some(recv) = self.posted.take_match(h.context, peer, h.tag) else {
+            return Ok(false);
+        };
+        let cost = FRAME_COST + len;
+        self.charge(peer, cost)?;
+        self.return_credit(peer, cost);
+        if h.flags & FLAG_SYNC != 0 {
+            self.queue_ack(peer, h.id);
+        }
+        let status = super::Status {
+            source: peer,
+            tag: h.tag,
+            len,
+        };
+        let Some(req) = self.requests.recv_mut(recv) else {
+            self.peers[peer.index()].rx.state = RxState::Skip {
+                left: len - here.len(),
+            };
+            return Ok(true);
+        };
+        let buffer_len = req.buf.bytes_mut().len();
+        if buffer_len < len {
+            self.peers[peer.index()].rx.state = RxState::Skip {
+                left: len - here.len(),
+            };
+            self.recv_done(recv, Err(super::protocol::truncated(status, buffer_len)));
+            return Ok(true);
+        }
+        req.buf.bytes_mut()[..here.len()].copy_from_slice(here);
+        req.state = RecvState::Receiving { peer, status };
+        self.peers[peer.index()].rx.state = RxState::Data {
+            req: recv,
+            offset: here.len(),
+            len,
+        };
+        Ok(true)
     }
 
     /// Any frame but EAGER, header consumed.

@@ -427,3 +427,71 @@ fn a_lone_send_goes_eager_up_to_its_own_limit_and_a_queued_one_does_not() {
     e.limit_eager(r(1), 256, 16);
     assert_eq!(e.peers[1].eager_limit_lone, 256);
 }
+
+/// Everything `e` has queued for `peer`, marked written.
+fn take_wire(e: &mut Engine, peer: u32) -> Vec<u8> {
+    let mut slices = Vec::new();
+    e.transmit_slices(r(peer), &mut slices, usize::MAX);
+    let bytes: Vec<u8> = slices.iter().flat_map(|s| s.iter().copied()).collect();
+    e.transmitted(r(peer), bytes.len());
+    bytes
+}
+
+#[test]
+fn a_large_eager_payload_for_a_posted_receive_lands_in_its_buffer_as_it_comes() {
+    // small_config: eager up to 256 bytes, direct reads above 64.
+    let mut a = Engine::new(r(0), 2, small_config());
+    let mut b = Engine::new(r(1), 2, small_config());
+    let v = recv(&mut b, from(0), tag(5), 250);
+    send(&mut a, 1, 5, payload(7, 200), SendMode::Synchronous);
+    send(&mut a, 1, 6, payload(8, 3), SendMode::Standard);
+    let wire = take_wire(&mut a, 1);
+    // The header and 10 payload bytes: matched now, the rest goes straight
+    // into the user's buffer, and the synchronous sender is acknowledged.
+    b.received_from(r(0), &wire[..frame::HEADER_LEN + 10])
+        .unwrap();
+    assert!(matches!(
+        b.peers[0].rx.state,
+        rx::RxState::Data {
+            offset: 10,
+            len: 200,
+            ..
+        }
+    ));
+    assert_eq!(queued_kinds(&b, 0), [frame::Kind::Ack]);
+    let target = b.recv_target(r(0));
+    assert_eq!(target.len(), 190, "the rest of the user's buffer");
+    target.copy_from_slice(&wire[frame::HEADER_LEN + 10..frame::HEADER_LEN + 200]);
+    b.received(r(0), 190).unwrap();
+    let (status, data) = done(&mut b, v);
+    assert_eq!(status, ok(0, 5, 200));
+    assert_eq!(data[..200], payload(7, 200)[..]);
+    // The frame after it parses as usual.
+    b.received_from(r(0), &wire[frame::HEADER_LEN + 200..])
+        .unwrap();
+    let w = recv(&mut b, from(0), tag(6), 3);
+    assert_eq!(done(&mut b, w), (ok(0, 6, 3), payload(8, 3)));
+}
+
+#[test]
+fn a_large_eager_payload_for_a_short_posted_receive_is_dropped_with_truncated() {
+    let mut a = Engine::new(r(0), 2, small_config());
+    let mut b = Engine::new(r(1), 2, small_config());
+    let v = recv(&mut b, from(0), tag(1), 100);
+    send(&mut a, 1, 1, payload(1, 200), SendMode::Standard);
+    send(&mut a, 1, 2, payload(2, 5), SendMode::Standard);
+    let wire = take_wire(&mut a, 1);
+    for chunk in wire.chunks(37) {
+        b.received_from(r(0), chunk).unwrap();
+    }
+    assert!(matches!(
+        done(&mut b, v).0,
+        Err(OpError::Truncated {
+            message_len: 200,
+            buffer_len: 100,
+            ..
+        })
+    ));
+    let w = recv(&mut b, from(0), tag(2), 5);
+    assert_eq!(done(&mut b, w), (ok(0, 2, 5), payload(2, 5)));
+}
