@@ -373,11 +373,16 @@ fn large_payloads_are_read_straight_into_the_user_buffer() {
     );
 }
 
-/// The kinds of the frames `e` has queued for `peer`, in order.
-fn queued_kinds(e: &Engine, peer: u32) -> Vec<frame::Kind> {
+/// The bytes `e` has queued for `peer`.
+fn queued_bytes(e: &Engine, peer: u32) -> Vec<u8> {
     let mut slices = Vec::new();
     e.transmit_slices(r(peer), &mut slices, usize::MAX);
-    let bytes: Vec<u8> = slices.iter().flat_map(|s| s.iter().copied()).collect();
+    slices.iter().flat_map(|s| s.iter().copied()).collect()
+}
+
+/// The kinds of the frames `e` has queued for `peer`, in order.
+fn queued_kinds(e: &Engine, peer: u32) -> Vec<frame::Kind> {
+    let bytes = queued_bytes(e, peer);
     let mut kinds = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
@@ -414,10 +419,7 @@ fn a_lone_send_goes_eager_up_to_its_own_limit_and_a_queued_one_does_not() {
     assert_eq!(queued_kinds(&e, 1), [Eager, Rts, Eager]);
     // Once everything is written, a lone send above the lone limit is a
     // rendezvous again.
-    let mut slices = Vec::new();
-    e.transmit_slices(r(1), &mut slices, usize::MAX);
-    let all: usize = slices.iter().map(|s| s.len()).sum();
-    e.transmitted(r(1), all);
+    take_wire(&mut e, 1);
     send(&mut e, 1, 3, payload(4, 2048), SendMode::Standard);
     assert_eq!(queued_kinds(&e, 1), [Rts]);
     // The lone limit never exceeds the configured eager limit, nor falls
@@ -430,9 +432,7 @@ fn a_lone_send_goes_eager_up_to_its_own_limit_and_a_queued_one_does_not() {
 
 /// Everything `e` has queued for `peer`, marked written.
 fn take_wire(e: &mut Engine, peer: u32) -> Vec<u8> {
-    let mut slices = Vec::new();
-    e.transmit_slices(r(peer), &mut slices, usize::MAX);
-    let bytes: Vec<u8> = slices.iter().flat_map(|s| s.iter().copied()).collect();
+    let bytes = queued_bytes(e, peer);
     e.transmitted(r(peer), bytes.len());
     bytes
 }
