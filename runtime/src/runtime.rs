@@ -117,11 +117,11 @@ impl Runtime {
     ) -> Arc<Runtime> {
         let waker = tcp.waker();
         if let Some(shm) = &shm {
-            for &peer in shm.peers() {
-                if shm.routes(peer) {
-                    engine.limit_eager(peer, tuning.shm_eager_limit, tuning.shm_eager_limit_lone);
-                }
-            }
+            shm.configure(
+                &mut engine,
+                tuning.shm_eager_limit,
+                tuning.shm_eager_limit_lone,
+            );
         }
         let runtime = Arc::new(Runtime {
             rank: engine.rank(),

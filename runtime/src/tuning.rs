@@ -47,6 +47,10 @@ pub(crate) struct Tuning {
     pub(crate) shm_single_copy_max: usize,
     /// Smallest lone piece moved by single copy (`MPR_SHM_SINGLE_COPY_LONE`).
     pub(crate) shm_single_copy_lone: usize,
+    /// Largest rendezvous message the receiver pulls (`MPR_SHM_PULL_MAX`).
+    pub(crate) shm_pull_max: usize,
+    /// The same for a lone message (`MPR_SHM_PULL_MAX_LONE`).
+    pub(crate) shm_pull_max_lone: usize,
 }
 
 impl Tuning {
@@ -111,6 +115,8 @@ impl Tuning {
                 .unwrap_or(DEFAULT_SHM_SINGLE_COPY_MAX),
             shm_single_copy_lone: bytes("MPR_SHM_SINGLE_COPY_LONE")
                 .unwrap_or(DEFAULT_SHM_SINGLE_COPY_LONE),
+            shm_pull_max: bytes("MPR_SHM_PULL_MAX").unwrap_or(DEFAULT_SHM_PULL_MAX),
+            shm_pull_max_lone: bytes("MPR_SHM_PULL_MAX_LONE").unwrap_or(DEFAULT_SHM_PULL_MAX_LONE),
         }
     }
 
@@ -183,6 +189,25 @@ const DEFAULT_SHM_SINGLE_COPY_MAX: usize = 512 << 10;
 /// (1.49 against 1.56-1.62), and a collective's transient sends are sliced
 /// to 8 KiB and must stay in the ring.
 const DEFAULT_SHM_SINGLE_COPY_LONE: usize = 16 << 10;
+/// Default largest rendezvous message pulled by its receiver (see
+/// `engine/pull.rs`), and the same for a lone message. Measured 2026-11-25
+/// (medians of 5-7 alternating runs, pulls off against on):
+///
+/// | | off | on |
+/// |---|---|---|
+/// | 4-rank bcast, 128 KiB / 256 KiB / 1 MiB | 24.0 / 39.3 / 225 µs | 17.2 / 35.0 / 191 µs |
+/// | 4-rank allreduce, 32 KiB / 128 KiB | 34.4 / 153 µs | 24.7 / 125 µs |
+/// | 2-rank alltoall, 128 KiB / 256 KiB | 16.3 / 29.3 µs | 10.6 / 20.4 µs |
+///
+/// Above 512 KiB the ring wins a stream (2 ranks, pulls up to 8 MiB: 1
+/// MiB 9.2 against 11.0 GB/s, 2 MiB 5.4 against 6.9), where sender and
+/// receiver copy in parallel. A lone 1 MiB message pulled cut the 2-rank
+/// latency from 103 to 91 µs, but a 4-rank gather of 1 MiB blocks went
+/// from 408 to 676 µs: the root then copies every block itself. So lone
+/// messages keep the same limit by default.
+const DEFAULT_SHM_PULL_MAX: usize = 512 << 10;
+/// See [`DEFAULT_SHM_PULL_MAX`].
+const DEFAULT_SHM_PULL_MAX_LONE: usize = 512 << 10;
 
 /// Parses `65536`, `64k`, `64KiB`, `4m`, `4MiB`, `1g`.
 pub(crate) fn parse_bytes(text: &str) -> Option<usize> {

@@ -27,8 +27,8 @@ fn ring_passes_a_token_around_every_rank() {
 #[test]
 fn messages_of_every_protocol_size_arrive_intact() {
     // Over shared memory: inline, eager through the ring, a lone message
-    // by single copy from 16 KiB (eager and rendezvous), every message by
-    // single copy from 32 KiB, the ring again above 512 KiB.
+    // by single copy from 16 KiB (eager), rendezvous messages pulled by the
+    // receiver up to 512 KiB, the ring again above.
     let sizes = [
         0usize,
         1,

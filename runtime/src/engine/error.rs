@@ -106,6 +106,14 @@ pub enum ProtocolError {
         /// The length of the DATA frame.
         got: u64,
     },
+    /// The memory a PULL offered could not be read.
+    #[error("rank {peer} offered memory that cannot be read (errno {errno})")]
+    PullFailed {
+        /// The peer of the link.
+        peer: Rank,
+        /// The error of `process_vm_readv`.
+        errno: i32,
+    },
     /// A frame arrived after the peer's GOODBYE.
     #[error("rank {peer} sent a frame after GOODBYE")]
     AfterGoodbye {

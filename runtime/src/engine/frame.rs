@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Only three kinds carry a payload, whose length is `arg`: HELLO (the job
-//! secret), EAGER and DATA. Decoding checks everything that can be checked
+//! secret), EAGER and DATA. PULL is followed by a fixed 8-byte body (the
+//! address of the message in the sender's memory). Decoding checks everything that can be checked
 //! without knowing the link (version, kind, flags, length caps); the engine
 //! checks the rest (source rank, ids, credit, eager limit).
 
@@ -27,8 +28,11 @@ pub const FLAG_DISCARD: u16 = 1 << 1;
 pub const MAX_HELLO_LEN: u64 = 4096;
 /// Hard cap on an EAGER payload; the configured eager limit is clamped to it.
 pub const MAX_EAGER_LEN: u64 = 16 << 20;
-/// Hard cap on a message length (RTS) and a DATA payload: 1 TiB.
+/// Hard cap on a message length (RTS, PULL) and a DATA payload: 1 TiB.
 pub const MAX_MESSAGE_LEN: u64 = 1 << 40;
+/// Length of the body after a PULL header: the little-endian address of
+/// the message in the sender's memory.
+pub const PULL_BODY_LEN: usize = 8;
 
 /// What a frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,12 +50,19 @@ pub enum Kind {
     Cts = 5,
     /// Rendezvous payload: `id` = receive id, `arg` = length.
     Data = 6,
-    /// A synchronous eager send was matched: `id` = send id.
+    /// A synchronous eager send was matched, or a PULL was copied (or
+    /// discarded): `id` = send id.
     Ack = 7,
     /// Flow-control credit returned to the sender: `arg` = bytes.
     Credit = 8,
     /// The sender will send nothing more on this link.
     Goodbye = 9,
+    /// Ready-to-pull, an RTS whose payload the receiver copies straight
+    /// from the sender's memory once matched (peers on one host): `id` =
+    /// send id, `arg` = message length, then a [`PULL_BODY_LEN`]-byte body
+    /// with the address. The receiver answers ACK once it has copied (or
+    /// discarded) the message.
+    Pull = 10,
 }
 
 impl Kind {
@@ -67,6 +78,7 @@ impl Kind {
             7 => Kind::Ack,
             8 => Kind::Credit,
             9 => Kind::Goodbye,
+            10 => Kind::Pull,
             _ => return None,
         })
     }
@@ -74,7 +86,7 @@ impl Kind {
     /// The flag bits this kind may carry.
     pub fn allowed_flags(self) -> u16 {
         match self {
-            Kind::Eager | Kind::Rts => FLAG_SYNC,
+            Kind::Eager | Kind::Rts | Kind::Pull => FLAG_SYNC,
             Kind::Cts => FLAG_DISCARD,
             _ => 0,
         }
@@ -90,7 +102,7 @@ impl Kind {
         match self {
             Kind::Hello => Some(MAX_HELLO_LEN),
             Kind::Eager => Some(MAX_EAGER_LEN),
-            Kind::Rts | Kind::Data => Some(MAX_MESSAGE_LEN),
+            Kind::Rts | Kind::Pull | Kind::Data => Some(MAX_MESSAGE_LEN),
             _ => None,
         }
     }
@@ -129,9 +141,14 @@ impl Header {
         }
     }
 
-    /// Length of the payload that follows this header.
+    /// Length of the bytes that follow this header: the payload, or the
+    /// body of a PULL.
     pub fn payload_len(&self) -> u64 {
-        if self.kind.has_payload() { self.arg } else { 0 }
+        match self.kind {
+            Kind::Pull => PULL_BODY_LEN as u64,
+            kind if kind.has_payload() => self.arg,
+            _ => 0,
+        }
     }
 
     /// The 32 wire bytes.
@@ -187,7 +204,7 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
-    const KINDS: [Kind; 9] = [
+    const KINDS: [Kind; 10] = [
         Kind::Hello,
         Kind::HelloAck,
         Kind::Eager,
@@ -197,6 +214,7 @@ mod tests {
         Kind::Ack,
         Kind::Credit,
         Kind::Goodbye,
+        Kind::Pull,
     ];
 
     #[test]
@@ -213,7 +231,7 @@ mod tests {
                     id: 0x0123_4567_89ab_cdef,
                     arg: if kind.has_payload() { 17 } else { u64::MAX },
                 };
-                let h = if kind == Kind::Rts {
+                let h = if matches!(kind, Kind::Rts | Kind::Pull) {
                     Header { arg: 1 << 30, ..h }
                 } else {
                     h
@@ -232,8 +250,8 @@ mod tests {
         b = good;
         b[1] = 0;
         assert_eq!(Header::decode(&b), Err(ProtocolError::UnknownKind(0)));
-        b[1] = 10;
-        assert_eq!(Header::decode(&b), Err(ProtocolError::UnknownKind(10)));
+        b[1] = 11;
+        assert_eq!(Header::decode(&b), Err(ProtocolError::UnknownKind(11)));
         b = good;
         b[2] = FLAG_DISCARD as u8;
         assert!(matches!(
@@ -282,7 +300,7 @@ mod tests {
             if i % 2 == 0 {
                 // Bias towards plausible headers so decoding gets past the first checks.
                 b[0] = VERSION;
-                b[1] = rng.random_range(0..=10);
+                b[1] = rng.random_range(0..=11);
                 b[2] = rng.random_range(0..=3);
                 b[3] = 0;
                 b[29..32].fill(0);

@@ -33,6 +33,14 @@
 //!   receiver completes when its last byte lands, read straight from the
 //!   socket into the user's buffer when more than `direct_read_min` bytes
 //!   remain.
+//! * **Pull** (rendezvous between peers on one host that may read each
+//!   other's memory; a transport enables it per peer with
+//!   [`Engine::offer_pulls`] and [`Engine::pull_from`]): PULL is an RTS
+//!   that carries the address of the sender's buffer. The receiver that
+//!   matches it copies the message from there (`process_vm_readv`) and
+//!   answers ACK, on which the send completes; a short buffer fails the
+//!   receive with `Truncated` and is ACKed all the same. No CTS/DATA round
+//!   trip: see `pull.rs`.
 //! * **Self-sends** match locally. Small ones are buffered like eager
 //!   messages (bounded by a credit window of their own) and complete at
 //!   once; large or synchronous ones complete when matched.
@@ -75,12 +83,15 @@ mod flow;
 pub mod frame;
 mod matching;
 mod protocol;
+mod pull;
 mod request;
 mod rx;
 mod tx;
 
 #[cfg(test)]
 mod fault_tests;
+#[cfg(test)]
+mod pull_tests;
 #[cfg(test)]
 mod sim;
 #[cfg(test)]
@@ -92,6 +103,7 @@ use std::io::IoSlice;
 
 pub use error::{OpError, ProtocolError};
 pub(crate) use matching::FxHasher;
+pub use pull::PeerMemory;
 
 use crate::buffer::{RawRecv, RawSend};
 use crate::{ContextId, Rank, Tag};
@@ -325,6 +337,15 @@ struct Peer {
     /// The same for a lone message: one that finds nothing queued or in
     /// flight to this peer (at least `eager_limit`, at most the config's).
     eager_limit_lone: usize,
+    /// Rendezvous sends of at most this many bytes go by pull (0: none).
+    pull_max: usize,
+    /// The same for a lone send: nothing queued to the peer and no pull
+    /// in flight (at least `pull_max`).
+    pull_max_lone: usize,
+    /// Sends to this peer waiting for the ACK of their PULL.
+    pulls_in_flight: usize,
+    /// This rank may read the peer's memory (it accepts PULL frames).
+    memory: Option<PeerMemory>,
 }
 
 /// The messaging engine of one rank; see the module doc.
@@ -379,6 +400,10 @@ impl Engine {
                 gone: None,
                 eager_limit: config.eager_limit,
                 eager_limit_lone: config.eager_limit,
+                pull_max: 0,
+                pull_max_lone: 0,
+                pulls_in_flight: 0,
+                memory: None,
             })
             .collect();
         Engine {

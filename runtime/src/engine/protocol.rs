@@ -27,6 +27,8 @@ pub(super) enum Body {
     Eager { payload: Vec<u8>, ack: Option<u64> },
     /// At the sender, announced by an RTS with this send id.
     Rts { send_id: u64 },
+    /// At `addr` in the sender's memory, announced by a PULL.
+    Pull { send_id: u64, addr: u64 },
     /// In the buffer of this rank's own send request.
     Local { send: RequestId },
 }
@@ -45,7 +47,7 @@ impl Message {
     fn cost(&self) -> usize {
         match &self.body {
             Body::Eager { payload, .. } => FRAME_COST + payload.len(),
-            Body::Rts { .. } => FRAME_COST,
+            Body::Rts { .. } | Body::Pull { .. } => FRAME_COST,
             Body::Local { .. } => 0,
         }
     }
@@ -105,10 +107,24 @@ impl Engine {
                 self.dirty.insert(peer);
                 continue;
             }
+            // The receiver of a PULL copies the payload from here once
+            // matched; the request keeps the buffer until its ACK.
+            let lone = p.tx.is_empty() && p.pulls_in_flight == 0;
+            let pull_max = if lone { p.pull_max_lone } else { p.pull_max };
+            let pull_from = (send.len <= pull_max)
+                .then_some(send.buf.as_ref())
+                .flatten()
+                .filter(|buf| !buf.is_transient())
+                .map(|buf| buf.bytes().as_ptr() as u64);
             if protocol == Protocol::Eager {
                 let buf = send.buf.as_ref().expect("a waiting send holds its buffer");
                 p.tx.push_frame(&h, buf.bytes());
                 send.state = SendState::AwaitAck;
+            } else if let Some(addr) = pull_from {
+                h.kind = Kind::Pull;
+                p.tx.push_frame(&h, &addr.to_le_bytes());
+                p.pulls_in_flight += 1;
+                send.state = SendState::AwaitPulled;
             } else {
                 h.kind = Kind::Rts;
                 p.tx.push_frame(&h, &[]);
@@ -218,6 +234,9 @@ impl Engine {
                 self.deliver_bytes(id, status, buf.as_ref().map_or(&[], |b| b.bytes()));
                 self.send_done(send, Ok(()), buf);
             }
+            Body::Pull { send_id, addr } => {
+                self.deliver_pull(msg.source, status, send_id, addr, id)
+            }
             Body::Rts { send_id } => {
                 if let Some(error) = self.peers[msg.source.index()].gone.clone() {
                     return self.recv_done(id, Err(error));
@@ -305,6 +324,8 @@ impl Engine {
     pub(super) fn peer_gone(&mut self, peer: Rank, error: OpError, link_lost: bool) {
         let p = &mut self.peers[peer.index()];
         let mut failed = Vec::new();
+        // Its sends waiting to be pulled fail below.
+        p.pulls_in_flight = 0;
         if link_lost {
             p.failed = true;
             for (id, buf) in p.tx.clear() {
@@ -320,7 +341,8 @@ impl Engine {
         }
         failed.extend(p.waiting.drain(..).map(|id| (id, None)));
         let in_flight = self.requests.pending_where(|r| match r {
-            Request::Send(s) => s.dest == peer && matches!(s.state, SendState::AwaitAck | SendState::AwaitCts),
+            Request::Send(s) => s.dest == peer
+                && matches!(s.state, SendState::AwaitAck | SendState::AwaitCts | SendState::AwaitPulled),
             Request::Recv(r) => matches!(r.state,
                 RecvState::AwaitData { peer: p, .. } | RecvState::Receiving { peer: p, .. } if p == peer),
             Request::Done(_) => false,

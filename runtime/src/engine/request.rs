@@ -19,6 +19,9 @@ pub(super) enum SendState {
     AwaitAck,
     /// RTS queued; waiting for the CTS.
     AwaitCts,
+    /// PULL queued; waiting for the ACK that says the receiver copied it
+    /// (the request holds the buffer the receiver reads).
+    AwaitPulled,
     /// DATA frame queued; the tx queue holds the buffer.
     Transmitting,
     /// A self-send in the unexpected queue, holding its buffer until matched.

@@ -12,7 +12,7 @@
 //! there.
 
 use super::flow::FRAME_COST;
-use super::frame::{FLAG_DISCARD, FLAG_SYNC, HEADER_LEN, Header, Kind};
+use super::frame::{FLAG_DISCARD, FLAG_SYNC, HEADER_LEN, Header, Kind, PULL_BODY_LEN};
 use super::protocol::{Body, Message};
 use super::request::{RecvState, SendState};
 use super::{Engine, ProtocolError, RequestId};
@@ -88,6 +88,11 @@ impl Rx {
     /// The protocol error that broke this link, if any.
     pub(super) fn error(&self) -> Option<ProtocolError> {
         self.error.clone()
+    }
+
+    /// Records the protocol error that breaks this link.
+    pub(super) fn set_error(&mut self, error: ProtocolError) {
+        self.error = Some(error);
     }
 
     /// Forgets everything in flight (the link is gone).
@@ -235,6 +240,14 @@ impl Engine {
                         }
                         self.on_eager(peer, &header, &bytes[start + HEADER_LEN..end])?;
                         start = end;
+                    } else if header.kind == Kind::Pull {
+                        let end = start + HEADER_LEN + PULL_BODY_LEN;
+                        let Some(body) = bytes.get(start + HEADER_LEN..end) else {
+                            return Ok(start);
+                        };
+                        let addr = u64::from_le_bytes(body.try_into().expect("8 bytes"));
+                        start = end;
+                        self.on_pull(peer, &header, addr)?;
                     } else {
                         start += HEADER_LEN;
                         self.on_control(peer, &header)?;
@@ -303,7 +316,7 @@ impl Engine {
     }
 
     /// Charges `cost` credit to `peer`.
-    fn charge(&mut self, peer: Rank, cost: usize) -> Result<(), ProtocolError> {
+    pub(super) fn charge(&mut self, peer: Rank, cost: usize) -> Result<(), ProtocolError> {
         let window = self.config.credit_window;
         self.peers[peer.index()]
             .credit
@@ -400,7 +413,7 @@ impl Engine {
     /// Any frame but EAGER, header consumed.
     fn on_control(&mut self, peer: Rank, h: &Header) -> Result<(), ProtocolError> {
         match h.kind {
-            Kind::Hello | Kind::HelloAck | Kind::Eager => {
+            Kind::Hello | Kind::HelloAck | Kind::Eager | Kind::Pull => {
                 return Err(ProtocolError::UnexpectedKind { peer, kind: h.kind });
             }
             Kind::Rts => {
@@ -424,7 +437,14 @@ impl Engine {
             Kind::Ack => {
                 let id = RequestId(h.id);
                 match self.requests.send_mut(id) {
-                    Some(s) if s.dest == peer && s.state == SendState::AwaitAck => {
+                    Some(s)
+                        if s.dest == peer
+                            && matches!(s.state, SendState::AwaitAck | SendState::AwaitPulled) =>
+                    {
+                        if s.state == SendState::AwaitPulled {
+                            let p = &mut self.peers[peer.index()];
+                            p.pulls_in_flight = p.pulls_in_flight.saturating_sub(1);
+                        }
                         self.send_done(id, Ok(()), None)
                     }
                     _ => {

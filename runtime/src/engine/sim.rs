@@ -44,12 +44,14 @@ pub(super) struct Coverage {
     in_place_reads: usize,
     /// Steps after which some sender had messages waiting for credit.
     credit_waits: usize,
-    /// Eager-sized messages sent as RTS for lack of credit.
+    /// Eager-sized messages sent as RTS (or PULL) for lack of credit.
     rts_fallbacks: usize,
     /// Truncated receives.
     truncations: usize,
     /// Messages received through improbe + mrecv.
     mrecvs: usize,
+    /// Sends offered for pulling (PULL queued when posted).
+    pulls: usize,
 }
 
 impl World {
@@ -243,6 +245,21 @@ enum Op {
 fn run_program(seed: u64, n: usize, count: usize) -> Coverage {
     let config = small_config();
     let mut world = World::new(n, config.clone(), seed);
+    // Half the links move rendezvous messages by pull (the "remote" memory
+    // is this process's own), some only up to twice the eager limit.
+    let links = &mut StdRng::seed_from_u64(seed ^ 0x5eed_f011);
+    let me = PeerMemory::of_process(std::process::id());
+    for a in 0..n {
+        for b in (0..n).filter(|&b| b != a) {
+            if links.random_bool(0.5) {
+                let eager = config.eager_limit;
+                let (max, lone) =
+                    [(2 * eager, 3 * eager), (usize::MAX, usize::MAX)][links.random_range(0..2)];
+                world.engines[a].offer_pulls(Rank(b as u32), max, lone);
+                world.engines[b].pull_from(Rank(a as u32), me);
+            }
+        }
+    }
     let rng = &mut StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
     let eager = config.eager_limit;
     let msgs: Vec<Msg> = (0..count)
@@ -338,8 +355,10 @@ fn run_program(seed: u64, n: usize, count: usize) -> Coverage {
                     buf.into(),
                     mode,
                 );
-                let rts = matches!(e.requests.get(id), Some(Request::Send(s)) if s.state == SendState::AwaitCts);
+                let rts = matches!(e.requests.get(id), Some(Request::Send(s)) if matches!(s.state, SendState::AwaitCts | SendState::AwaitPulled));
                 world.coverage.rts_fallbacks += (rts && m.len <= eager) as usize;
+                let pull = matches!(e.requests.get(id), Some(Request::Send(s)) if s.state == SendState::AwaitPulled);
+                world.coverage.pulls += pull as usize;
                 send_reqs.push((i, id));
             }
             Op::Recv(i) => {
@@ -533,6 +552,7 @@ fn fixed_seeds_match_the_oracle_and_cover_every_path() {
         total.rts_fallbacks += c.rts_fallbacks;
         total.truncations += c.truncations;
         total.mrecvs += c.mrecvs;
+        total.pulls += c.pulls;
     }
     eprintln!("{total:?}");
     let Coverage {
@@ -542,10 +562,11 @@ fn fixed_seeds_match_the_oracle_and_cover_every_path() {
         rts_fallbacks,
         truncations,
         mrecvs,
+        pulls,
     } = total;
     assert!(
         direct_reads > 0 && in_place_reads > 0 && credit_waits > 0 && rts_fallbacks > 0,
         "{total:?}"
     );
-    assert!(truncations > 0 && mrecvs > 0, "{total:?}");
+    assert!(truncations > 0 && mrecvs > 0 && pulls > 0, "{total:?}");
 }

@@ -374,14 +374,14 @@ fn large_payloads_are_read_straight_into_the_user_buffer() {
 }
 
 /// The bytes `e` has queued for `peer`.
-fn queued_bytes(e: &Engine, peer: u32) -> Vec<u8> {
+pub(super) fn queued_bytes(e: &Engine, peer: u32) -> Vec<u8> {
     let mut slices = Vec::new();
     e.transmit_slices(r(peer), &mut slices, usize::MAX);
     slices.iter().flat_map(|s| s.iter().copied()).collect()
 }
 
 /// The kinds of the frames `e` has queued for `peer`, in order.
-fn queued_kinds(e: &Engine, peer: u32) -> Vec<frame::Kind> {
+pub(super) fn queued_kinds(e: &Engine, peer: u32) -> Vec<frame::Kind> {
     let bytes = queued_bytes(e, peer);
     let mut kinds = Vec::new();
     let mut at = 0;
@@ -390,12 +390,7 @@ fn queued_kinds(e: &Engine, peer: u32) -> Vec<frame::Kind> {
             .try_into()
             .expect("a whole header");
         let h = frame::Header::decode(head).expect("a valid header");
-        at += frame::HEADER_LEN
-            + if h.kind.has_payload() {
-                h.arg as usize
-            } else {
-                0
-            };
+        at += frame::HEADER_LEN + h.payload_len() as usize;
         kinds.push(h.kind);
     }
     kinds
@@ -431,7 +426,7 @@ fn a_lone_send_goes_eager_up_to_its_own_limit_and_a_queued_one_does_not() {
 }
 
 /// Everything `e` has queued for `peer`, marked written.
-fn take_wire(e: &mut Engine, peer: u32) -> Vec<u8> {
+pub(super) fn take_wire(e: &mut Engine, peer: u32) -> Vec<u8> {
     let bytes = queued_bytes(e, peer);
     e.transmitted(r(peer), bytes.len());
     bytes

@@ -48,7 +48,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::Rank;
 use crate::bootstrap::card::{Card, SharedMemoryCard};
-use crate::engine::Engine;
+use crate::engine::{Engine, PeerMemory};
 use doorbell::{Doorbell, Ringer};
 use ring::{Consumer, InPlace, Producer, RingError};
 use segment::{Mapping, SegmentError, Shape, SlotMemory};
@@ -75,6 +75,13 @@ pub(crate) struct ShmConfig {
     /// when they are lone: the last bytes queued for the peer, with
     /// nothing in flight to it.
     pub(crate) single_copy_lone: usize,
+    /// Rendezvous messages of at most this many bytes go by pull: the
+    /// receiver copies them from the sender's memory once matched (0:
+    /// never; needs single copy).
+    pub(crate) pull_max: usize,
+    /// The same for a lone message (nothing queued to its peer, no pull in
+    /// flight to it).
+    pub(crate) pull_max_lone: usize,
 }
 
 /// The word peers read to learn whether they may read this process.
@@ -183,7 +190,13 @@ struct Lane {
     /// Our ring into the peer was full at the last flush.
     tx_blocked: bool,
     /// The peer's process, whose memory remote records point into.
-    pid: nix::unistd::Pid,
+    memory: PeerMemory,
+    /// We showed we can read the peer's memory (it may send remote
+    /// records and PULL frames).
+    readable: bool,
+    /// The peer showed it can read ours, and the engine was told to offer
+    /// it pulls.
+    pulls_offered: bool,
     /// Pieces taken from the engine but not yet reported transmitted, in
     /// stream order: the `remote_done` count that ends each and its bytes.
     /// A remote record ends when the peer has copied it; ring bytes pushed
@@ -210,6 +223,10 @@ pub(crate) struct Shm {
     single_copy_max: usize,
     /// Smallest lone piece sent as a remote record.
     single_copy_lone: usize,
+    /// Largest rendezvous message offered for pulling (0: none).
+    pull_max: usize,
+    /// The same for a lone message.
+    pull_max_lone: usize,
     events: Vec<ShmEvent>,
     /// A ring was full at the last flush: bytes wait for room.
     blocked: bool,
@@ -299,13 +316,16 @@ impl Shm {
                 pidfd,
                 open: true,
                 tx_blocked: false,
-                pid: nix::unistd::Pid::from_raw(card.pid as i32),
+                memory: PeerMemory::of_process(card.pid),
+                readable: false,
+                pulls_offered: false,
                 inflight: VecDeque::new(),
             });
             if prepared.config.single_copy_min > 0 && peer_segment_mapped(&lanes[index]) {
-                if let Some(lane) = &lanes[index] {
-                    if can_read(lane.pid, theirs.probe) {
+                if let Some(lane) = &mut lanes[index] {
+                    if can_read(lane.memory, theirs.probe) {
                         lane.rx.allow_remote();
+                        lane.readable = true;
                     }
                 }
             }
@@ -327,6 +347,8 @@ impl Shm {
                 single_copy_min: prepared.config.single_copy_min,
                 single_copy_max: prepared.config.single_copy_max,
                 single_copy_lone: prepared.config.single_copy_lone,
+                pull_max: prepared.config.pull_max,
+                pull_max_lone: prepared.config.pull_max_lone,
                 events: Vec::new(),
                 blocked: false,
             },
@@ -350,6 +372,24 @@ impl Shm {
             }
         }
         Ok(())
+    }
+
+    /// Tells `engine` what the lanes allow: lower eager limits (`limit`
+    /// for a stream, `lone_limit` for a lone message) towards every peer
+    /// this rank sends to through shared memory, and pulls from every peer
+    /// whose memory this rank can read.
+    pub(crate) fn configure(&self, engine: &mut Engine, limit: usize, lone_limit: usize) {
+        for &peer in &self.peers {
+            let Some(lane) = &self.lanes[peer.index()] else {
+                continue;
+            };
+            if lane.tx.is_some() {
+                engine.limit_eager(peer, limit, lone_limit);
+            }
+            if lane.readable {
+                engine.pull_from(peer, lane.memory);
+            }
+        }
     }
 
     /// Whether this rank sends to `peer` through shared memory.
@@ -394,6 +434,14 @@ impl Shm {
                     }
                     lane.inflight.pop_front();
                     engine.transmitted(peer, len);
+                }
+            }
+            if !lane.pulls_offered && self.pull_max > 0 {
+                if let Some(tx) = &lane.tx {
+                    if tx.remote_allowed() {
+                        lane.pulls_offered = true;
+                        engine.offer_pulls(peer, self.pull_max, self.pull_max_lone);
+                    }
                 }
             }
             if !engine.wants_transmit(peer) {
@@ -500,7 +548,7 @@ impl Shm {
             return false;
         }
         let mut any = false;
-        let pid = lane.pid;
+        let memory = lane.memory;
         loop {
             // Bytes records of IN_PLACE_MIN bytes or more are parsed where
             // they lie in the ring (an eager payload is copied once, into
@@ -514,10 +562,7 @@ impl Shm {
                 Ok(Ok(InPlace::Read(_))) => Ok(()),
                 Ok(Ok(InPlace::Copy)) => {
                     let target = engine.recv_target(peer);
-                    match lane
-                        .rx
-                        .read(target, |addr, dst| read_remote(pid, addr, dst))
-                    {
+                    match lane.rx.read(target, |addr, dst| memory.read(addr, dst)) {
                         Ok(n) => engine.received(peer, n).map_err(Some),
                         Err(error) => {
                             self.events.push(ShmEvent::Corrupt { peer, error });
@@ -645,34 +690,10 @@ fn peer_segment_mapped(lane: &Option<Lane>) -> bool {
         .is_some_and(|lane| lane.peer_segment.is_some())
 }
 
-/// Most bytes one `process_vm_readv` copies.
-const SINGLE_COPY_CHUNK: usize = 256 << 10;
-
-/// Copies `dst.len()` bytes at `addr` of process `pid` into `dst`.
-fn read_remote(pid: nix::unistd::Pid, addr: u64, dst: &mut [u8]) -> Result<(), i32> {
-    use nix::sys::uio::{RemoteIoVec, process_vm_readv};
-    let mut done = 0;
-    while done < dst.len() {
-        let len = (dst.len() - done).min(SINGLE_COPY_CHUNK);
-        let remote = [RemoteIoVec {
-            base: (addr as usize).wrapping_add(done),
-            len,
-        }];
-        let mut local = [std::io::IoSliceMut::new(&mut dst[done..done + len])];
-        match process_vm_readv(pid, &mut local, &remote) {
-            Ok(0) => return Err(nix::errno::Errno::EFAULT as i32),
-            Ok(n) => done += n,
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(errno) => return Err(errno as i32),
-        }
-    }
-    Ok(())
-}
-
-/// Whether this process may read `pid`'s memory: reads its probe word.
-fn can_read(pid: nix::unistd::Pid, probe: u64) -> bool {
+/// Whether this process may read `memory`: reads its probe word.
+fn can_read(memory: PeerMemory, probe: u64) -> bool {
     let mut word = [0u8; 8];
-    read_remote(pid, probe, &mut word).is_ok() && u64::from_le_bytes(word) == PROBE
+    memory.read(probe, &mut word).is_ok() && u64::from_le_bytes(word) == PROBE
 }
 
 /// Wires the shared-memory lanes of `rank` and hooks them into the TCP

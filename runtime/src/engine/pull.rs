@@ -1,0 +1,164 @@
+//! Rendezvous by pull, between peers on one host that may read each other's
+//! memory (`process_vm_readv`).
+//!
+//! The sender of a rendezvous message queues a PULL frame (an RTS carrying
+//! the address of its buffer) instead of an RTS. The receiver that matches
+//! it copies the message straight from the sender's memory into its own
+//! buffer and answers ACK; the sender's send completes on that ACK. The
+//! receive completes the moment it matches, with one copy and no round
+//! trip: an RTS → CTS → DATA rendezvous waits for two more hops, and on
+//! shared cores every hop waits for its receiver to be scheduled.
+//!
+//! A receiver whose buffer is too short fails with `Truncated` and ACKs all
+//! the same (the send succeeds, as after CTS+DISCARD). A peer that exits
+//! before its message is copied fails the receive with `PeerFailed`; an
+//! address that cannot be read is that peer's protocol error.
+
+use super::flow::FRAME_COST;
+use super::frame::Header;
+use super::protocol::{Body, Message, truncated};
+use super::{Engine, OpError, ProtocolError, RequestId, Status};
+use crate::Rank;
+
+/// A peer process whose memory this rank may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerMemory {
+    pid: nix::unistd::Pid,
+}
+
+/// Most bytes one `process_vm_readv` copies.
+const READ_CHUNK: usize = 256 << 10;
+
+impl PeerMemory {
+    /// The memory of process `pid`.
+    pub fn of_process(pid: u32) -> PeerMemory {
+        PeerMemory {
+            pid: nix::unistd::Pid::from_raw(pid as i32),
+        }
+    }
+
+    /// Copies `dst.len()` bytes at `addr` of the process into `dst`; the
+    /// error is the `errno` of the failed read.
+    pub fn read(&self, addr: u64, dst: &mut [u8]) -> Result<(), i32> {
+        use nix::errno::Errno;
+        use nix::sys::uio::{RemoteIoVec, process_vm_readv};
+        let mut done = 0;
+        while done < dst.len() {
+            let len = (dst.len() - done).min(READ_CHUNK);
+            let remote = [RemoteIoVec {
+                base: (addr as usize).wrapping_add(done),
+                len,
+            }];
+            let mut local = [std::io::IoSliceMut::new(&mut dst[done..done + len])];
+            match process_vm_readv(self.pid, &mut local, &remote) {
+                Ok(0) => return Err(Errno::EFAULT as i32),
+                Ok(n) => done += n,
+                Err(Errno::EINTR) => {}
+                Err(errno) => return Err(errno as i32),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Rendezvous sends to `peer` of at most `max_len` bytes go by pull
+    /// from now on, and lone ones (nothing queued to `peer`, no pull in
+    /// flight to it) of at most `max_lone_len` (at least `max_len`):
+    /// `peer` has shown it can read this process's memory (0 turns pulls
+    /// off). Transient payloads never do (see
+    /// [`SendData::is_transient`](super::SendData::is_transient)).
+    pub fn offer_pulls(&mut self, peer: Rank, max_len: usize, max_lone_len: usize) {
+        if let Some(p) = self.peers.get_mut(peer.index()) {
+            p.pull_max = max_len;
+            p.pull_max_lone = max_lone_len.max(max_len);
+        }
+    }
+
+    /// This rank may read `peer`'s memory: PULL frames from it are accepted
+    /// (without this call they are a protocol error).
+    pub fn pull_from(&mut self, peer: Rank, memory: PeerMemory) {
+        if let Some(p) = self.peers.get_mut(peer.index()) {
+            p.memory = Some(memory);
+        }
+    }
+
+    /// A whole PULL frame: `addr` is where the message lies at the sender.
+    pub(super) fn on_pull(
+        &mut self,
+        peer: Rank,
+        h: &Header,
+        addr: u64,
+    ) -> Result<(), ProtocolError> {
+        if self.peers[peer.index()].memory.is_none() {
+            return Err(ProtocolError::UnexpectedKind { peer, kind: h.kind });
+        }
+        self.charge(peer, FRAME_COST)?;
+        let len = usize::try_from(h.arg).map_err(|_| ProtocolError::TooLong {
+            kind: h.kind,
+            len: h.arg,
+            max: usize::MAX as u64,
+        })?;
+        self.arrive(Message {
+            source: peer,
+            tag: h.tag,
+            context: h.context,
+            len,
+            body: Body::Pull {
+                send_id: h.id,
+                addr,
+            },
+        });
+        Ok(())
+    }
+
+    /// Receive `id` matched a PULL of send `send_id` from `peer`: copies
+    /// the message, ACKs it and completes the receive.
+    pub(super) fn deliver_pull(
+        &mut self,
+        peer: Rank,
+        status: Status,
+        send_id: u64,
+        addr: u64,
+        id: RequestId,
+    ) {
+        if let Some(error) = self.peers[peer.index()].gone.clone() {
+            return self.recv_done(id, Err(error));
+        }
+        let Some(memory) = self.peers[peer.index()].memory else {
+            // Checked when the frame arrived.
+            return self.recv_done(id, Err(OpError::PeerFailed { rank: peer }));
+        };
+        let Some(recv) = self.requests.recv_mut(id) else {
+            return;
+        };
+        let buf = recv.buf.bytes_mut();
+        let buffer_len = buf.len();
+        let result = match buf.get_mut(..status.len) {
+            None => Err(truncated(status, buffer_len)),
+            Some(dst) => match memory.read(addr, dst) {
+                Ok(()) => Ok(status),
+                Err(errno) if errno == nix::errno::Errno::ESRCH as i32 => {
+                    // The sender exited: its pidfd fails the link soon.
+                    return self.recv_done(id, Err(OpError::PeerFailed { rank: peer }));
+                }
+                Err(errno) => {
+                    let error = ProtocolError::PullFailed { peer, errno };
+                    self.recv_done(
+                        id,
+                        Err(OpError::ProtocolError {
+                            rank: peer,
+                            error: error.clone(),
+                        }),
+                    );
+                    // The transport sees the error on its next read and
+                    // closes the link.
+                    self.peers[peer.index()].rx.set_error(error);
+                    return self.peer_failed(peer);
+                }
+            },
+        };
+        self.queue_ack(peer, send_id);
+        self.recv_done(id, result);
+    }
+}
