@@ -250,7 +250,13 @@ impl Runtime {
                 }
                 if spinning {
                     let state = &mut *state;
-                    self.poll_shm(state);
+                    if self.poll_shm(state) && !self.tuning.oversubscribed {
+                        // A dedicated core spins for its budget since the
+                        // last progress, not since the wait began: a
+                        // stream of large messages keeps its sender
+                        // awake to help copy them (`shm/coop.rs`).
+                        started = None;
+                    }
                     if state.shm.is_some() && state.tcp.is_idle() {
                         // Only strangers could show up on TCP (and pidfds
                         // in the poller): look there now and then.
@@ -328,15 +334,18 @@ impl Runtime {
         }
     }
 
-    /// Reads the shared-memory rings and sends what that produced.
-    fn poll_shm(&self, state: &mut State) {
+    /// Reads the shared-memory rings and sends what that produced; true
+    /// if anything came (or this rank helped a peer copy).
+    fn poll_shm(&self, state: &mut State) -> bool {
         let Some(shm) = state.shm.as_mut() else {
-            return;
+            return false;
         };
-        if shm.poll(&mut state.engine) || shm.blocked() {
+        let progressed = shm.poll(&mut state.engine);
+        if progressed || shm.blocked() {
             self.take_shm_events(state);
             state.flush();
         }
+        progressed
     }
 
     /// Acts on what the shared-memory transport saw: exited peers (failed

@@ -51,6 +51,9 @@ pub(crate) struct Tuning {
     pub(crate) shm_pull_max: usize,
     /// The same for a lone message (`MPR_SHM_PULL_MAX_LONE`).
     pub(crate) shm_pull_max_lone: usize,
+    /// Smallest pull both ranks copy at once (`MPR_SHM_COOP_MIN`;
+    /// `usize::MAX`: never).
+    pub(crate) shm_coop_min: usize,
 }
 
 impl Tuning {
@@ -85,6 +88,20 @@ impl Tuning {
             _ if launched => ErrorMode::Abort,
             _ => ErrorMode::Return,
         };
+        let coop_min = match bytes("MPR_SHM_COOP_MIN") {
+            Some(0) => usize::MAX,
+            Some(min) => min,
+            // A sender that shares its core with the receiver cannot copy
+            // at the same time, and a descheduled helper would make the
+            // receiver wait.
+            None if oversubscribed => usize::MAX,
+            None => DEFAULT_SHM_COOP_MIN,
+        };
+        let default_pull_max = if coop_min == usize::MAX {
+            DEFAULT_SHM_PULL_MAX
+        } else {
+            DEFAULT_SHM_PULL_MAX_COOP
+        };
         Tuning {
             engine,
             spin: Duration::from_micros(spin_us),
@@ -115,8 +132,9 @@ impl Tuning {
                 .unwrap_or(DEFAULT_SHM_SINGLE_COPY_MAX),
             shm_single_copy_lone: bytes("MPR_SHM_SINGLE_COPY_LONE")
                 .unwrap_or(DEFAULT_SHM_SINGLE_COPY_LONE),
-            shm_pull_max: bytes("MPR_SHM_PULL_MAX").unwrap_or(DEFAULT_SHM_PULL_MAX),
-            shm_pull_max_lone: bytes("MPR_SHM_PULL_MAX_LONE").unwrap_or(DEFAULT_SHM_PULL_MAX_LONE),
+            shm_pull_max: bytes("MPR_SHM_PULL_MAX").unwrap_or(default_pull_max),
+            shm_pull_max_lone: bytes("MPR_SHM_PULL_MAX_LONE").unwrap_or(default_pull_max),
+            shm_coop_min: coop_min,
         }
     }
 
@@ -190,8 +208,9 @@ const DEFAULT_SHM_SINGLE_COPY_MAX: usize = 512 << 10;
 /// to 8 KiB and must stay in the ring.
 const DEFAULT_SHM_SINGLE_COPY_LONE: usize = 16 << 10;
 /// Default largest rendezvous message pulled by its receiver (see
-/// `engine/pull.rs`), and the same for a lone message. Measured 2026-11-25
-/// (medians of 5-7 alternating runs, pulls off against on):
+/// `engine/pull.rs`), lone or not, when pulls are not shared with the
+/// sender (oversubscribed hosts). Measured 2026-11-25 (medians of 5-7
+/// alternating runs, pulls off against on):
 ///
 /// | | off | on |
 /// |---|---|---|
@@ -199,15 +218,31 @@ const DEFAULT_SHM_SINGLE_COPY_LONE: usize = 16 << 10;
 /// | 4-rank allreduce, 32 KiB / 128 KiB | 34.4 / 153 µs | 24.7 / 125 µs |
 /// | 2-rank alltoall, 128 KiB / 256 KiB | 16.3 / 29.3 µs | 10.6 / 20.4 µs |
 ///
-/// Above 512 KiB the ring wins a stream (2 ranks, pulls up to 8 MiB: 1
-/// MiB 9.2 against 11.0 GB/s, 2 MiB 5.4 against 6.9), where sender and
-/// receiver copy in parallel. A lone 1 MiB message pulled cut the 2-rank
-/// latency from 103 to 91 µs, but a 4-rank gather of 1 MiB blocks went
-/// from 408 to 676 µs: the root then copies every block itself. So lone
-/// messages keep the same limit by default.
+/// Above 512 KiB the ring won a stream when the receiver copied alone (2
+/// ranks, pulls up to 8 MiB: 1 MiB 9.2 against 11.0 GB/s, 2 MiB 5.4
+/// against 6.9), where sender and receiver copy in parallel; a lone 1 MiB
+/// message pulled cut the 2-rank latency from 103 to 91 µs, but a 4-rank
+/// gather of 1 MiB blocks went from 408 to 676 µs: the root then copies
+/// every block itself.
 const DEFAULT_SHM_PULL_MAX: usize = 512 << 10;
-/// See [`DEFAULT_SHM_PULL_MAX`].
-const DEFAULT_SHM_PULL_MAX_LONE: usize = 512 << 10;
+/// Default largest pull when the sender helps copy (dedicated cores): no
+/// limit, both cores copy. Measured 2026-11-25, 2 ranks, medians of 3
+/// alternating runs, 512 KiB limit (the ring above) against none:
+///
+/// | | 512 KiB | 1 MiB | 2 MiB | 4 MiB |
+/// |---|---|---|---|---|
+/// | latency (µs) | 17.0 / 17.0 | 102 / 60 | 235 / 153 | 476 / 318 |
+/// | bandwidth (GB/s) | 15.0 / 17.5 | 6.1 / 13.6 | 5.3 / 8.6 | 5.5 / 7.7 |
+///
+/// and 1 MiB blocks: gather 214 → 132 µs, alltoall 341 → 258, bcast 80 →
+/// 32, allreduce a tie.
+const DEFAULT_SHM_PULL_MAX_COOP: usize = usize::MAX;
+/// Default smallest pull copied by both ranks at once (see
+/// `transport/shm/coop.rs`): from four 64 KiB chunks on. Measured
+/// 2026-11-25 (2 ranks, medians of 3 alternating runs, receiver alone
+/// against shared): 256 KiB latency 12.5 → 9.2 µs, bandwidth 12.6 → 17.3
+/// GB/s; 512 KiB 27.1 → 18.5 µs, 10.9 → 13.2 GB/s.
+const DEFAULT_SHM_COOP_MIN: usize = 256 << 10;
 
 /// Parses `65536`, `64k`, `64KiB`, `4m`, `4MiB`, `1g`.
 pub(crate) fn parse_bytes(text: &str) -> Option<usize> {

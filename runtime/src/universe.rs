@@ -192,6 +192,7 @@ pub(crate) fn prepare_shared_memory(
         single_copy_lone: tuning.shm_single_copy_lone,
         pull_max: tuning.shm_pull_max,
         pull_max_lone: tuning.shm_pull_max_lone,
+        coop_min: tuning.shm_coop_min,
     };
     Prepared::new(rank, local_rank, local_size, node, config)
         .map_err(|error| {

@@ -103,7 +103,7 @@ use std::io::IoSlice;
 
 pub use error::{OpError, ProtocolError};
 pub(crate) use matching::FxHasher;
-pub use pull::PeerMemory;
+pub use pull::{PeerMemory, Puller};
 
 use crate::buffer::{RawRecv, RawSend};
 use crate::{ContextId, Rank, Tag};
@@ -345,7 +345,7 @@ struct Peer {
     /// Sends to this peer waiting for the ACK of their PULL.
     pulls_in_flight: usize,
     /// This rank may read the peer's memory (it accepts PULL frames).
-    memory: Option<PeerMemory>,
+    memory: Option<std::sync::Arc<dyn Puller>>,
 }
 
 /// The messaging engine of one rank; see the module doc.

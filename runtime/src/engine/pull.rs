@@ -14,16 +14,34 @@
 //! before its message is copied fails the receive with `PeerFailed`; an
 //! address that cannot be read is that peer's protocol error.
 
+use std::fmt;
+use std::sync::Arc;
+
 use super::flow::FRAME_COST;
 use super::frame::Header;
 use super::protocol::{Body, Message, truncated};
+use super::request::{Request, SendState};
 use super::{Engine, OpError, ProtocolError, RequestId, Status};
 use crate::Rank;
 
-/// A peer process whose memory this rank may read.
+/// How this rank copies pulled messages out of one peer's memory.
+pub trait Puller: Send + Sync + fmt::Debug {
+    /// Copies the `dst.len()` bytes of the peer's send `send_id`, which lie
+    /// at `addr` in its memory, into `dst`; the error is an `errno`
+    /// (`ESRCH`: the peer's process is gone).
+    fn pull(&self, send_id: u64, addr: u64, dst: &mut [u8]) -> Result<(), i32>;
+}
+
+/// A peer process whose memory this rank may read (and write).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerMemory {
     pid: nix::unistd::Pid,
+}
+
+impl Puller for PeerMemory {
+    fn pull(&self, _send_id: u64, addr: u64, dst: &mut [u8]) -> Result<(), i32> {
+        self.read(addr, dst)
+    }
 }
 
 /// Most bytes one `process_vm_readv` copies.
@@ -59,6 +77,34 @@ impl PeerMemory {
         }
         Ok(())
     }
+
+    /// Copies `src` to `addr` of the process; the error is the `errno` of
+    /// the failed write.
+    pub fn write(&self, addr: u64, src: &[u8]) -> Result<(), i32> {
+        use nix::errno::Errno;
+        use nix::sys::uio::{RemoteIoVec, process_vm_writev};
+        let mut done = 0;
+        while done < src.len() {
+            let len = (src.len() - done).min(READ_CHUNK);
+            let remote = [RemoteIoVec {
+                base: (addr as usize).wrapping_add(done),
+                len,
+            }];
+            let local = [std::io::IoSlice::new(&src[done..done + len])];
+            match process_vm_writev(self.pid, &local, &remote) {
+                Ok(0) => return Err(Errno::EFAULT as i32),
+                Ok(n) => done += n,
+                Err(Errno::EINTR) => {}
+                Err(errno) => return Err(errno as i32),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the process still exists.
+    pub fn is_alive(&self) -> bool {
+        nix::sys::signal::kill(self.pid, None) != Err(nix::errno::Errno::ESRCH)
+    }
 }
 
 impl Engine {
@@ -75,11 +121,24 @@ impl Engine {
         }
     }
 
-    /// This rank may read `peer`'s memory: PULL frames from it are accepted
-    /// (without this call they are a protocol error).
-    pub fn pull_from(&mut self, peer: Rank, memory: PeerMemory) {
+    /// This rank may read `peer`'s memory, through `puller`: PULL frames
+    /// from it are accepted (without this call they are a protocol error).
+    pub fn pull_from(&mut self, peer: Rank, puller: Arc<dyn Puller>) {
         if let Some(p) = self.peers.get_mut(peer.index()) {
-            p.memory = Some(memory);
+            p.memory = Some(puller);
+        }
+    }
+
+    /// The bytes of this rank's send `send_id` to `peer`, if it waits to
+    /// be pulled (a transport helping the receiver copy reads them).
+    pub fn pulled_send(&self, peer: Rank, send_id: u64) -> Option<&[u8]> {
+        match self.requests.get(RequestId(send_id)) {
+            Some(Request::Send(send))
+                if send.dest == peer && send.state == SendState::AwaitPulled =>
+            {
+                send.buf.as_ref().map(|buf| &buf.bytes()[..send.len])
+            }
+            _ => None,
         }
     }
 
@@ -125,7 +184,7 @@ impl Engine {
         if let Some(error) = self.peers[peer.index()].gone.clone() {
             return self.recv_done(id, Err(error));
         }
-        let Some(memory) = self.peers[peer.index()].memory else {
+        let Some(memory) = self.peers[peer.index()].memory.clone() else {
             // Checked when the frame arrived.
             return self.recv_done(id, Err(OpError::PeerFailed { rank: peer }));
         };
@@ -136,7 +195,7 @@ impl Engine {
         let buffer_len = buf.len();
         let result = match buf.get_mut(..status.len) {
             None => Err(truncated(status, buffer_len)),
-            Some(dst) => match memory.read(addr, dst) {
+            Some(dst) => match memory.pull(send_id, addr, dst) {
                 Ok(()) => Ok(status),
                 Err(errno) if errno == nix::errno::Errno::ESRCH as i32 => {
                     // The sender exited: its pidfd fails the link soon.

@@ -5,13 +5,14 @@ use super::frame::Kind;
 use super::sim::{payload, small_config};
 use super::tests::{C, done, from, ok, queued_kinds, r, recv, send, tag, take_wire};
 use super::*;
+use std::sync::Arc;
 
 /// Rank 0 offers pulls to rank 1, which may read rank 0's memory.
 fn pulling_pair() -> (Engine, Engine) {
     let mut a = Engine::new(r(0), 2, small_config());
     let mut b = Engine::new(r(1), 2, small_config());
     a.offer_pulls(r(1), 4096, 4096);
-    b.pull_from(r(0), PeerMemory::of_process(std::process::id()));
+    b.pull_from(r(0), Arc::new(PeerMemory::of_process(std::process::id())));
     (a, b)
 }
 

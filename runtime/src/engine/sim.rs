@@ -256,7 +256,7 @@ fn run_program(seed: u64, n: usize, count: usize) -> Coverage {
                 let (max, lone) =
                     [(2 * eager, 3 * eager), (usize::MAX, usize::MAX)][links.random_range(0..2)];
                 world.engines[a].offer_pulls(Rank(b as u32), max, lone);
-                world.engines[b].pull_from(Rank(a as u32), me);
+                world.engines[b].pull_from(Rank(a as u32), std::sync::Arc::new(me));
             }
         }
     }

@@ -31,6 +31,7 @@
 //! may be the last record) and, without a GOODBYE, the peer is failed. The
 //! launcher's failed-rank notices arrive independently, as for TCP.
 
+mod coop;
 pub(crate) mod doorbell;
 mod fences;
 pub(crate) mod ring;
@@ -48,9 +49,9 @@ use mio::{Interest, Registry, Token};
 
 use crate::Rank;
 use crate::bootstrap::card::{Card, SharedMemoryCard};
-use crate::engine::{Engine, PeerMemory};
+use crate::engine::{Engine, PeerMemory, Puller};
 use doorbell::{Doorbell, Ringer};
-use ring::{Consumer, InPlace, Producer, RingError};
+use ring::{Consumer, InPlace, Producer, RingError, RingMemory};
 use segment::{Mapping, SegmentError, Shape, SlotMemory};
 
 /// Poller token of the doorbell.
@@ -82,6 +83,9 @@ pub(crate) struct ShmConfig {
     /// The same for a lone message (nothing queued to its peer, no pull in
     /// flight to it).
     pub(crate) pull_max_lone: usize,
+    /// Pulls of at least this many bytes are copied by both ranks at once
+    /// (`usize::MAX`: never).
+    pub(crate) coop_min: usize,
 }
 
 /// The word peers read to learn whether they may read this process.
@@ -197,6 +201,8 @@ struct Lane {
     /// The peer showed it can read ours, and the engine was told to offer
     /// it pulls.
     pulls_offered: bool,
+    /// How the engine pulls from the peer, if `readable`.
+    puller: Option<Arc<dyn Puller>>,
     /// Pieces taken from the engine but not yet reported transmitted, in
     /// stream order: the `remote_done` count that ends each and its bytes.
     /// A remote record ends when the peer has copied it; ring bytes pushed
@@ -319,6 +325,7 @@ impl Shm {
                 memory: PeerMemory::of_process(card.pid),
                 readable: false,
                 pulls_offered: false,
+                puller: None,
                 inflight: VecDeque::new(),
             });
             if prepared.config.single_copy_min > 0 && peer_segment_mapped(&lanes[index]) {
@@ -326,6 +333,16 @@ impl Shm {
                     if can_read(lane.memory, theirs.probe) {
                         lane.rx.allow_remote();
                         lane.readable = true;
+                        let ring = SlotMemory::new(&prepared.mapping, theirs.slot);
+                        lane.puller = Some(match ring {
+                            Some(ring) => Arc::new(coop::CoopPuller::new(
+                                lane.memory,
+                                ring,
+                                |ring| ring.control().transfer(),
+                                prepared.config.coop_min,
+                            )),
+                            None => Arc::new(lane.memory),
+                        });
                     }
                 }
             }
@@ -386,8 +403,8 @@ impl Shm {
             if lane.tx.is_some() {
                 engine.limit_eager(peer, limit, lone_limit);
             }
-            if lane.readable {
-                engine.pull_from(peer, lane.memory);
+            if let Some(puller) = &lane.puller {
+                engine.pull_from(peer, Arc::clone(puller));
             }
         }
     }
@@ -530,8 +547,22 @@ impl Shm {
     }
 
     /// Reads every inbound ring into the engine; true if any byte came.
+    /// First helps every peer that copies a large pulled message of this
+    /// rank (see `coop.rs`).
     pub(crate) fn poll(&mut self, engine: &mut Engine) -> bool {
         let mut any = false;
+        for index in 0..self.peers.len() {
+            let peer = self.peers[index];
+            if let Some(Lane {
+                tx: Some(tx),
+                open: true,
+                memory,
+                ..
+            }) = &self.lanes[peer.index()]
+            {
+                any |= coop::help(tx.transfer(), *memory, |id| engine.pulled_send(peer, id));
+            }
+        }
         for index in 0..self.peers.len() {
             let peer = self.peers[index];
             any |= self.read_lane(engine, peer);

@@ -40,6 +40,7 @@ pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use super::coop::Transfer;
 use super::fences;
 
 /// Bytes of a cell: records start on cell boundaries.
@@ -71,6 +72,15 @@ pub(crate) struct Control {
     remote_done: CachePadded<AtomicU64>,
     /// 1 once the consumer has shown it can read the producer's memory.
     remote_ok: CachePadded<AtomicU32>,
+    /// The cooperative copy of a pulled message (see `coop.rs`).
+    transfer: Transfer,
+}
+
+impl Control {
+    /// The cooperative copy of a pulled message from producer to consumer.
+    pub(crate) fn transfer(&self) -> &Transfer {
+        &self.transfer
+    }
 }
 
 /// The memory of one ring.
@@ -282,6 +292,11 @@ impl<M: RingMemory> Producer<M> {
     /// Remote records the consumer has finished copying.
     pub(crate) fn remote_done(&self) -> u64 {
         self.memory.control().remote_done.load(Ordering::Acquire)
+    }
+
+    /// The cooperative copy the consumer may ask this producer to help with.
+    pub(crate) fn transfer(&self) -> &Transfer {
+        self.memory.control().transfer()
     }
 
     /// Whether the consumer can read this process's memory.
@@ -878,6 +893,7 @@ mod loom_tests {
                 space_wanted: CachePadded::new(AtomicU32::new(0)),
                 remote_done: CachePadded::new(AtomicU64::new(0)),
                 remote_ok: CachePadded::new(AtomicU32::new(0)),
+                transfer: Transfer::new(),
             },
             headers: (0..capacity / CELL).map(|_| AtomicU64::new(0)).collect(),
             data: (0..capacity).map(|_| UnsafeCell::new(0)).collect(),

@@ -25,13 +25,13 @@ use rustix::mm::{MapFlags, ProtFlags};
 use super::ring::{self, CELL, Control, RingMemory};
 
 /// Identifies a segment of this version.
-const MAGIC: u64 = u64::from_le_bytes(*b"MPRSHM01");
+const MAGIC: u64 = u64::from_le_bytes(*b"MPRSHM02");
 /// Bytes of the header page.
 const HEADER_BYTES: usize = 4096;
 /// Offset of the owner's sleeping flag in the header.
 const SLEEPING_OFFSET: usize = 128;
 /// Bytes reserved for a ring's control block at the start of its slot.
-const CONTROL_BYTES: usize = 512;
+const CONTROL_BYTES: usize = 1024;
 const PAGE: usize = 4096;
 
 /// Why a segment could not be made or mapped.
@@ -236,9 +236,9 @@ const _: () = assert!(std::mem::size_of::<Control>() <= CONTROL_BYTES);
 
 impl RingMemory for SlotMemory {
     fn control(&self) -> &Control {
-        // SAFETY: the control block lies inside the mapping, 512-aligned
+        // SAFETY: the control block lies inside the mapping, 1024-aligned
         // (aligned enough for `Control`), starts zero-filled (a valid
-        // `Control`: three zero atomics) and is only accessed atomically.
+        // `Control`: nothing but zero atomics) and is only accessed atomically.
         unsafe { &*self.mapping.base.as_ptr().add(self.control).cast() }
     }
 
@@ -249,7 +249,7 @@ impl RingMemory for SlotMemory {
     fn header(&self, offset: usize) -> &ring::AtomicU64 {
         assert!(offset % CELL == 0 && offset < self.capacity());
         // SAFETY: in bounds (asserted) and 64-aligned (slots and their data
-        // areas start on 512-byte boundaries of a page-aligned mapping); header words are only accessed atomically while
+        // areas start on 1024-byte boundaries of a page-aligned mapping); header words are only accessed atomically while
         // they may be polled, and plain payload copies reach them only in
         // cells the ring protocol has handed to one side.
         unsafe { &*self.data().add(offset).cast() }
