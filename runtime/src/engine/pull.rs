@@ -129,6 +129,13 @@ impl Engine {
         }
     }
 
+    /// Whether some send to `peer` waits to be pulled.
+    pub fn awaits_pull(&self, peer: Rank) -> bool {
+        self.peers
+            .get(peer.index())
+            .is_some_and(|p| p.pulls_in_flight > 0)
+    }
+
     /// The bytes of this rank's send `send_id` to `peer`, if it waits to
     /// be pulled (a transport helping the receiver copy reads them).
     pub fn pulled_send(&self, peer: Rank, send_id: u64) -> Option<&[u8]> {

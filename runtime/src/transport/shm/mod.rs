@@ -13,6 +13,18 @@
 //! sender: a peer whose segment cannot be mapped gets TCP, so one stream
 //! per direction keeps MPI's order. `MPR_TRANSPORT=tcp` turns this off.
 //!
+//! # Large messages
+//!
+//! Each rank probes at wire-up whether it may read each peer's memory
+//! (`process_vm_readv` of a known word; ptrace rules may refuse). Where it
+//! may, bytes the engine queues go by *single copy* in a size range (a
+//! remote record in the ring: the address, which the receiver copies
+//! from), and rendezvous messages go by *pull* (the engine's PULL frame:
+//! the receiver copies the whole message once it matches, see
+//! `engine/pull.rs`). A large pull is copied by both ranks at once when
+//! the sender is polling ([`coop`]): the receiver reads chunks from the
+//! front, the sender writes chunks from the back.
+//!
 //! # Progress and waking
 //!
 //! A spinning rank reads its inbound rings directly (no system call); a
@@ -195,13 +207,12 @@ struct Lane {
     tx_blocked: bool,
     /// The peer's process, whose memory remote records point into.
     memory: PeerMemory,
-    /// We showed we can read the peer's memory (it may send remote
-    /// records and PULL frames).
-    readable: bool,
     /// The peer showed it can read ours, and the engine was told to offer
     /// it pulls.
     pulls_offered: bool,
-    /// How the engine pulls from the peer, if `readable`.
+    /// How the engine pulls from the peer, if this rank showed it can read
+    /// the peer's memory (the peer may then send remote records and PULL
+    /// frames).
     puller: Option<Arc<dyn Puller>>,
     /// Pieces taken from the engine but not yet reported transmitted, in
     /// stream order: the `remote_done` count that ends each and its bytes.
@@ -323,7 +334,6 @@ impl Shm {
                 open: true,
                 tx_blocked: false,
                 memory: PeerMemory::of_process(card.pid),
-                readable: false,
                 pulls_offered: false,
                 puller: None,
                 inflight: VecDeque::new(),
@@ -332,7 +342,6 @@ impl Shm {
                 if let Some(lane) = &mut lanes[index] {
                     if can_read(lane.memory, theirs.probe) {
                         lane.rx.allow_remote();
-                        lane.readable = true;
                         let ring = SlotMemory::new(&prepared.mapping, theirs.slot);
                         lane.puller = Some(match ring {
                             Some(ring) => Arc::new(coop::CoopPuller::new(
@@ -560,7 +569,9 @@ impl Shm {
                 ..
             }) = &self.lanes[peer.index()]
             {
-                any |= coop::help(tx.transfer(), *memory, |id| engine.pulled_send(peer, id));
+                if engine.awaits_pull(peer) {
+                    any |= coop::help(tx.transfer(), *memory, |id| engine.pulled_send(peer, id));
+                }
             }
         }
         for index in 0..self.peers.len() {
