@@ -114,6 +114,11 @@ use request::{RecvReq, RecvState, Request, Requests, SendReq, SendState};
 use rx::Rx;
 use tx::{PeerSet, TxQueue};
 
+/// The slices [`Engine::transmit_slices`] hands out: on the stack up to
+/// eight (a transport takes them once per write, and a heap list cost an
+/// allocation per message).
+pub type Slices<'a> = smallvec::SmallVec<[IoSlice<'a>; 8]>;
+
 /// Tunables of the engine; every rank of a job must use the same values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineConfig {
@@ -623,7 +628,7 @@ impl Engine {
     /// Appends to `out` slices covering up to `max_bytes` of what waits to
     /// be sent to `peer`, in order: engine-owned frame bytes and, for
     /// rendezvous DATA, the user's buffer itself. At most 64 slices.
-    pub fn transmit_slices<'a>(&'a self, peer: Rank, out: &mut Vec<IoSlice<'a>>, max_bytes: usize) {
+    pub fn transmit_slices<'a>(&'a self, peer: Rank, out: &mut Slices<'a>, max_bytes: usize) {
         if let Some(p) = self.peers.get(peer.index()) {
             p.tx.slices(out, max_bytes);
         }

@@ -6,7 +6,6 @@
 //! receiver's `recv_target`, so frames split at arbitrary byte boundaries.
 
 use std::collections::HashMap;
-use std::io::IoSlice;
 
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
@@ -97,7 +96,7 @@ impl World {
             (&mut y[0], &mut x[b])
         };
         let (ra, rb) = (Rank(a as u32), Rank(b as u32));
-        let mut slices: Vec<IoSlice<'_>> = Vec::new();
+        let mut slices = Slices::new();
         from.transmit_slices(rb, &mut slices, k);
         if self.rng.random_bool(0.5) {
             // The shared-memory way: the engine parses bytes in place.

@@ -375,7 +375,7 @@ fn large_payloads_are_read_straight_into_the_user_buffer() {
 
 /// The bytes `e` has queued for `peer`.
 pub(super) fn queued_bytes(e: &Engine, peer: u32) -> Vec<u8> {
-    let mut slices = Vec::new();
+    let mut slices = Slices::new();
     e.transmit_slices(r(peer), &mut slices, usize::MAX);
     slices.iter().flat_map(|s| s.iter().copied()).collect()
 }

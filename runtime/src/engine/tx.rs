@@ -134,7 +134,7 @@ impl TxQueue {
 
     /// Appends slices covering up to `max_bytes` of the queued bytes not
     /// yet offered.
-    pub(super) fn slices<'a>(&'a self, out: &mut Vec<IoSlice<'a>>, max_bytes: usize) {
+    pub(super) fn slices<'a>(&'a self, out: &mut super::Slices<'a>, max_bytes: usize) {
         let mut budget = max_bytes;
         let mut skip = self.head_sent + self.offered;
         let mut count = 0;
@@ -274,7 +274,7 @@ mod tests {
     use crate::engine::frame::Kind;
 
     fn gather(q: &TxQueue, max: usize) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = crate::engine::Slices::new();
         q.slices(&mut out, max);
         out.iter().flat_map(|s| s.iter().copied()).collect()
     }
@@ -289,9 +289,10 @@ mod tests {
         q.push_data(&d, Box::new(vec![7u8; 100]).into(), 100, RequestId(5));
         q.push_frame(&Header::new(Kind::Ack, Rank(0)), &[]);
         assert_eq!(q.queued(), 35 + 34 + 132 + 32);
-        let mut out = Vec::new();
+        let mut out = crate::engine::Slices::new();
         q.slices(&mut out, usize::MAX);
         assert_eq!(out.len(), 4, "chunk, data header, data payload, chunk");
+        drop(out);
         let all = gather(&q, usize::MAX);
         let mut done = Vec::new();
         q.advance(60, &mut done);
@@ -314,10 +315,11 @@ mod tests {
         // SAFETY: `payload` outlives the queue and is not written meanwhile.
         let view = unsafe { crate::buffer::RawSend::new(&payload) };
         q.push_data(&d, SendData::Transient(view), payload.len(), RequestId(1));
-        let mut out = Vec::new();
+        let mut out = crate::engine::Slices::new();
         q.slices(&mut out, usize::MAX);
         assert!(out.iter().all(|s| s.len() <= TRANSIENT_SLICE));
         assert_eq!(out.len(), 1 + payload.len().div_ceil(TRANSIENT_SLICE));
+        drop(out);
         let all = gather(&q, usize::MAX);
         assert_eq!(all[HEADER_LEN..], payload[..]);
         // Partly written: the rest is offered from the right byte on.
@@ -361,7 +363,7 @@ mod tests {
         let mut q = TxQueue::default();
         let h = Header::new(Kind::Eager, Rank(0));
         q.push_frame(&h, &[1u8; 100]);
-        let mut out = Vec::new();
+        let mut out = crate::engine::Slices::new();
         q.slices(&mut out, usize::MAX);
         let (addr, len) = (out[0].as_ptr(), out[0].len());
         drop(out);

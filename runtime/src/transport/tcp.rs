@@ -19,7 +19,7 @@
 //! scanner, a stray client, garbage) is closed without touching the engine.
 
 use std::collections::HashMap;
-use std::io::{self, ErrorKind, IoSlice, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -353,7 +353,7 @@ impl Tcp {
         }
         loop {
             let (written, offered) = {
-                let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(8);
+                let mut slices = crate::engine::Slices::new();
                 engine.transmit_slices(peer, &mut slices, MAX_WRITE);
                 if slices.is_empty() {
                     return;

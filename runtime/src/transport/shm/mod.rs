@@ -50,7 +50,7 @@ pub(crate) mod ring;
 pub(crate) mod segment;
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice};
+use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::SocketAddr;
 use std::sync::Arc;
@@ -488,7 +488,7 @@ impl Shm {
             let mut wrote = false;
             lane.tx_blocked = false;
             loop {
-                let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(8);
+                let mut slices = crate::engine::Slices::new();
                 engine.transmit_slices(peer, &mut slices, MAX_OFFER);
                 let Some(first) = slices.first() else {
                     break;
