@@ -166,6 +166,24 @@ fn an_unreadable_address_fails_the_receive_and_the_link() {
 }
 
 #[test]
+fn only_a_send_waiting_to_be_pulled_by_that_peer_shows_its_bytes() {
+    let (mut a, mut b) = pulling_pair();
+    assert!(!a.awaits_pull(r(1)));
+    let s = send(&mut a, 1, 0, payload(6, 1000), SendMode::Standard);
+    let eager = send(&mut a, 1, 1, payload(7, 10), SendMode::Standard);
+    assert!(a.awaits_pull(r(1)));
+    assert_eq!(a.pulled_send(r(1), s.0), Some(&payload(6, 1000)[..]));
+    assert_eq!(a.pulled_send(r(0), s.0), None, "another peer");
+    assert_eq!(a.pulled_send(r(1), eager.0), None, "not a pulled send");
+    feed(&mut b, 0, &take_wire(&mut a, 1), 1 << 20).unwrap();
+    let v = recv(&mut b, from(0), tag(0), 1000);
+    assert_eq!(done(&mut b, v).0, ok(0, 0, 1000));
+    a.received_from(r(1), &take_wire(&mut b, 0)).unwrap();
+    assert!(!a.awaits_pull(r(1)));
+    assert_eq!(a.pulled_send(r(1), s.0), None, "completed");
+}
+
+#[test]
 fn a_send_waiting_to_be_pulled_fails_when_its_peer_does() {
     let (mut a, _) = pulling_pair();
     let s = send(&mut a, 1, 0, payload(1, 1000), SendMode::Standard);

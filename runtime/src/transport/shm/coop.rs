@@ -334,6 +334,37 @@ mod tests {
     }
 
     #[test]
+    fn a_sender_whose_writes_fail_says_so_and_still_counts_its_chunks() {
+        let ring = Ring::default();
+        let source = vec![1u8; 3 * CHUNK];
+        let mut dst = vec![0u8; 3 * CHUNK];
+        ring.0.send_id.store(4, Ordering::Relaxed);
+        ring.0
+            .source
+            .store(source.as_ptr() as u64, Ordering::Relaxed);
+        ring.0
+            .destination
+            .store(dst.as_mut_ptr() as u64, Ordering::Relaxed);
+        ring.0.len.store(source.len() as u64, Ordering::Relaxed);
+        ring.0.claims.store(pack(1, 0, 3), Ordering::Release);
+        // No such process: every write fails with ESRCH.
+        let gone = PeerMemory::of_process(i32::MAX as u32);
+        assert!(help(&ring.0, gone, |id| (id == 4).then_some(&source[..])));
+        assert_eq!(
+            ring.0.pushed.load(Ordering::Acquire),
+            3,
+            "so the receiver stops waiting"
+        );
+        assert_eq!(
+            ring.0.failed.load(Ordering::Acquire),
+            nix::errno::Errno::ESRCH as u64
+        );
+        assert!(dst.iter().all(|&b| b == 0));
+        // Once every chunk is claimed there is nothing more to help with.
+        assert!(!help(&ring.0, me(), |_| Some(&source[..])));
+    }
+
+    #[test]
     fn a_stale_claim_of_a_finished_transfer_fails() {
         let transfer = Transfer::new();
         transfer.claims.store(pack(2, 1, 3), Ordering::Release);
