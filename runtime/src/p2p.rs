@@ -22,6 +22,15 @@ use crate::error::Error;
 use crate::request::{Pending, RecvRequest, Request, ScopedRequest, SendRequest, check_elements};
 use crate::{ContextId, Rank, Tag};
 
+/// What a send that completed inline reports, as the engine would.
+fn sent_status(inner: &CommInner, tag: Tag, len: usize) -> engine::Status {
+    engine::Status {
+        source: inner.rt.rank(),
+        tag,
+        len,
+    }
+}
+
 /// Waits for a blocking operation's completion even if the caller unwinds,
 /// so the engine never outlives the borrowed buffer it was given.
 struct WaitGuard<'a> {
@@ -93,9 +102,10 @@ impl CommInner {
         // SAFETY: the guard below waits for the completion before this
         // function returns or unwinds, so `bytes` outlives the engine's use.
         let view = unsafe { RawSend::new(bytes) };
-        let id = self
-            .rt
-            .post(|e| e.post_send(dest, context, tag, SendData::View(view), mode));
+        let data = SendData::View(view);
+        let Some(id) = self.rt.post_send(dest, context, tag, data, mode, 0) else {
+            return Ok(());
+        };
         let completion = WaitGuard {
             comm: self,
             id: Some(id),
@@ -271,11 +281,15 @@ impl Comm {
                 // view back (its `Pending` waits on drop); if the request is
                 // leaked, the block is leaked too and stays valid.
                 let view = unsafe { RawSend::new(bytemuck::cast_slice(&buf)) };
-                Some(
-                    inner
-                        .rt
-                        .post(|e| e.post_send(dest, inner.p2p, tag, SendData::View(view), mode)),
-                )
+                let data = SendData::View(view);
+                match inner.rt.post_send(dest, inner.p2p, tag, data, mode, 0) {
+                    Some(id) => Some(id),
+                    None => {
+                        let status = sent_status(inner, tag, std::mem::size_of_val(&buf[..]));
+                        let pending = Pending::sent(Arc::clone(inner), status);
+                        return Ok(SendRequest::new(pending, buf));
+                    }
+                }
             }
         };
         Ok(SendRequest::new(
@@ -622,13 +636,16 @@ impl<'scope> Scope<'scope, '_> {
                 // SAFETY: `buf` is borrowed for 'scope, and the scope waits
                 // for every operation it started before 'scope ends.
                 let view = unsafe { RawSend::new(bytemuck::cast_slice(buf)) };
+                let data = SendData::View(view);
                 let scope = self.shared.id;
-                let id = inner.rt.post(|e| {
-                    let id = e.post_send(dest, inner.p2p, tag, SendData::View(view), mode);
-                    e.set_scope(id, scope);
-                    id
-                });
-                Some(id)
+                match inner.rt.post_send(dest, inner.p2p, tag, data, mode, scope) {
+                    Some(id) => Some(id),
+                    None => {
+                        let status = sent_status(inner, tag, std::mem::size_of_val(buf));
+                        let pending = Pending::sent(Arc::clone(inner), status);
+                        return Ok(ScopedRequest::new(pending, 0));
+                    }
+                }
             }
         };
         Ok(ScopedRequest::new(

@@ -15,13 +15,14 @@ use std::time::{Duration, Instant};
 
 use mio::Waker;
 
-use crate::Rank;
 use crate::bootstrap::client::Connected;
-use crate::engine::{Completion, Engine, RequestId};
+use crate::engine::frame::HEADER_LEN;
+use crate::engine::{Completion, Engine, RequestId, SendData, SendMode};
 use crate::error::Error;
 use crate::transport::shm::{Shm, ShmEvent};
 use crate::transport::tcp::{LinkEvent, Tcp};
 use crate::tuning::{ErrorMode, Tuning};
+use crate::{ContextId, Rank, Tag};
 
 /// Longest single sleep in the poller, so that launcher notices (failed
 /// peers) are looked at regularly.
@@ -60,6 +61,30 @@ impl PeerNotices for Connected {
 }
 
 impl State {
+    /// Sends a small standard-mode message to `peer` at once if its
+    /// shared-memory lane can take the whole frame now and the engine has
+    /// nothing queued for it (see `engine/inline.rs`): no request, no
+    /// queue. False: nothing happened, post the send as usual.
+    pub(crate) fn send_inline(
+        &mut self,
+        peer: Rank,
+        context: ContextId,
+        tag: Tag,
+        payload: &[u8],
+    ) -> bool {
+        let Some(shm) = self.shm.as_mut() else {
+            return false;
+        };
+        if !shm.fits(peer, HEADER_LEN + payload.len()) {
+            return false;
+        }
+        let Some(header) = self.engine.inline_send(peer, context, tag, payload.len()) else {
+            return false;
+        };
+        shm.write_inline(peer, &header, payload);
+        true
+    }
+
     /// Writes what the engine queued, each peer on its transport.
     pub(crate) fn flush(&mut self) {
         if let Some(shm) = self.shm.as_mut() {
@@ -193,6 +218,41 @@ impl Runtime {
             let _ = self.waker.wake();
         }
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `post` on the engine and its transports (so that it may send
+    /// inline, see [`State::send_inline`]) and pushes out what it queued.
+    pub(crate) fn post_state<R>(&self, post: impl FnOnce(&mut State) -> R) -> R {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let result = post(state);
+        state.flush();
+        result
+    }
+
+    /// Starts a send: inline when it can go so ([`State::send_inline`]:
+    /// then it is complete and there is no request, `None`), else through
+    /// the engine, marked with `scope` if that is not 0.
+    pub(crate) fn post_send(
+        &self,
+        dest: Rank,
+        context: ContextId,
+        tag: Tag,
+        data: SendData,
+        mode: SendMode,
+        scope: u64,
+    ) -> Option<RequestId> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        if mode == SendMode::Standard && state.send_inline(dest, context, tag, data.bytes()) {
+            return None;
+        }
+        let id = state.engine.post_send(dest, context, tag, data, mode);
+        if scope != 0 {
+            state.engine.set_scope(id, scope);
+        }
+        state.flush();
+        Some(id)
     }
 
     /// Runs `post` on the engine and pushes out what it queued at once.

@@ -164,6 +164,68 @@ fn nonblocking_owned_and_scoped_requests_complete() {
 }
 
 #[test]
+fn small_sends_written_at_once_keep_their_order_among_large_ones() {
+    // Over shared memory a small send to an idle peer is written at once
+    // (no request); behind a queued or rendezvous message it is not. On
+    // one tag, every message must still arrive in the order sent.
+    let sizes = [
+        8usize,
+        100_000,
+        8,
+        3000,
+        1 << 20,
+        1,
+        1,
+        40_000,
+        8,
+        0,
+        5000,
+        8,
+    ];
+    mpr::local::run(2, |world| {
+        if world.rank() == 0 {
+            let payloads: Vec<Vec<u8>> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| vec![i as u8; n])
+                .collect();
+            world
+                .scope(|s| {
+                    let mut requests = Vec::new();
+                    for payload in &payloads {
+                        requests.push(s.isend(payload, 1, 7)?);
+                    }
+                    let statuses = mpr::wait_all(requests)?;
+                    for (status, &n) in statuses.iter().zip(&sizes) {
+                        assert_eq!(
+                            (status.source, status.tag, status.len),
+                            (Rank(0), Tag(7), n)
+                        );
+                    }
+                    Ok::<(), Error>(())
+                })
+                .unwrap();
+            // Owned and blocking sends too.
+            let status = world.isend(vec![9u8; 16], 1, 8).unwrap().wait().unwrap();
+            assert_eq!(status.len(), 16);
+            world.send(&[10u8; 24], 1, 8).unwrap();
+        } else {
+            for (i, &n) in sizes.iter().enumerate() {
+                let mut buf = vec![0xffu8; 1 << 20];
+                let status = world.recv(&mut buf, 0, 7).unwrap();
+                assert_eq!(status.len, n, "message {i} arrived in order");
+                assert!(buf[..n].iter().all(|&b| b == i as u8));
+            }
+            let mut buf = [0u8; 32];
+            assert_eq!(world.recv(&mut buf, 0, 8).unwrap().len, 16);
+            assert_eq!(buf[..16], [9u8; 16]);
+            assert_eq!(world.recv(&mut buf, 0, 8).unwrap().len, 24);
+            assert_eq!(buf[..24], [10u8; 24]);
+        }
+    });
+}
+
+#[test]
 fn leaked_scoped_request_is_still_completed_by_its_scope() {
     mpr::local::run(2, |world| {
         let peer = 1 - world.rank();

@@ -59,7 +59,8 @@ impl Channel for CollChannel<'_> {
             rt: &comm.rt,
             ids: smallvec::SmallVec::with_capacity(recvs.len() + sends.len()),
         };
-        comm.rt.post(|engine| {
+        comm.rt.post_state(|state| {
+            let engine = &mut state.engine;
             for recv in recvs.iter_mut() {
                 let source = world(recv.peer).unwrap_or(Rank(u32::MAX));
                 // SAFETY: `pending` waits for this receive before `exchange`
@@ -75,6 +76,12 @@ impl Channel for CollChannel<'_> {
             }
             for send in sends {
                 let dest = world(send.peer).unwrap_or(Rank(u32::MAX));
+                // A small send to an idle shared-memory peer is written at
+                // once and complete: nothing to wait for.
+                if state.send_inline(dest, context, Tag(send.tag), send.data) {
+                    continue;
+                }
+                let engine = &mut state.engine;
                 // SAFETY: as above: waited for before the borrow of `send.data` ends.
                 let view = unsafe { RawSend::new(send.data) };
                 let data = if send.transient {

@@ -33,6 +33,11 @@
 //!   receiver completes when its last byte lands, read straight from the
 //!   socket into the user's buffer when more than `direct_read_min` bytes
 //!   remain.
+//! * **Inline** ([`Engine::inline_send`]): a standard-mode message under
+//!   `eager_by_reference_min` to a peer with nothing queued skips the
+//!   request table and the queue; the transport writes its EAGER frame at
+//!   once (shared memory does, when its ring has room) and the send is
+//!   complete. See `inline.rs`.
 //! * **Pull** (rendezvous between peers on one host that may read each
 //!   other's memory; a transport enables it per peer with
 //!   [`Engine::offer_pulls`] and [`Engine::pull_from`]): PULL is an RTS
@@ -81,6 +86,7 @@
 mod error;
 mod flow;
 pub mod frame;
+mod inline;
 mod matching;
 mod protocol;
 mod pull;

@@ -550,6 +550,35 @@ impl Shm {
         }
     }
 
+    /// Whether a record of `len` bytes can go to `peer` at once: its lane
+    /// is open, nothing is in flight on it, and its ring has the room.
+    pub(crate) fn fits(&mut self, peer: Rank, len: usize) -> bool {
+        match self.lanes.get_mut(peer.index()) {
+            Some(Some(lane)) if lane.open && lane.inflight.is_empty() => {
+                lane.tx.as_mut().is_some_and(|tx| tx.fits(len))
+            }
+            _ => false,
+        }
+    }
+
+    /// Writes one frame to `peer` as one record, which [`Shm::fits`] said
+    /// it may, and rings the peer's doorbell if it sleeps.
+    pub(crate) fn write_inline(&mut self, peer: Rank, header: &[u8], payload: &[u8]) {
+        let Some(Some(lane)) = self.lanes.get_mut(peer.index()) else {
+            return;
+        };
+        let Some(tx) = lane.tx.as_mut() else {
+            return;
+        };
+        let frame = [io::IoSlice::new(header), io::IoSlice::new(payload)];
+        let written = tx.push(&frame, usize::MAX);
+        debug_assert_eq!(written, header.len() + payload.len(), "fits() was asked");
+        fences::light();
+        if let (Some(segment), Some(address)) = (&lane.peer_segment, &lane.doorbell) {
+            wake_if_sleeping(segment, &self.ringer, address);
+        }
+    }
+
     /// Whether bytes wait for room in a full ring (flush again).
     pub(crate) fn blocked(&self) -> bool {
         self.blocked

@@ -237,6 +237,15 @@ impl<M: RingMemory> Producer<M> {
         self.tail = next;
     }
 
+    /// Whether a record of `len` bytes fits now (looking at the consumer's
+    /// `head` again if the one last seen leaves too little room).
+    pub(crate) fn fits(&mut self, len: usize) -> bool {
+        if self.room() < len {
+            self.head_seen = self.memory.control().head.load(Ordering::Acquire);
+        }
+        self.room() >= len
+    }
+
     /// Writes up to `max` bytes of `slices` (in order) as one record and
     /// publishes it; returns how many bytes went in (0 if the ring is full
     /// or there was nothing to write).
