@@ -19,12 +19,16 @@ pub(super) struct Message {
     pub(super) body: Body,
 }
 
+/// An eager payload held by the engine until matched: short ones (most
+/// unexpected messages of a collective) need no allocation.
+pub(super) type Payload = smallvec::SmallVec<[u8; 64]>;
+
 /// Where a message's bytes are.
 #[derive(Debug)]
 pub(super) enum Body {
     /// Here (an eager frame or a small self-send); `ack` is the sender's id
     /// when a synchronous send waits for an ACK.
-    Eager { payload: Vec<u8>, ack: Option<u64> },
+    Eager { payload: Payload, ack: Option<u64> },
     /// At the sender, announced by an RTS with this send id.
     Rts { send_id: u64 },
     /// At `addr` in the sender's memory, announced by a PULL.
@@ -161,7 +165,7 @@ impl Engine {
             let payload = send
                 .buf
                 .as_ref()
-                .map(|b| b.bytes().to_vec())
+                .map(|b| Payload::from_slice(b.bytes()))
                 .unwrap_or_default();
             msg.body = Body::Eager { payload, ack: None };
             self.send_done(id, Ok(()), None);

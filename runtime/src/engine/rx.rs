@@ -343,7 +343,7 @@ impl Engine {
             self.deliver_bytes(recv, status, payload);
         } else {
             let body = Body::Eager {
-                payload: payload.to_vec(),
+                payload: super::protocol::Payload::from_slice(payload),
                 ack,
             };
             self.arrive(Message {
