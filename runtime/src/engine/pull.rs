@@ -17,9 +17,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::flow::FRAME_COST;
 use super::frame::Header;
-use super::protocol::{Body, Message, truncated};
+use super::protocol::{Body, truncated};
 use super::request::{Request, SendState};
 use super::{Engine, OpError, ProtocolError, RequestId, Status};
 use crate::Rank;
@@ -58,53 +57,51 @@ impl PeerMemory {
     /// Copies `dst.len()` bytes at `addr` of the process into `dst`; the
     /// error is the `errno` of the failed read.
     pub fn read(&self, addr: u64, dst: &mut [u8]) -> Result<(), i32> {
-        use nix::errno::Errno;
-        use nix::sys::uio::{RemoteIoVec, process_vm_readv};
-        let mut done = 0;
-        while done < dst.len() {
-            let len = (dst.len() - done).min(READ_CHUNK);
-            let remote = [RemoteIoVec {
-                base: (addr as usize).wrapping_add(done),
-                len,
-            }];
-            let mut local = [std::io::IoSliceMut::new(&mut dst[done..done + len])];
-            match process_vm_readv(self.pid, &mut local, &remote) {
-                Ok(0) => return Err(Errno::EFAULT as i32),
-                Ok(n) => done += n,
-                Err(Errno::EINTR) => {}
-                Err(errno) => return Err(errno as i32),
-            }
-        }
-        Ok(())
+        in_chunks(addr, dst.len(), |remote, range| {
+            let mut local = [std::io::IoSliceMut::new(&mut dst[range])];
+            nix::sys::uio::process_vm_readv(self.pid, &mut local, &remote)
+        })
     }
 
     /// Copies `src` to `addr` of the process; the error is the `errno` of
     /// the failed write.
     pub fn write(&self, addr: u64, src: &[u8]) -> Result<(), i32> {
-        use nix::errno::Errno;
-        use nix::sys::uio::{RemoteIoVec, process_vm_writev};
-        let mut done = 0;
-        while done < src.len() {
-            let len = (src.len() - done).min(READ_CHUNK);
-            let remote = [RemoteIoVec {
-                base: (addr as usize).wrapping_add(done),
-                len,
-            }];
-            let local = [std::io::IoSlice::new(&src[done..done + len])];
-            match process_vm_writev(self.pid, &local, &remote) {
-                Ok(0) => return Err(Errno::EFAULT as i32),
-                Ok(n) => done += n,
-                Err(Errno::EINTR) => {}
-                Err(errno) => return Err(errno as i32),
-            }
-        }
-        Ok(())
+        in_chunks(addr, src.len(), |remote, range| {
+            let local = [std::io::IoSlice::new(&src[range])];
+            nix::sys::uio::process_vm_writev(self.pid, &local, &remote)
+        })
     }
 
     /// Whether the process still exists.
     pub fn is_alive(&self) -> bool {
         nix::sys::signal::kill(self.pid, None) != Err(nix::errno::Errno::ESRCH)
     }
+}
+
+/// Moves `len` bytes at `addr` of another process in system calls of at
+/// most [`READ_CHUNK`] bytes: `copy` moves the remote piece to or from the
+/// local byte range given and returns how many bytes it moved.
+fn in_chunks(
+    addr: u64,
+    len: usize,
+    mut copy: impl FnMut([nix::sys::uio::RemoteIoVec; 1], std::ops::Range<usize>) -> nix::Result<usize>,
+) -> Result<(), i32> {
+    use nix::errno::Errno;
+    let mut done = 0;
+    while done < len {
+        let piece = (len - done).min(READ_CHUNK);
+        let remote = [nix::sys::uio::RemoteIoVec {
+            base: (addr as usize).wrapping_add(done),
+            len: piece,
+        }];
+        match copy(remote, done..done + piece) {
+            Ok(0) => return Err(Errno::EFAULT as i32),
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(errno) => return Err(errno as i32),
+        }
+    }
+    Ok(())
 }
 
 impl Engine {
@@ -159,23 +156,11 @@ impl Engine {
         if self.peers[peer.index()].memory.is_none() {
             return Err(ProtocolError::UnexpectedKind { peer, kind: h.kind });
         }
-        self.charge(peer, FRAME_COST)?;
-        let len = usize::try_from(h.arg).map_err(|_| ProtocolError::TooLong {
-            kind: h.kind,
-            len: h.arg,
-            max: usize::MAX as u64,
-        })?;
-        self.arrive(Message {
-            source: peer,
-            tag: h.tag,
-            context: h.context,
-            len,
-            body: Body::Pull {
-                send_id: h.id,
-                addr,
-            },
-        });
-        Ok(())
+        let body = Body::Pull {
+            send_id: h.id,
+            addr,
+        };
+        self.announced(peer, h, body)
     }
 
     /// Receive `id` matched a PULL of send `send_id` from `peer`: copies

@@ -416,22 +416,7 @@ impl Engine {
             Kind::Hello | Kind::HelloAck | Kind::Eager | Kind::Pull => {
                 return Err(ProtocolError::UnexpectedKind { peer, kind: h.kind });
             }
-            Kind::Rts => {
-                self.charge(peer, FRAME_COST)?;
-                let len = usize::try_from(h.arg).map_err(|_| ProtocolError::TooLong {
-                    kind: h.kind,
-                    len: h.arg,
-                    max: usize::MAX as u64,
-                })?;
-                let body = Body::Rts { send_id: h.id };
-                self.arrive(Message {
-                    source: peer,
-                    tag: h.tag,
-                    context: h.context,
-                    len,
-                    body,
-                });
-            }
+            Kind::Rts => self.announced(peer, h, Body::Rts { send_id: h.id })?,
             Kind::Cts => self.on_cts(peer, h)?,
             Kind::Data => self.on_data(peer, h)?,
             Kind::Ack => {
@@ -469,6 +454,30 @@ impl Engine {
                 self.peer_gone(peer, super::OpError::PeerFinalized { rank: peer }, false);
             }
         }
+        Ok(())
+    }
+
+    /// An RTS or PULL header: a message of `h.arg` bytes whose payload
+    /// stays at the sender (`body` says how to get it) reaches matching.
+    pub(super) fn announced(
+        &mut self,
+        peer: Rank,
+        h: &Header,
+        body: Body,
+    ) -> Result<(), ProtocolError> {
+        self.charge(peer, FRAME_COST)?;
+        let len = usize::try_from(h.arg).map_err(|_| ProtocolError::TooLong {
+            kind: h.kind,
+            len: h.arg,
+            max: usize::MAX as u64,
+        })?;
+        self.arrive(Message {
+            source: peer,
+            tag: h.tag,
+            context: h.context,
+            len,
+            body,
+        });
         Ok(())
     }
 
