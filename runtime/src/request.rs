@@ -44,7 +44,6 @@ mod sealed {
             }
         }
 
-        /// Polls once; true if complete (the completion is kept).
         /// A send that completed as it started (inline): it reports
         /// `status`.
         pub(crate) fn sent(comm: Arc<CommInner>, status: crate::engine::Status) -> Pending {
@@ -62,6 +61,7 @@ mod sealed {
             }
         }
 
+        /// Polls once; true if complete (the completion is kept).
         pub(crate) fn test(&mut self) -> bool {
             if self.done.is_some() {
                 return true;
