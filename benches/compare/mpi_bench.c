@@ -7,7 +7,9 @@
  *
  * Latency: ping-pong between ranks 0 and 1, half the round trip, 100+10000
  * iterations up to 8 KiB, 10+1000 above. Bandwidth: window of 64
- * non-blocking sends then a 4-byte ack, 10+100 / 2+20 iterations, MB = 1e6. */
+ * non-blocking sends then a 4-byte ack, 10+100 / 2+20 iterations, MB = 1e6;
+ * the receiver posts its window in batches that fit --recv-footprint bytes
+ * (default 1 MiB; 0: the whole window, each message in its own slice). */
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,8 +132,10 @@ int main(int argc, char **argv) {
     }
     size_t min = latency ? 0 : 1, max = 4 << 20;
     int csv = 0;
+    size_t footprint = 1 << 20; /* --recv-footprint, as in mpr-bench */
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "-m") == 0 && i + 1 < argc) parse_range(argv[++i], &min, &max);
+        else if (strcmp(argv[i], "--recv-footprint") == 0 && i + 1 < argc) footprint = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--csv") == 0) csv = 1;
     }
     char *sendbuf = malloc(max ? max : 1), *recvbuf = malloc((max ? max : 1) * WINDOW);
@@ -165,16 +169,40 @@ int main(int argc, char **argv) {
             MPI_Request reqs[2 * WINDOW];
             char ack[4];
             double t0 = 0;
+            /* Receives posted at once: the window, or as many as fit in the
+             * footprint (see mpr-bench --recv-footprint). */
+            size_t batch = WINDOW;
+            if (footprint) {
+                batch = footprint / (s ? s : 1);
+                if (batch < 1) batch = 1;
+                if (batch > WINDOW) batch = WINDOW;
+            }
             for (int i = 0; i < warm + iters; i++) {
                 if (i == warm) t0 = MPI_Wtime();
                 int n = 0;
-                if (rank == 1 || bibw)
-                    for (int w = 0; w < WINDOW; w++)
-                        MPI_Irecv(recvbuf + w * s, (int)s, MPI_CHAR, peer, 100, MPI_COMM_WORLD, &reqs[n++]);
-                if (rank == 0 || bibw)
-                    for (int w = 0; w < WINDOW; w++)
-                        MPI_Isend(sendbuf, (int)s, MPI_CHAR, peer, 100, MPI_COMM_WORLD, &reqs[n++]);
-                MPI_Waitall(n, reqs, MPI_STATUSES_IGNORE);
+                if (batch == WINDOW) {
+                    if (rank == 1 || bibw)
+                        for (int w = 0; w < WINDOW; w++)
+                            MPI_Irecv(recvbuf + w * s, (int)s, MPI_CHAR, peer, 100, MPI_COMM_WORLD, &reqs[n++]);
+                    if (rank == 0 || bibw)
+                        for (int w = 0; w < WINDOW; w++)
+                            MPI_Isend(sendbuf, (int)s, MPI_CHAR, peer, 100, MPI_COMM_WORLD, &reqs[n++]);
+                    MPI_Waitall(n, reqs, MPI_STATUSES_IGNORE);
+                } else {
+                    if (rank == 0 || bibw)
+                        for (int w = 0; w < WINDOW; w++)
+                            MPI_Isend(sendbuf, (int)s, MPI_CHAR, peer, 100, MPI_COMM_WORLD, &reqs[n++]);
+                    if (rank == 1 || bibw)
+                        for (size_t left = WINDOW; left > 0;) {
+                            size_t posted = left < batch ? left : batch;
+                            MPI_Request batch_reqs[WINDOW];
+                            for (size_t w = 0; w < posted; w++)
+                                MPI_Irecv(recvbuf + w * s, (int)s, MPI_CHAR, peer, 100, MPI_COMM_WORLD, &batch_reqs[w]);
+                            MPI_Waitall((int)posted, batch_reqs, MPI_STATUSES_IGNORE);
+                            left -= posted;
+                        }
+                    MPI_Waitall(n, reqs, MPI_STATUSES_IGNORE);
+                }
                 if (rank == 0) MPI_Recv(ack, 4, MPI_CHAR, 1, 101, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
                 else MPI_Send(ack, 4, MPI_CHAR, 0, 101, MPI_COMM_WORLD);
             }

@@ -108,6 +108,15 @@ pub(crate) struct Options {
     /// Window of non-blocking sends for bandwidth tests.
     #[arg(short = 'W', long = "window-size", default_value_t = 64)]
     pub(crate) window: usize,
+    /// Bandwidth tests: the most bytes of receive buffer in use at once.
+    /// `osu_bw` receives the whole window into one buffer (C allows it);
+    /// safe Rust cannot alias receive buffers, so when `window x size`
+    /// exceeds this, the receiver posts its window in batches that share
+    /// one buffer of this size, keeping the memory touched per window
+    /// (and so the caches' share of the figure) close to `osu_bw`'s.
+    /// `0` gives every message of the window its own slice.
+    #[arg(long = "recv-footprint", default_value_t = DEFAULT_RECV_FOOTPRINT)]
+    pub(crate) recv_footprint: usize,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub(crate) format: Format,
@@ -153,6 +162,9 @@ pub(crate) struct PlotOptions {
 /// Messages above this size count as large (OSU's `LARGE_MESSAGE_SIZE`).
 pub(crate) const LARGE_MESSAGE: usize = 8192;
 
+/// Default `--recv-footprint`: 1 MiB.
+pub(crate) const DEFAULT_RECV_FOOTPRINT: usize = 1 << 20;
+
 impl Options {
     /// The output format after the shorthands.
     pub(crate) fn format(&self) -> Format {
@@ -166,6 +178,16 @@ impl Options {
     }
 
     /// Sizes to measure: 0 (latency only), then powers of two.
+    /// How many receives of `size` bytes a bandwidth test posts at once:
+    /// the whole window, or as many as fit in `--recv-footprint` (at least one).
+    pub(crate) fn recv_batch(&self, size: usize) -> usize {
+        let window = self.window.max(1);
+        if self.recv_footprint == 0 {
+            return window;
+        }
+        (self.recv_footprint / size.max(1)).clamp(1, window)
+    }
+
     pub(crate) fn sizes(&self, default_max: usize, include_zero: bool) -> Vec<usize> {
         let (min, max) = self
             .sizes

@@ -70,7 +70,8 @@ pub(crate) fn bandwidth(world: &Comm, options: &Options, both: bool) -> Result<(
     for (index, size) in options.sizes(MAX_P2P, false).into_iter().enumerate() {
         let (warmup, iterations) = options.iterations(size, (10, 100), (2, 20));
         let send = vec![b'a'; size];
-        let mut recv = vec![0u8; size * window];
+        let batch = options.recv_batch(size);
+        let mut recv = vec![0u8; size * batch];
         let mut ack = [0u8; 4];
         let mut started = 0.0;
         for i in 0..warmup + iterations {
@@ -79,20 +80,36 @@ pub(crate) fn bandwidth(world: &Comm, options: &Options, both: bool) -> Result<(
             }
             let sending = rank == 0 || both;
             let receiving = rank == 1 || both;
-            world.scope(|scope| {
-                let mut requests = Vec::with_capacity(2 * window);
-                if receiving {
-                    for chunk in recv.chunks_mut(size.max(1)).take(window) {
-                        requests.push(scope.irecv(chunk, peer, 100)?);
+            if batch == window {
+                // OSU order: the whole window of receives, then of sends.
+                world.scope(|scope| {
+                    let mut requests = Vec::with_capacity(2 * window);
+                    if receiving {
+                        for chunk in recv.chunks_mut(size.max(1)).take(window) {
+                            requests.push(scope.irecv(chunk, peer, 100)?);
+                        }
                     }
-                }
-                if sending {
-                    for _ in 0..window {
-                        requests.push(scope.isend(&send, peer, 100)?);
+                    if sending {
+                        for _ in 0..window {
+                            requests.push(scope.isend(&send, peer, 100)?);
+                        }
                     }
-                }
-                mpr::wait_all(requests).map(drop)
-            })?;
+                    mpr::wait_all(requests).map(drop)
+                })?;
+            } else {
+                world.scope(|scope| {
+                    let mut sends = Vec::with_capacity(window);
+                    if sending {
+                        for _ in 0..window {
+                            sends.push(scope.isend(&send, peer, 100)?);
+                        }
+                    }
+                    if receiving {
+                        receive_in_batches(world, &mut recv, size, window, peer)?;
+                    }
+                    mpr::wait_all(sends).map(drop)
+                })?;
+            }
             if rank == 0 {
                 world.recv(&mut ack, 1, 101)?;
             } else {
@@ -107,6 +124,31 @@ pub(crate) fn bandwidth(world: &Comm, options: &Options, both: bool) -> Result<(
     }
     if rank == 0 {
         report::footer(format);
+    }
+    Ok(())
+}
+
+/// Receives `window` messages of `size` bytes from `peer`, posting as many
+/// at once as `buffer` holds and reusing it for every batch.
+fn receive_in_batches(
+    world: &Comm,
+    buffer: &mut [u8],
+    size: usize,
+    window: usize,
+    peer: u32,
+) -> Result<(), Error> {
+    let batch = (buffer.len() / size.max(1)).max(1);
+    let mut left = window;
+    while left > 0 {
+        let posted = batch.min(left);
+        world.scope(|scope| {
+            let mut requests = Vec::with_capacity(posted);
+            for chunk in buffer.chunks_mut(size.max(1)).take(posted) {
+                requests.push(scope.irecv(chunk, peer, 100)?);
+            }
+            mpr::wait_all(requests).map(drop)
+        })?;
+        left -= posted;
     }
     Ok(())
 }
@@ -136,7 +178,7 @@ pub(crate) fn multi_bandwidth(world: &Comm, options: &Options) -> Result<(), Err
     for (index, size) in options.sizes(MAX_P2P, false).into_iter().enumerate() {
         let (warmup, iterations) = options.iterations(size, (10, 100), (2, 20));
         let send = vec![b'a'; size];
-        let mut recv = vec![0u8; size * window];
+        let mut recv = vec![0u8; size * options.recv_batch(size)];
         let mut ack = [0u8; 4];
         world.barrier()?;
         let mut started = 0.0;
@@ -144,19 +186,17 @@ pub(crate) fn multi_bandwidth(world: &Comm, options: &Options) -> Result<(), Err
             if i == warmup {
                 started = mpr::wtime();
             }
-            world.scope(|scope| {
-                let mut requests = Vec::with_capacity(window);
-                if sender {
+            if sender {
+                world.scope(|scope| {
+                    let mut requests = Vec::with_capacity(window);
                     for _ in 0..window {
                         requests.push(scope.isend(&send, peer, 100)?);
                     }
-                } else {
-                    for chunk in recv.chunks_mut(size.max(1)).take(window) {
-                        requests.push(scope.irecv(chunk, peer, 100)?);
-                    }
-                }
-                mpr::wait_all(requests).map(drop)
-            })?;
+                    mpr::wait_all(requests).map(drop)
+                })?;
+            } else {
+                receive_in_batches(world, &mut recv, size, window, peer)?;
+            }
             if sender {
                 world.recv(&mut ack, peer, 101)?;
             } else {

@@ -51,7 +51,14 @@ fn run(n: u32, args: &[&str]) -> Output {
 
 /// Runs a benchmark with `--csv` and returns its (size, value) rows.
 fn rows(n: u32, name: &str, sizes: &str) -> Vec<(usize, f64)> {
-    let output = run(n, &[name, "-m", sizes, "-i", "20", "-x", "2", "--csv"]);
+    rows_with(n, name, sizes, &[])
+}
+
+/// [`rows`] with extra options.
+fn rows_with(n: u32, name: &str, sizes: &str, extra: &[&str]) -> Vec<(usize, f64)> {
+    let mut args = vec![name, "-m", sizes, "-i", "20", "-x", "2", "--csv"];
+    args.extend_from_slice(extra);
+    let output = run(n, &args);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -83,6 +90,25 @@ fn point_to_point_benchmarks_report_every_size() {
         );
     }
     let rows = rows(4, "mbw_mr", "8:8");
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].1 > 0.0);
+}
+
+#[test]
+fn bandwidth_windows_posted_in_batches_complete_at_every_size() {
+    // A 100-byte footprint posts 64-byte receives one at a time, 16-byte
+    // ones six at a time (the last batch of the window short), 1-byte ones
+    // all 64 at once.
+    for name in ["bw", "bibw"] {
+        let rows = rows_with(2, name, "1:64", &["--recv-footprint", "100"]);
+        let sizes: Vec<usize> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(sizes, [1, 2, 4, 8, 16, 32, 64], "{name}");
+        assert!(
+            rows.iter().all(|r| r.1 > 0.0 && r.1.is_finite()),
+            "{name}: {rows:?}"
+        );
+    }
+    let rows = rows_with(4, "mbw_mr", "64:64", &["--recv-footprint", "100"]);
     assert_eq!(rows.len(), 1);
     assert!(rows[0].1 > 0.0);
 }
