@@ -313,16 +313,22 @@ pub fn select(
 /// share memory (asked only when the size would pipeline).
 ///
 /// Pieces of [`REDUCE_PIECE`] bytes from [`REDUCE_PIPELINE_FROM`] on, over
-/// networks only, and at 2 ranks only up to [`REDUCE_PIPELINE_TO_AT_2`].
-/// Measured 2026-11-25 (µs, 128 KiB / 256 KiB / 512 KiB, best of 3 runs,
-/// unpipelined → pipelined): TCP at 4 ranks 56 → 40, 108 → 81, 217 → 187,
-/// at 2 ranks 31 → 25, 44 → 38, 81 → 79; shared memory at 2 ranks
-/// 11.0 → 17.1, 20.8 → 34.1, 73 → 81: there a whole vector moves by single
-/// copy faster than pieces step by step. At 1 MiB over TCP (4 alternating
-/// runs): 8 ranks 905-1116 → 777-810, 4 ranks a tie (415-520 against
-/// 419-533), 2 ranks 193-216 → 234-255. With no tree to overlap, the
-/// pieces the root has not yet asked for wait as unexpected messages and
-/// are copied twice, while one whole message is read straight into place.
+/// networks only. Measured 2026-11-25 (µs, 128 KiB / 256 KiB / 512 KiB,
+/// best of 3 runs, unpipelined → pipelined): TCP at 4 ranks 56 → 40,
+/// 108 → 81, 217 → 187, at 2 ranks 31 → 25, 44 → 38, 81 → 79; shared
+/// memory at 2 ranks 11.0 → 17.1, 20.8 → 34.1, 73 → 81: there a whole
+/// vector moves by single copy faster than pieces step by step. At 1 MiB
+/// over TCP (4 alternating runs): 8 ranks 905-1116 → 777-810, 4 ranks a
+/// tie (415-520 against 419-533).
+///
+/// 2 ranks were pipelined only up to 512 KiB until the root took its
+/// pieces in one streamed step (2026-11-26, medians of 5 alternating
+/// runs, TCP, 512 KiB / 1 MiB): pieces the root had not yet asked for
+/// waited as unexpected messages and were copied twice (99.6 / 240 µs;
+/// 248 unpipelined at 1 MiB);
+/// now every piece is received in place and combined as it arrives, the
+/// first child's pieces straight into the result (82.2 / 175 µs; Open
+/// MPI: 86 / 232). Pieces of 16, 32 and 64 KiB then tie at 2 ranks.
 pub fn reduce_segment(
     p: u32,
     count: usize,
@@ -330,8 +336,8 @@ pub fn reduce_segment(
     shared_memory: impl FnOnce() -> bool,
 ) -> usize {
     let bytes = count.saturating_mul(element);
-    let too_long = p == 2 && bytes > REDUCE_PIPELINE_TO_AT_2;
-    if p < 2 || element == 0 || bytes < REDUCE_PIPELINE_FROM || too_long || shared_memory() {
+
+    if p < 2 || element == 0 || bytes < REDUCE_PIPELINE_FROM || shared_memory() {
         return 0;
     }
     (REDUCE_PIECE / element).max(1)
@@ -339,7 +345,5 @@ pub fn reduce_segment(
 
 /// Size from which a reduce runs as a pipeline of pieces.
 pub const REDUCE_PIPELINE_FROM: usize = 128 << 10;
-/// Largest reduce pipelined at 2 ranks.
-pub const REDUCE_PIPELINE_TO_AT_2: usize = 512 << 10;
 /// Bytes per piece of a pipelined reduce.
 pub const REDUCE_PIECE: usize = 32 << 10;

@@ -54,6 +54,26 @@ pub trait Channel {
         sends: &[Outgoing<'_>],
         recvs: &mut [Incoming<'_>],
     ) -> Result<(), Self::Error>;
+
+    /// As [`exchange`](Channel::exchange), taking the receives in order:
+    /// as soon as receive `i` has completed, while later ones may still be
+    /// in flight, calls `arrived(&mut recvs[..=i])`. After a failed
+    /// receive, `arrived` is not called again. The default waits for the
+    /// whole round first; a transport that can wait for one receive at a
+    /// time overrides it, so that the caller's work on early messages
+    /// overlaps later transfers.
+    fn exchange_each(
+        &self,
+        sends: &[Outgoing<'_>],
+        recvs: &mut [Incoming<'_>],
+        arrived: &mut dyn FnMut(&mut [Incoming<'_>]),
+    ) -> Result<(), Self::Error> {
+        self.exchange(sends, recvs)?;
+        for i in 0..recvs.len() {
+            arrived(&mut recvs[..=i]);
+        }
+        Ok(())
+    }
 }
 
 /// Runs `schedule` with the caller's `input` and `output` buffers; `op` is
@@ -95,8 +115,14 @@ pub fn execute<T: Pod, C: Channel + ?Sized>(
             let _ = poisoned_step(channel, step, elem);
             continue;
         }
+        let later = &schedule.steps[index + 1..];
+        if step.streamed {
+            if let Err(error) = streamed_step(channel, step, later, input, output, scratch, op) {
+                first_error = Some(error);
+            }
+            continue;
+        }
         if step.communicates() {
-            let later = &schedule.steps[index + 1..];
             if let Err(error) = exchange_step(channel, step, later, input, output, scratch) {
                 first_error = Some(error);
                 continue;
@@ -191,23 +217,24 @@ fn poisoned_step<C: Channel + ?Sized>(
     channel.exchange(&sends, &mut recvs)
 }
 
-/// Carves the receive regions that lie in `buf` out of it; returns the
-/// gaps between them (start offset and elements), which sends may read.
+/// Carves the regions (of a step's receives, and of what a streamed step
+/// writes) that lie in `buf` out of it; returns the gaps between them
+/// (start offset and elements), which sends may read.
 fn carve<'a, T>(
     buf: &'a mut [T],
     which: Buf,
-    recvs: &[Transfer],
+    regions: &[Region],
     pieces: &mut [Option<&'a mut [T]>],
 ) -> Inline<(usize, &'a [T])> {
-    let mut order: Inline<usize> = (0..recvs.len())
-        .filter(|&i| recvs[i].region.buf == which && recvs[i].region.len > 0)
+    let mut order: Inline<usize> = (0..regions.len())
+        .filter(|&i| regions[i].buf == which && regions[i].len > 0)
         .collect();
-    order.sort_by_key(|&i| recvs[i].region.offset);
+    order.sort_by_key(|&i| regions[i].offset);
     let mut gaps = Inline::with_capacity(order.len() + 1);
     let mut rest = buf;
     let mut pos = 0;
     for i in order {
-        let region = recvs[i].region;
+        let region = regions[i];
         assert!(
             region.offset >= pos,
             "receive regions of one step overlap: {region:?}"
@@ -284,21 +311,10 @@ fn exchange_step<T: Pod, C: Channel + ?Sized>(
             .all(|t| t.region.buf != Buf::Input || t.region.len == 0),
         "a schedule receives into the input buffer"
     );
-    let out_gaps = carve(output, Buf::Output, &step.recvs, &mut pieces);
-    let scratch_gaps = carve(scratch, Buf::Scratch, &step.recvs, &mut pieces);
-    let sends: Inline<Outgoing<'_>> = step
-        .sends
-        .iter()
-        .map(|t| {
-            let r = t.region;
-            let data: &[T] = match r.buf {
-                Buf::Input => &input[r.range()],
-                Buf::Output => in_gaps(&out_gaps, r),
-                Buf::Scratch => in_gaps(&scratch_gaps, r),
-            };
-            outgoing(t, data, step, later)
-        })
-        .collect();
+    let regions: Inline<Region> = step.recvs.iter().map(|t| t.region).collect();
+    let out_gaps = carve(output, Buf::Output, &regions, &mut pieces);
+    let scratch_gaps = carve(scratch, Buf::Scratch, &regions, &mut pieces);
+    let sends = gap_sends(step, later, input, &out_gaps, &scratch_gaps);
     let mut recvs: Inline<Incoming<'_>> = step
         .recvs
         .iter()
@@ -310,6 +326,152 @@ fn exchange_step<T: Pod, C: Channel + ?Sized>(
         })
         .collect();
     channel.exchange(&sends, &mut recvs)
+}
+
+/// The sends of `step`, read from the input or from the gaps left between
+/// the regions the step writes.
+fn gap_sends<'a, T: Pod>(
+    step: &Step,
+    later: &[Step],
+    input: &'a [T],
+    out_gaps: &[(usize, &'a [T])],
+    scratch_gaps: &[(usize, &'a [T])],
+) -> Inline<Outgoing<'a>> {
+    step.sends
+        .iter()
+        .map(|t| {
+            let r = t.region;
+            let data: &[T] = match r.buf {
+                Buf::Input => &input[r.range()],
+                Buf::Output => in_gaps(out_gaps, r),
+                Buf::Scratch => in_gaps(scratch_gaps, r),
+            };
+            outgoing(t, data, step, later)
+        })
+        .collect()
+}
+
+/// A streamed step (see [`Step`]): every receive is posted at once, and
+/// each local runs as soon as the last receive it involves has arrived.
+/// Whatever a local touches outside the step's receives, it writes only
+/// there (a target no receive or send of the step touches) or only reads
+/// (a region the step does not write, such as the input).
+///
+/// # Panics
+///
+/// If a local involves no receive of its step, or writes where a send of
+/// the step or another kind of operand lies.
+fn streamed_step<T: Pod, C: Channel + ?Sized>(
+    channel: &C,
+    step: &Step,
+    later: &[Step],
+    input: &[T],
+    output: &mut [T],
+    scratch: &mut [T],
+    op: Option<&dyn Op<T>>,
+) -> Result<(), C::Error> {
+    let received = step.recvs.len();
+    let receive_of = |region: Region| step.recvs.iter().position(|t| t.region == region);
+    // What the step writes: its receives, then the distinct local targets.
+    let mut regions: Vec<Region> = step.recvs.iter().map(|t| t.region).collect();
+    let mut plan = Vec::with_capacity(step.locals.len());
+    for local in &step.locals {
+        let (from, into) = match *local {
+            Local::Copy { from, to } => (from, to),
+            Local::Reduce { from, into, .. } => (from, into),
+        };
+        let read = receive_of(from).map_or(Operand::Fixed(from), Operand::Receive);
+        let write = receive_of(into).map_or_else(
+            || {
+                let at = regions[received..].iter().position(|&r| r == into);
+                Operand::Target(at.unwrap_or_else(|| {
+                    regions.push(into);
+                    regions.len() - 1 - received
+                }))
+            },
+            Operand::Receive,
+        );
+        let trigger = match (read, write) {
+            (Operand::Receive(a), Operand::Receive(b)) if a != b => a.max(b),
+            (Operand::Receive(a), Operand::Target(_))
+            | (Operand::Fixed(_), Operand::Receive(a)) => a,
+            _ => panic!("a streamed local must involve its step's receives: {local:?}"),
+        };
+        plan.push((trigger, read, write));
+    }
+    assert!(
+        regions.iter().all(|r| r.buf != Buf::Input || r.len == 0),
+        "a schedule writes to the input buffer"
+    );
+    let mut pieces: Vec<Option<&mut [T]>> = (0..regions.len()).map(|_| None).collect();
+    let out_gaps = carve(output, Buf::Output, &regions, &mut pieces);
+    let scratch_gaps = carve(scratch, Buf::Scratch, &regions, &mut pieces);
+    let sends = gap_sends(step, later, input, &out_gaps, &scratch_gaps);
+    let read_only = |r: Region| -> &[T] {
+        match r.buf {
+            Buf::Input => &input[r.range()],
+            Buf::Output => in_gaps(&out_gaps, r),
+            Buf::Scratch => in_gaps(&scratch_gaps, r),
+        }
+    };
+    let mut targets = pieces.split_off(received);
+    let mut recvs: Vec<Incoming<'_>> = step
+        .recvs
+        .iter()
+        .zip(pieces)
+        .map(|(t, piece)| Incoming {
+            peer: t.peer,
+            tag: t.tag,
+            data: bytemuck::cast_slice_mut(piece.unwrap_or(&mut [])),
+        })
+        .collect();
+    let mut arrived = |arrived: &mut [Incoming<'_>]| {
+        let newest = arrived.len() - 1;
+        for (local, &(trigger, read, write)) in step.locals.iter().zip(&plan) {
+            if trigger != newest {
+                continue;
+            }
+            let (src, dst): (&[T], &mut [T]) = match (read, write) {
+                (Operand::Receive(a), Operand::Receive(b)) => {
+                    let (low, high) = arrived.split_at_mut(a.max(b));
+                    let (first, second) = (&mut *low[a.min(b)].data, &mut *high[0].data);
+                    let (src, dst) = if a < b {
+                        (first, second)
+                    } else {
+                        (second, first)
+                    };
+                    (bytemuck::cast_slice(src), bytemuck::cast_slice_mut(dst))
+                }
+                (Operand::Receive(a), Operand::Target(t)) => match targets[t].as_deref_mut() {
+                    Some(target) => (bytemuck::cast_slice(arrived[a].data), target),
+                    None => continue, // an empty target: nothing to do
+                },
+                (Operand::Fixed(from), Operand::Receive(b)) => {
+                    (read_only(from), bytemuck::cast_slice_mut(arrived[b].data))
+                }
+                _ => continue,
+            };
+            match *local {
+                Local::Copy { .. } => dst.copy_from_slice(src),
+                Local::Reduce { from_first, .. } => {
+                    let op = op.expect("a reducing schedule was run without an operation");
+                    op.reduce(src, dst, from_first);
+                }
+            }
+        }
+    };
+    channel.exchange_each(&sends, &mut recvs, &mut arrived)
+}
+
+/// An operand of a local in a streamed step.
+#[derive(Debug, Clone, Copy)]
+enum Operand {
+    /// The region of the step's receive with this index.
+    Receive(usize),
+    /// The step's local target with this index (written only by locals).
+    Target(usize),
+    /// A region the step does not write.
+    Fixed(Region),
 }
 
 /// Elements of `region`, read-only.

@@ -39,8 +39,8 @@ mod schedule;
 mod tests;
 
 pub use algorithm::{
-    Algorithm, Collective, REDUCE_PIECE, REDUCE_PIPELINE_FROM, REDUCE_PIPELINE_TO_AT_2,
-    UnknownAlgorithm, reduce_segment, select,
+    Algorithm, Collective, REDUCE_PIECE, REDUCE_PIPELINE_FROM, UnknownAlgorithm, reduce_segment,
+    select,
 };
 pub use build::{
     allgather, allreduce, alltoall, alltoallv, barrier, bcast, exscan, gather, gatherv, reduce,

@@ -128,6 +128,15 @@ impl Local {
 
 /// One round: start every send and receive, wait for all of them, then run
 /// the local operations in order.
+///
+/// A *streamed* step runs each local operation as soon as the receive it
+/// reads has arrived, while later receives are still in flight: every
+/// receive is posted ahead, so that no message waits unmatched (and is
+/// copied twice), and the work on early messages overlaps the transfer of
+/// later ones. Receives are taken in their order in `recvs`, and each
+/// local runs once the receive whose region is its `from` has arrived.
+/// Each local's `from` must be exactly one receive's region, and its
+/// target must overlap no receive or send of the step.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Step {
     /// Messages sent.
@@ -135,8 +144,10 @@ pub struct Step {
     /// Messages received. Their regions must not overlap each other or any
     /// send of the step.
     pub recvs: Vec<Transfer>,
-    /// Work after the messages completed.
+    /// Work after the messages completed (after each receive, if `streamed`).
     pub locals: Vec<Local>,
+    /// Whether the locals run as their receives arrive.
+    pub streamed: bool,
 }
 
 impl Step {
@@ -173,6 +184,23 @@ impl Schedule {
             sends,
             recvs,
             locals: Vec::new(),
+            streamed: false,
+        });
+    }
+
+    /// Appends a streamed step (see [`Step`]): `locals` run as the
+    /// receives they read arrive.
+    pub(crate) fn streamed(
+        &mut self,
+        sends: Vec<Transfer>,
+        recvs: Vec<Transfer>,
+        locals: Vec<Local>,
+    ) {
+        self.steps.push(Step {
+            sends,
+            recvs,
+            locals,
+            streamed: true,
         });
     }
 
@@ -209,10 +237,10 @@ impl Schedule {
         );
     }
 
-    /// Appends local work after the last step (or as a first step without
-    /// messages).
+    /// Appends local work after the last step (or as a step without
+    /// messages, first or after a streamed step).
     pub(crate) fn then(&mut self, local: Local) {
-        if self.steps.is_empty() {
+        if self.steps.last().is_none_or(|step| step.streamed) {
             self.steps.push(Step::default());
         }
         if let Some(step) = self.steps.last_mut() {

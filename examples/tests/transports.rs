@@ -25,6 +25,10 @@ fn stress() -> String {
     binary(bin_dir().join("examples").join("p2p_stress"))
 }
 
+fn coll_check() -> String {
+    binary(bin_dir().join("examples").join("coll_check"))
+}
+
 fn mprun() -> String {
     binary(bin_dir().join("mprun"))
 }
@@ -81,6 +85,16 @@ fn tcp_alone_still_carries_rings_floods_and_large_messages() {
     assert_eq!(oks(&out), 4, "{out}");
     let out = run_job(2, "tcp", &[&stress(), "big", "67108864"]);
     assert_eq!(oks(&out), 2, "{out}");
+}
+
+/// Over TCP, a reduce of large vectors streams in pieces: the root posts
+/// every piece at once and combines each as it arrives.
+#[test]
+fn tcp_reduces_in_pieces_combine_in_rank_order_at_every_root() {
+    for n in [2, 3, 4, 5] {
+        let out = run_job(n, "tcp", &[&coll_check(), "reduce"]);
+        assert_eq!(oks(&out), n as usize, "{out}");
+    }
 }
 
 #[test]

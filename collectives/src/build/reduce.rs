@@ -45,8 +45,12 @@ pub fn reduce(
     } else {
         s.alloc(count)
     };
-    s.copy(input, acc);
-    tree.reduce_in_pieces(&mut s, acc, segment);
+    if tree.streams(count, segment) {
+        tree.reduce_streamed(&mut s, input, acc, segment);
+    } else {
+        s.copy(input, acc);
+        tree.reduce_in_pieces(&mut s, acc, segment);
+    }
     if tree_root != root {
         if rank == tree_root {
             s.send(root, 64, acc);

@@ -4,7 +4,7 @@
 //! `m < lowbit(v)` with `v + m < p`.
 
 use super::level;
-use crate::schedule::{Region, Schedule, Transfer};
+use crate::schedule::{Local, Region, Schedule, Transfer};
 
 /// A tree over relative ranks; `peer` maps them to ranks.
 pub(super) struct Tree<P> {
@@ -130,6 +130,64 @@ impl<P: Fn(u32) -> u32> Tree<P> {
         if let Some((parent, tag)) = self.parent() {
             s.send((self.peer)(parent), tag, acc);
         }
+    }
+
+    /// Whether [`Tree::reduce_streamed`] applies: the root of a tree with
+    /// children, reducing a vector of `len` elements in `segment`-element
+    /// pieces (more than one).
+    pub(super) fn streams(&self, len: usize, segment: usize) -> bool {
+        segment > 0 && segment < len && self.parent().is_none() && !self.children().is_empty()
+    }
+
+    /// The root's side of [`Tree::reduce_in_pieces`] (see
+    /// [`Tree::streams`]), as one streamed step: every piece of every child
+    /// is received at once, and each is combined as it arrives, so no piece
+    /// waits unmatched (and is copied twice) and combining overlaps the
+    /// transfer. The first child's pieces land in `acc` itself and are
+    /// combined with this rank's `input` there (no copy of the input
+    /// first); the other children's land in scratch.
+    pub(super) fn reduce_streamed(
+        &self,
+        s: &mut Schedule,
+        input: Region,
+        acc: Region,
+        segment: usize,
+    ) {
+        let children = self.children();
+        let mut recvs = Vec::new();
+        let mut locals = Vec::new();
+        for offset in (0..acc.len).step_by(segment) {
+            let len = segment.min(acc.len - offset);
+            let piece = acc.sub(offset, len);
+            for (index, &(child, _, tag)) in children.iter().enumerate() {
+                let peer = (self.peer)(child);
+                if index == 0 {
+                    recvs.push(Transfer {
+                        peer,
+                        tag,
+                        region: piece,
+                    });
+                    locals.push(Local::Reduce {
+                        from: input.sub(offset, len),
+                        into: piece,
+                        from_first: true,
+                    });
+                } else {
+                    let temp = s.alloc(len);
+                    recvs.push(Transfer {
+                        peer,
+                        tag,
+                        region: temp,
+                    });
+                    locals.push(Local::Reduce {
+                        from: temp,
+                        into: piece,
+                        from_first: false,
+                    });
+                }
+            }
+        }
+        s.streamed(Vec::new(), recvs, locals);
     }
 
     /// One receive from each of `children` (as [`Tree::children`] lists
