@@ -43,8 +43,8 @@ pub use algorithm::{
     select,
 };
 pub use build::{
-    allgather, allreduce, alltoall, alltoallv, barrier, bcast, exscan, gather, gatherv, reduce,
-    reduce_scatter, scan, scatter, scatterv,
+    allgather, allreduce, allreduce_from_input, alltoall, alltoallv, barrier, bcast, exscan,
+    gather, gatherv, reduce, reduce_scatter, scan, scatter, scatterv,
 };
 pub use exec::{Channel, Incoming, Outgoing, execute, execute_poisoned};
 pub use op::{Loc, Op};

@@ -479,22 +479,28 @@ impl Comm {
         op: impl Op<T>,
     ) -> Result<(), Error> {
         let inner = &*self.inner;
+        let schedule = self.allreduce_schedule::<T>(send.len(), op.is_commutative(), true);
         if let Err(error) = expect_len(Argument::RecvBuffer, send.len(), recv.len()) {
-            let schedule = self.allreduce_schedule::<T>(send.len(), op.is_commutative());
             return Err(inner.reject::<T>(&schedule, error));
         }
-        recv.copy_from_slice(send);
-        self.allreduce_in_place(recv, op)
+        inner.run(&schedule, send, recv, Some(&op))
     }
 
     /// [`Comm::allreduce`] with `buf` as both operand and result
     /// (`MPI_IN_PLACE`).
     pub fn allreduce_in_place<T: Pod>(&self, buf: &mut [T], op: impl Op<T>) -> Result<(), Error> {
-        let schedule = self.allreduce_schedule::<T>(buf.len(), op.is_commutative());
+        let schedule = self.allreduce_schedule::<T>(buf.len(), op.is_commutative(), false);
         self.inner.run(&schedule, &[], buf, Some(&op))
     }
 
-    fn allreduce_schedule<T>(&self, count: usize, commutative: bool) -> Arc<Schedule> {
+    /// The allreduce schedule for `count` elements, reading the operand
+    /// from the input buffer if `from_input`, else from the output.
+    fn allreduce_schedule<T>(
+        &self,
+        count: usize,
+        commutative: bool,
+        from_input: bool,
+    ) -> Arc<Schedule> {
         let inner = &*self.inner;
         let bytes = count * std::mem::size_of::<T>();
         let algorithm = inner.algorithm(Collective::Allreduce, bytes, count, commutative);
@@ -505,15 +511,16 @@ impl Comm {
             count,
             commutative,
         );
-        inner.schedule(key, || {
-            mpr_collectives::allreduce(
-                algorithm,
-                inner.rank.0,
-                inner.group.size(),
-                count,
-                commutative,
-            )
-        })
+        let (rank, size) = (inner.rank.0, inner.group.size());
+        if from_input {
+            inner.schedule(key.reading_input(), || {
+                mpr_collectives::allreduce_from_input(algorithm, rank, size, count, commutative)
+            })
+        } else {
+            inner.schedule(key, || {
+                mpr_collectives::allreduce(algorithm, rank, size, count, commutative)
+            })
+        }
     }
 
     /// Collects every rank's `send` into every rank's `recv` (`size ×

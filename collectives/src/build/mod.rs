@@ -14,7 +14,7 @@ mod tree;
 pub use allgather::allgather;
 pub use alltoall::{alltoall, alltoallv};
 pub use barrier::barrier;
-pub use reduce::{allreduce, exscan, reduce, reduce_scatter, scan};
+pub use reduce::{allreduce, allreduce_from_input, exscan, reduce, reduce_scatter, scan};
 pub use rooted::{bcast, gather, gatherv, scatter, scatterv};
 
 #[cfg(doc)]

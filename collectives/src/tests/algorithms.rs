@@ -362,6 +362,21 @@ fn allreduce_every_algorithm_matches_the_serial_fold() {
                             "allreduce {algorithm} {size} count {count} rank {rank} commutative {commutative}"
                         );
                     }
+                    // The operand in the input buffer, the output garbage.
+                    let schedules = world(size, |r| {
+                        build::allreduce_from_input(algorithm, r, size, count, commutative)
+                    });
+                    let garbage = vec![vec![[7, 7]; count]; size as usize];
+                    for (rank, (out, result)) in run_world(&schedules, &inputs, garbage, Some(op))
+                        .into_iter()
+                        .enumerate()
+                    {
+                        assert!(result.is_ok());
+                        assert_eq!(
+                            out, expected,
+                            "allreduce from input {algorithm} {size} count {count} rank {rank} commutative {commutative}"
+                        );
+                    }
                 }
             }
         }

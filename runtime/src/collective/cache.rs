@@ -29,6 +29,9 @@ pub(crate) struct ScheduleKey {
     pub(crate) commutative: bool,
     /// Elements per pipeline piece (0: the schedule is not pipelined).
     pub(crate) segment: usize,
+    /// Whether the operand is read from the input buffer rather than
+    /// already in the output (allreduce).
+    pub(crate) from_input: bool,
 }
 
 impl ScheduleKey {
@@ -47,6 +50,15 @@ impl ScheduleKey {
             count,
             commutative,
             segment: 0,
+            from_input: false,
+        }
+    }
+
+    /// The same key for a schedule that reads its operand from the input.
+    pub(crate) fn reading_input(self) -> ScheduleKey {
+        ScheduleKey {
+            from_input: true,
+            ..self
         }
     }
 
