@@ -2,6 +2,7 @@
 //! and an in-memory world of threads implementing [`Channel`].
 
 mod algorithms;
+mod streamed;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Condvar, Mutex};
