@@ -21,6 +21,13 @@ pub struct Outgoing<'a> {
     /// would first have to take them back (measured: a 2-rank 32 KiB
     /// allreduce took 20 us read in place, 8 us copied out).
     pub transient: bool,
+    /// The receiver takes messages from many ranks at once (a linear
+    /// gather's root, see [`Step::fan_in`](crate::schedule::Step::fan_in)).
+    /// A transport whose receivers copy large messages themselves should
+    /// keep to its usual size limit for that here; every other message of
+    /// a collective may be copied by its receiver at any size, since the
+    /// receivers of a collective copy in parallel.
+    pub fan_in: bool,
 }
 
 /// A message to receive in one round.
@@ -203,6 +210,7 @@ fn poisoned_step<C: Channel + ?Sized>(
             tag: t.tag,
             data,
             transient: false,
+            fan_in: false,
         })
         .collect();
     let mut recvs: Inline<Incoming<'_>> = step
@@ -290,6 +298,7 @@ fn outgoing<'a, T: Pod>(t: &Transfer, data: &'a [T], step: &Step, later: &[Step]
         tag: t.tag,
         data: bytemuck::cast_slice(data),
         transient: written_after(step, later, t.region, std::mem::size_of::<T>()),
+        fan_in: step.fan_in,
     }
 }
 

@@ -148,6 +148,12 @@ pub struct Step {
     pub locals: Vec<Local>,
     /// Whether the locals run as their receives arrive.
     pub streamed: bool,
+    /// Whether the step's sends converge on one rank that receives from
+    /// many at once (a linear gather's root): a transport should not leave
+    /// that rank to copy every message itself (see [`Outgoing::fan_in`]).
+    ///
+    /// [`Outgoing::fan_in`]: crate::Outgoing::fan_in
+    pub fan_in: bool,
 }
 
 impl Step {
@@ -185,7 +191,17 @@ impl Schedule {
             recvs,
             locals: Vec::new(),
             streamed: false,
+            fan_in: false,
         });
+    }
+
+    /// A step that sends one message to a rank that receives from many at
+    /// once (see [`Step::fan_in`]).
+    pub(crate) fn send_fan_in(&mut self, peer: u32, tag: i32, region: Region) {
+        self.send(peer, tag, region);
+        if let Some(step) = self.steps.last_mut() {
+            step.fan_in = true;
+        }
     }
 
     /// Appends a streamed step (see [`Step`]): `locals` run as the
@@ -201,6 +217,7 @@ impl Schedule {
             recvs,
             locals,
             streamed: true,
+            fan_in: false,
         });
     }
 

@@ -204,7 +204,7 @@ pub fn gatherv(rank: u32, size: u32, root: u32, counts: &[usize], own: usize) ->
             s.exchange(Vec::new(), recvs);
         }
     } else {
-        s.send(root, 0, input);
+        s.send_fan_in(root, 0, input);
     }
     s
 }

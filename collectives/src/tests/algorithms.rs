@@ -760,3 +760,26 @@ fn builtin_ops_follow_mpi() {
     assert_eq!(std::mem::size_of::<op::Loc<f64>>(), 12);
     assert!(Op::<u32>::is_commutative(&op::Sum));
 }
+
+#[test]
+fn only_a_linear_gathers_sends_converge_on_their_receiver() {
+    let fan_in = |schedule: &Schedule| -> Vec<bool> {
+        schedule
+            .steps
+            .iter()
+            .filter(|step| !step.sends.is_empty())
+            .map(|step| step.fan_in)
+            .collect()
+    };
+    // Every non-root of a linear gather (and gatherv) sends once, fanned in.
+    for rank in 1..4 {
+        assert_eq!(
+            fan_in(&build::gather(Algorithm::Linear, rank, 4, 0, 8)),
+            [true]
+        );
+    }
+    assert_eq!(fan_in(&build::gatherv(2, 4, 0, &[1, 2, 3, 4], 3)), [true]);
+    // A tree's messages go to one parent each; a bcast's fan out.
+    assert!(!fan_in(&build::gather(Algorithm::Binomial, 1, 4, 0, 8)).contains(&true));
+    assert!(!fan_in(&build::bcast(Algorithm::Linear, 0, 4, 0, 8)).contains(&true));
+}

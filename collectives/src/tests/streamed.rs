@@ -142,6 +142,7 @@ fn a_streamed_local_that_involves_no_receive_is_refused() {
                 to: Region::output(2, 2),
             }],
             streamed: true,
+            fan_in: false,
         }],
     };
     let combined = Cell::new(0);

@@ -89,8 +89,10 @@ impl CollChannel<'_> {
                 let view = unsafe { RawSend::new(send.data) };
                 let data = if send.transient {
                     SendData::Transient(view)
-                } else {
+                } else if send.fan_in {
                     SendData::View(view)
+                } else {
+                    SendData::Spread(view)
                 };
                 pending.ids.push(engine.post_send(
                     dest,

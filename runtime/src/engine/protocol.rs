@@ -115,9 +115,13 @@ impl Engine {
             // matched; the request keeps the buffer until its ACK.
             let lone = p.tx.is_empty() && p.pulls_in_flight == 0;
             let pull_max = if lone { p.pull_max_lone } else { p.pull_max };
-            let pull_from = (send.len <= pull_max)
-                .then_some(send.buf.as_ref())
-                .flatten()
+            let pull_from = send
+                .buf
+                .as_ref()
+                .filter(|buf| {
+                    let offered = p.pull_max_lone > 0;
+                    send.len <= pull_max || (offered && buf.pulls_at_any_size())
+                })
                 .filter(|buf| !buf.is_transient())
                 .map(|buf| buf.bytes().as_ptr() as u64);
             if protocol == Protocol::Eager {

@@ -110,7 +110,9 @@ impl Engine {
     /// flight to it) of at most `max_lone_len` (at least `max_len`):
     /// `peer` has shown it can read this process's memory (0 turns pulls
     /// off). Transient payloads never do (see
-    /// [`SendData::is_transient`](super::SendData::is_transient)).
+    /// [`SendData::is_transient`](super::SendData::is_transient)); those
+    /// that may be pulled at any size do so whatever their length (see
+    /// [`SendData::pulls_at_any_size`](super::SendData::pulls_at_any_size)).
     pub fn offer_pulls(&mut self, peer: Rank, max_len: usize, max_lone_len: usize) {
         if let Some(p) = self.peers.get_mut(peer.index()) {
             p.pull_max = max_len;

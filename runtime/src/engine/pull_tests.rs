@@ -119,6 +119,31 @@ fn only_rendezvous_sizes_within_the_limits_are_offered_for_pulling() {
 }
 
 #[test]
+fn collective_sends_that_spread_are_pulled_at_any_size_once_pulls_are_offered() {
+    use Kind::{Pull, Rts};
+    // Declared first, dropped last: the engines below hold views of it.
+    let big = payload(6, 10_000);
+    let (mut a, mut b) = pulling_pair();
+    // SAFETY: `big` outlives `a` and is never written.
+    let view = unsafe { crate::buffer::RawSend::new(&big) };
+    let spread = a.post_send(r(1), C, Tag(7), SendData::Spread(view), SendMode::Standard);
+    // A plain send of the same size keeps the 4096-byte limit.
+    send(&mut a, 1, 8, payload(7, 10_000), SendMode::Standard);
+    assert_eq!(queued_kinds(&a, 1), [Pull, Rts]);
+    feed(&mut b, 0, &take_wire(&mut a, 1), 1 << 20).unwrap();
+    let v = recv(&mut b, from(0), tag(7), 10_000);
+    assert_eq!(done(&mut b, v), (ok(0, 7, 10_000), big.clone()));
+    a.received_from(r(1), &take_wire(&mut b, 0)).unwrap();
+    assert!(a.is_complete(spread));
+    // Without pulls offered it goes by RTS, like any other.
+    let mut c = Engine::new(r(0), 2, small_config());
+    // SAFETY: as above, `big` outlives `c`.
+    let view = unsafe { crate::buffer::RawSend::new(&big) };
+    c.post_send(r(1), C, Tag(9), SendData::Spread(view), SendMode::Standard);
+    assert_eq!(queued_kinds(&c, 1), [Rts]);
+}
+
+#[test]
 fn a_pull_from_a_peer_whose_memory_is_not_readable_is_a_protocol_error() {
     let (mut a, _) = pulling_pair();
     let mut b = Engine::new(r(1), 2, small_config());
