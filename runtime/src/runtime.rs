@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use mio::Waker;
 
 use crate::bootstrap::client::Connected;
-use crate::engine::frame::HEADER_LEN;
+use crate::engine::frame::SHORT_HEADER_LEN;
 use crate::engine::{Completion, Engine, RequestId, SendData, SendMode};
 use crate::error::Error;
 use crate::transport::shm::{Shm, ShmEvent};
@@ -75,7 +75,7 @@ impl State {
         let Some(shm) = self.shm.as_mut() else {
             return false;
         };
-        if !shm.fits(peer, HEADER_LEN + payload.len()) {
+        if !shm.fits(peer, SHORT_HEADER_LEN + payload.len()) {
             return false;
         }
         let Some(header) = self.engine.inline_send(peer, context, tag, payload.len()) else {

@@ -8,7 +8,7 @@
 //! Credit is spent as for any eager frame.
 
 use super::Engine;
-use super::frame::{HEADER_LEN, Header, Kind};
+use super::frame::{Header, SHORT_HEADER_LEN};
 use crate::{ContextId, Rank, Tag};
 
 impl Engine {
@@ -16,19 +16,21 @@ impl Engine {
     /// `peer`: if the link is up, nothing is queued or waits for credit
     /// towards `peer`, `len` is under `eager_by_reference_min` and within
     /// the peer's eager limit and credit, spends the credit and returns
-    /// the frame header. The caller must then write the header and the
-    /// payload to the link at once, in one piece (it made sure there is
-    /// room first). `None` changes nothing: post the send as usual.
+    /// the frame's short header (see [`frame`](super::frame)). The caller
+    /// must then write the header and the payload to the link at once, in
+    /// one piece (it made sure there is room first). `None` changes
+    /// nothing: post the send as usual.
     pub fn inline_send(
         &mut self,
         peer: Rank,
         context: ContextId,
         tag: Tag,
         len: usize,
-    ) -> Option<[u8; HEADER_LEN]> {
+    ) -> Option<[u8; SHORT_HEADER_LEN]> {
         if peer == self.rank || peer.0 >= self.size || len >= self.config.eager_by_reference_min {
             return None;
         }
+        let short_len = u16::try_from(len).ok()?;
         let p = &mut self.peers[peer.index()];
         let idle = p.tx.is_empty() && p.waiting.is_empty();
         if p.failed || p.gone.is_some() || p.goodbye_sent || !idle {
@@ -38,11 +40,7 @@ impl Engine {
             return None;
         }
         p.traffic = true;
-        let mut h = Header::new(Kind::Eager, self.rank);
-        h.context = context;
-        h.tag = tag;
-        h.arg = len as u64;
-        Some(h.encode())
+        Some(Header::encode_short(context, tag, short_len))
     }
 }
 
@@ -99,6 +97,41 @@ mod tests {
             a.inline_send(r(1), C, Tag(0), 1),
             None,
             "not to a failed peer"
+        );
+    }
+
+    #[test]
+    fn short_frames_are_received_whole_however_they_are_cut() {
+        let mut a = Engine::new(r(0), 2, small_config());
+        // Three frames back to back: short, short (empty), short.
+        let mut wire = Vec::new();
+        for (t, len) in [(1, 32), (2, 0), (3, 44)] {
+            let header = a.inline_send(r(1), C, Tag(t), len).expect("idle link");
+            assert_eq!(header.len(), frame::SHORT_HEADER_LEN);
+            wire.extend_from_slice(&header);
+            wire.extend_from_slice(&payload(t as usize, len));
+        }
+        for chunk in [1, 5, 11, 12, 13, 1000] {
+            let mut b = Engine::new(r(1), 2, small_config());
+            for piece in wire.chunks(chunk) {
+                b.received_from(r(0), piece).unwrap();
+            }
+            for (t, len) in [(1, 32), (2, 0), (3, 44)] {
+                let v = recv(&mut b, from(0), tag(t), len);
+                assert_eq!(
+                    done(&mut b, v),
+                    (ok(0, t, len), payload(t as usize, len)),
+                    "cut every {chunk} bytes"
+                );
+            }
+        }
+        // A short header with a wrong version fails the link.
+        let mut b = Engine::new(r(1), 2, small_config());
+        let mut bad = wire.clone();
+        bad[0] = 9;
+        assert_eq!(
+            b.received_from(r(0), &bad),
+            Err(ProtocolError::BadVersion(9))
         );
     }
 }

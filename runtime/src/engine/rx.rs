@@ -12,7 +12,9 @@
 //! there.
 
 use super::flow::FRAME_COST;
-use super::frame::{FLAG_DISCARD, FLAG_SYNC, HEADER_LEN, Header, Kind, PULL_BODY_LEN};
+use super::frame::{
+    FLAG_DISCARD, FLAG_SYNC, HEADER_LEN, Header, Kind, PULL_BODY_LEN, SHORT_EAGER, SHORT_HEADER_LEN,
+};
 use super::protocol::{Body, Message};
 use super::request::{RecvState, SendState};
 use super::{Engine, ProtocolError, RequestId};
@@ -222,23 +224,30 @@ impl Engine {
                     };
                 }
                 RxState::Header => {
-                    if avail < HEADER_LEN {
+                    // The kind byte tells a short EAGER header from a full one.
+                    let short = bytes.get(start + 1) == Some(&SHORT_EAGER);
+                    let header_len = if short { SHORT_HEADER_LEN } else { HEADER_LEN };
+                    if avail < header_len {
                         return Ok(start);
                     }
-                    let raw = &bytes[start..start + HEADER_LEN];
-                    let header = Header::decode(raw.try_into().expect("32 bytes"))?;
+                    let raw = &bytes[start..start + header_len];
+                    let header = if short {
+                        Header::decode_short(raw.try_into().expect("12 bytes"), peer)?
+                    } else {
+                        Header::decode(raw.try_into().expect("32 bytes"))?
+                    };
                     self.check_header(peer, &header)?;
                     if header.kind == Kind::Eager {
-                        let end = start + HEADER_LEN + header.arg as usize;
+                        let end = start + header_len + header.arg as usize;
                         if end > bytes.len() {
-                            let here = &bytes[start + HEADER_LEN..];
+                            let here = &bytes[start + header_len..];
                             if self.eager_into_posted(peer, &header, here)? {
                                 start = bytes.len();
                                 continue;
                             }
                             return Ok(start);
                         }
-                        self.on_eager(peer, &header, &bytes[start + HEADER_LEN..end])?;
+                        self.on_eager(peer, &header, &bytes[start + header_len..end])?;
                         start = end;
                     } else if header.kind == Kind::Pull {
                         let end = start + HEADER_LEN + PULL_BODY_LEN;
