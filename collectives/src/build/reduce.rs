@@ -47,6 +47,8 @@ pub fn reduce(
     };
     if tree.streams(count, segment) {
         tree.reduce_streamed(&mut s, input, acc, segment);
+    } else if segment == 0 || segment >= count {
+        tree.reduce_operand(&mut s, input, acc);
     } else {
         s.copy(input, acc);
         tree.reduce_in_pieces(&mut s, acc, segment);
@@ -345,8 +347,7 @@ pub fn reduce_scatter(
         tag: 0,
     };
     let acc = s.alloc(p * block);
-    s.copy(Region::input(0, p * block), acc);
-    tree.reduce(&mut s, acc);
+    tree.reduce_operand(&mut s, Region::input(0, p * block), acc);
     let tree = Tree {
         v: rank,
         size,

@@ -190,6 +190,29 @@ impl<P: Fn(u32) -> u32> Tree<P> {
         s.streamed(Vec::new(), recvs, locals);
     }
 
+    /// [`Tree::reduce`] of this rank's `input` into `acc` (which must not
+    /// overlap it), without copying the input first: the first child's
+    /// partial result lands in `acc` and `input` is combined on its left,
+    /// then the other children's on the right. A rank without children
+    /// copies its input into `acc` (nothing if they are the same region).
+    pub(super) fn reduce_operand(&self, s: &mut Schedule, input: Region, acc: Region) {
+        let children = self.children();
+        if children.is_empty() {
+            s.copy(input, acc);
+        } else {
+            let temps: Vec<Region> = children[1..].iter().map(|_| s.alloc(acc.len)).collect();
+            let landing: Vec<Region> = std::iter::once(acc).chain(temps.iter().copied()).collect();
+            s.exchange(Vec::new(), self.receives_from_children(&children, &landing));
+            s.reduce(input, acc, true);
+            for &temp in &temps {
+                s.reduce(temp, acc, false);
+            }
+        }
+        if let Some((parent, tag)) = self.parent() {
+            s.send((self.peer)(parent), tag, acc);
+        }
+    }
+
     /// One receive from each of `children` (as [`Tree::children`] lists
     /// them) into the matching region.
     fn receives_from_children(
