@@ -230,12 +230,18 @@ fn rabenseifner(
     data: Region,
     operand: Option<Region>,
 ) {
-    if let Some(operand) = operand {
+    if let (Some(operand), 1) = (operand, pof2) {
         s.copy(operand, data);
+        return;
     }
     let chunks = even_chunks(data.len, pof2 as usize);
     let temp = s.alloc(data.len);
     let mirror = |region: Region| temp.sub(region.offset - data.offset, region.len);
+    // With the operand in the input, the first halving sends from there and
+    // receives the partner's half in place; the half given away is filled
+    // by the allgather at the end, so the operand is never copied.
+    let operand_of =
+        |region: Region| operand.map(|o| o.sub(region.offset - data.offset, region.len));
     let (mut lo, mut hi) = (0usize, pof2 as usize);
     let (mut mask, mut tag) = (1, 1);
     let mut history = Vec::new();
@@ -249,14 +255,22 @@ fn rabenseifner(
         };
         let keep_region = span(data, &chunks, keep.0, keep.1);
         let give_region = span(data, &chunks, give.0, give.1);
-        s.sendrecv(
-            real(partner),
-            give_region,
-            real(partner),
-            mirror(keep_region),
-            tag,
-        );
-        s.reduce(mirror(keep_region), keep_region, partner < me);
+        match (mask, operand_of(give_region), operand_of(keep_region)) {
+            (1, Some(give_operand), Some(keep_operand)) => {
+                s.sendrecv(real(partner), give_operand, real(partner), keep_region, tag);
+                s.reduce(keep_operand, keep_region, me < partner);
+            }
+            _ => {
+                s.sendrecv(
+                    real(partner),
+                    give_region,
+                    real(partner),
+                    mirror(keep_region),
+                    tag,
+                );
+                s.reduce(mirror(keep_region), keep_region, partner < me);
+            }
+        }
         history.push((partner, keep_region, give_region));
         (lo, hi) = keep;
         mask <<= 1;
