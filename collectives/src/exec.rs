@@ -324,8 +324,16 @@ fn exchange_step<T: Pod, C: Channel + ?Sized>(
     let out_gaps = carve(output, Buf::Output, &regions, &mut pieces);
     let scratch_gaps = carve(scratch, Buf::Scratch, &regions, &mut pieces);
     let sends = gap_sends(step, later, input, &out_gaps, &scratch_gaps);
-    let mut recvs: Inline<Incoming<'_>> = step
-        .recvs
+    let mut recvs = incoming(&step.recvs, pieces);
+    channel.exchange(&sends, &mut recvs)
+}
+
+/// The receives of a step, landing in the carved `pieces` (in order).
+fn incoming<'a, T: Pod>(
+    recvs: &[Transfer],
+    pieces: impl IntoIterator<Item = Option<&'a mut [T]>>,
+) -> Inline<Incoming<'a>> {
+    recvs
         .iter()
         .zip(pieces)
         .map(|(t, piece)| Incoming {
@@ -333,8 +341,7 @@ fn exchange_step<T: Pod, C: Channel + ?Sized>(
             tag: t.tag,
             data: bytemuck::cast_slice_mut(piece.unwrap_or(&mut [])),
         })
-        .collect();
-    channel.exchange(&sends, &mut recvs)
+        .collect()
 }
 
 /// The sends of `step`, read from the input or from the gaps left between
@@ -424,16 +431,7 @@ fn streamed_step<T: Pod, C: Channel + ?Sized>(
         }
     };
     let mut targets = pieces.split_off(received);
-    let mut recvs: Vec<Incoming<'_>> = step
-        .recvs
-        .iter()
-        .zip(pieces)
-        .map(|(t, piece)| Incoming {
-            peer: t.peer,
-            tag: t.tag,
-            data: bytemuck::cast_slice_mut(piece.unwrap_or(&mut [])),
-        })
-        .collect();
+    let mut recvs = incoming(&step.recvs, pieces);
     let mut arrived = |arrived: &mut [Incoming<'_>]| {
         let newest = arrived.len() - 1;
         for (local, &(trigger, read, write)) in step.locals.iter().zip(&plan) {
