@@ -5,7 +5,9 @@
 //! `coll_check reduce`: reduces of vectors around and across the sizes
 //! where the tree works in pieces, at every root, with a non-commutative
 //! operation (which must combine in rank order) and a commutative one,
-//! each checked against a serial fold.
+//! each checked against a serial fold; then a root that passes a result
+//! buffer of the wrong length, which must fail there alone and leave
+//! nothing behind that disturbs the next reduce.
 
 use std::process::ExitCode;
 
@@ -20,6 +22,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    universe.set_error_mode(mpr::ErrorMode::Return);
     let world = universe.world();
     let result = match mode.as_str() {
         "reduce" => reduce(world),
@@ -92,6 +95,27 @@ fn reduce(world: &Comm) -> Result<(), String> {
                 return Err(format!("sum reduce of {count} to root {root} is wrong"));
             }
         }
+    }
+    // The root's result buffer is one element short: the root fails with
+    // an error, the others complete (with a commutative op the tree is
+    // rooted there, so no rank waits for the root's data), and the next
+    // reduce is unaffected.
+    let count = 40_000;
+    let mine: Vec<[u64; 2]> = (0..count).map(|i| operand(rank, i)).collect();
+    let root = size - 1;
+    let mut short = vec![[0, 0]; if rank == root { count - 1 } else { 0 }];
+    let result = world.reduce(&mine, &mut short, op::commutative(sum_pair), root);
+    match (rank == root, result) {
+        (true, Err(_)) | (false, Ok(())) => {}
+        (true, Ok(())) => return Err("a short result buffer was accepted".into()),
+        (false, Err(error)) => return Err(format!("a rank with good arguments failed: {error}")),
+    }
+    let mut out = vec![[0, 0]; if rank == root { count } else { 0 }];
+    world
+        .reduce(&mine, &mut out, affine, root)
+        .map_err(|e| e.to_string())?;
+    if rank == root && out != fold(affine, size, count) {
+        return Err("the reduce after a rejected one is wrong".into());
     }
     Ok(())
 }
