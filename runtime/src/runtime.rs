@@ -141,6 +141,12 @@ impl Runtime {
         memory_domains: Vec<Option<u32>>,
     ) -> Arc<Runtime> {
         let waker = tcp.waker();
+        // Every peer starts with the TCP limits; shared memory then sets
+        // its own for the peers it carries.
+        let stream_limit = engine.config().eager_limit;
+        for peer in 0..engine.size() {
+            engine.limit_eager(Rank(peer), stream_limit, tuning.tcp_eager_limit_lone);
+        }
         if let Some(shm) = &shm {
             shm.configure(
                 &mut engine,

@@ -23,6 +23,11 @@ pub(crate) struct Tuning {
     pub(crate) spin: Duration,
     /// More ranks than cores on this host: yield the core while spinning.
     pub(crate) oversubscribed: bool,
+    /// Largest lone message this rank sends eagerly over TCP: the engine's
+    /// lone limit, or its stream limit on an oversubscribed host (see
+    /// [`DEFAULT_EAGER_LIMIT_LONE_SHARED`]) unless `MPR_EAGER_LIMIT_LONE`
+    /// is set. Receivers accept the engine's lone limit whatever this is.
+    pub(crate) tcp_eager_limit_lone: usize,
     /// `SO_SNDBUF`/`SO_RCVBUF`.
     pub(crate) socket_buffer: Option<usize>,
     /// Error policy.
@@ -69,6 +74,10 @@ impl Tuning {
         if let Some(limit) = bytes("MPR_EAGER_LIMIT") {
             engine.eager_limit = limit;
         }
+        let lone_set = bytes("MPR_EAGER_LIMIT_LONE");
+        if let Some(limit) = lone_set {
+            engine.eager_limit_lone = limit;
+        }
         if let Some(window) = bytes("MPR_CREDIT_WINDOW") {
             engine.credit_window = window;
         }
@@ -102,10 +111,16 @@ impl Tuning {
         } else {
             DEFAULT_SHM_PULL_MAX_COOP
         };
+        let tcp_eager_limit_lone = match lone_set {
+            Some(limit) => limit,
+            None if oversubscribed => DEFAULT_EAGER_LIMIT_LONE_SHARED.min(engine.eager_limit),
+            None => engine.eager_limit_lone,
+        };
         Tuning {
             engine,
             spin: Duration::from_micros(spin_us),
             oversubscribed,
+            tcp_eager_limit_lone,
             socket_buffer: match bytes("MPR_SOCKET_BUFFER") {
                 Some(0) => None,
                 Some(size) => Some(size),
@@ -144,6 +159,16 @@ impl Tuning {
     }
 }
 
+/// Largest lone message sent eagerly over TCP from an oversubscribed host
+/// (more ranks than cores): the stream limit, so that a lone message
+/// takes the rendezvous there too. Measured 2026-11-26 (8 ranks on 2
+/// cores, TCP, medians of 5 alternating runs, µs, allgather of 256 KiB /
+/// 512 KiB): with a 256 KiB lone limit 5 158-6 187 / 7 392-8 486, with
+/// 64 KiB 2 811-3 270 / 5 510-6 214. Eager messages that reach a rank
+/// which is not running wait unmatched and are copied twice; a rendezvous
+/// moves them once the receiver asks.
+const DEFAULT_EAGER_LIMIT_LONE_SHARED: usize = 64 << 10;
+
 /// Default data bytes of a shared-memory ring.
 const DEFAULT_SHM_RING: usize = 256 << 10;
 /// Default largest record: an eighth of the ring, so that the sender's and
@@ -168,7 +193,7 @@ const DEFAULT_SHM_EAGER_LIMIT: usize = 16 << 10;
 /// once eager payloads for posted receives landed in place): bcast at 2 /
 /// 4 / 8 ranks 3.82 → 3.17, 13.1 → 5.4, 21.5 → 8.0; alltoall at 2 ranks
 /// 9.05 → 5.51; latency 4.71 → 4.47; streaming bandwidth 14.1 → 13.4
-/// GB/s. 64 KiB is also the engine's eager limit, which receivers enforce.
+/// GB/s. It is capped by the engine's lone limit (`MPR_EAGER_LIMIT_LONE`).
 const DEFAULT_SHM_EAGER_LIMIT_LONE: usize = 64 << 10;
 /// Default range of pieces moved by single copy (`process_vm_readv` by the
 /// receiver), from side-by-side runs on the 2-vCPU development VM (2
@@ -291,5 +316,22 @@ mod tests {
             Tuning::from_lookup(eager, false, 1).engine.eager_limit,
             8192
         );
+    }
+
+    #[test]
+    fn lone_eager_limits_send_less_on_a_shared_host_and_accept_the_same() {
+        let none = |_: &str| None;
+        let dedicated = Tuning::from_lookup(none, true, 1);
+        assert_eq!(dedicated.engine.eager_limit_lone, 256 << 10);
+        assert_eq!(dedicated.tcp_eager_limit_lone, 256 << 10);
+        // Oversubscribed: lone messages keep the stream limit, but the
+        // receiving side accepts as much as everywhere else.
+        let shared = Tuning::from_lookup(none, true, 4096);
+        assert_eq!(shared.engine.eager_limit_lone, 256 << 10);
+        assert_eq!(shared.tcp_eager_limit_lone, 64 << 10);
+        let set = |name: &str| (name == "MPR_EAGER_LIMIT_LONE").then(|| "128k".to_owned());
+        let shared = Tuning::from_lookup(set, true, 4096);
+        assert_eq!(shared.engine.eager_limit_lone, 128 << 10);
+        assert_eq!(shared.tcp_eager_limit_lone, 128 << 10);
     }
 }

@@ -313,7 +313,7 @@ impl Engine {
         if p.goodbye_received {
             return Err(ProtocolError::AfterGoodbye { peer });
         }
-        let limit = self.config.eager_limit;
+        let limit = self.config.eager_limit_lone;
         if h.kind == Kind::Eager && h.arg > limit as u64 {
             return Err(ProtocolError::EagerTooLong {
                 peer,

@@ -328,12 +328,18 @@ fn config_is_adjusted() {
         2,
         EngineConfig {
             eager_limit: 1 << 30,
+            eager_limit_lone: 0,
             credit_window: 0,
             direct_read_min: 0,
             eager_by_reference_min: 0,
         },
     );
     assert_eq!(e.config().eager_limit, frame::MAX_EAGER_LEN as usize);
+    assert_eq!(
+        e.config().eager_limit_lone,
+        e.config().eager_limit,
+        "the lone limit is raised to the stream's"
+    );
     assert_eq!(e.config().credit_window, 4 * (e.config().eager_limit + 64));
 }
 
@@ -401,6 +407,7 @@ fn a_lone_send_goes_eager_up_to_its_own_limit_and_a_queued_one_does_not() {
     use frame::Kind::{Eager, Rts};
     let config = EngineConfig {
         eager_limit: 4096,
+        eager_limit_lone: 4096,
         ..small_config()
     };
     let mut e = Engine::new(r(0), 2, config);
