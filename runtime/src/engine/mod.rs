@@ -367,6 +367,15 @@ struct Peer {
     unexpected_bytes: usize,
     /// Anything was sent to or received from this peer.
     traffic: bool,
+    /// A message (EAGER, RTS or PULL) came from this peer since this rank
+    /// last sent it an eager message above `eager_limit`: only then may a
+    /// lone send go eager up to `eager_limit_lone`. A one-way stream, whose
+    /// queue is empty again as soon as each frame is written, thus keeps
+    /// the stream limit after its first message (measured over TCP, 2
+    /// ranks, 128 KiB / 256 KiB streaming bandwidth: without this rule
+    /// 3.65 → 3.02 and 3.26 → 2.96 GB/s when the lone limit went from
+    /// 64 KiB to 256 KiB).
+    heard_since_large_eager: bool,
     /// The link is lost.
     failed: bool,
     goodbye_received: bool,
@@ -444,6 +453,7 @@ impl Engine {
                 gone: None,
                 eager_limit: config.eager_limit,
                 eager_limit_lone: config.eager_limit_lone,
+                heard_since_large_eager: true,
                 pull_max: 0,
                 pull_max_lone: 0,
                 pulls_in_flight: 0,

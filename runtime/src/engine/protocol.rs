@@ -81,7 +81,7 @@ impl Engine {
                 continue;
             };
             let p = &mut self.peers[peer.index()];
-            let limit = if p.tx.is_empty() {
+            let limit = if p.tx.is_empty() && p.heard_since_large_eager {
                 p.eager_limit_lone
             } else {
                 p.eager_limit
@@ -89,6 +89,9 @@ impl Engine {
             let protocol = p.credit.spend(send.len, limit);
             if protocol == Protocol::Wait {
                 return;
+            }
+            if protocol == Protocol::Eager && send.len > p.eager_limit {
+                p.heard_since_large_eager = false;
             }
             p.waiting.pop_front();
             let mut h = Header::new(Kind::Eager, self.rank);

@@ -237,6 +237,9 @@ impl Engine {
                         Header::decode(raw.try_into().expect("32 bytes"))?
                     };
                     self.check_header(peer, &header)?;
+                    if matches!(header.kind, Kind::Eager | Kind::Rts | Kind::Pull) {
+                        self.peers[peer.index()].heard_since_large_eager = true;
+                    }
                     if header.kind == Kind::Eager {
                         let end = start + header_len + header.arg as usize;
                         if end > bytes.len() {
