@@ -432,6 +432,51 @@ fn a_lone_send_goes_eager_up_to_its_own_limit_and_a_queued_one_does_not() {
     assert_eq!(e.peers[1].eager_limit_lone, 256);
 }
 
+#[test]
+fn a_second_large_lone_eager_waits_until_the_peer_has_sent_something() {
+    use frame::Kind::{Eager, Rts};
+    let config = EngineConfig {
+        eager_limit: 4096,
+        eager_limit_lone: 4096,
+        ..small_config()
+    };
+    let mut a = Engine::new(r(0), 2, config.clone());
+    let mut b = Engine::new(r(1), 2, config);
+    a.limit_eager(r(1), 256, 1024);
+    // A lone 512-byte message goes eager; once it is written, the next one
+    // finds the queue empty but is part of a one-way stream: rendezvous.
+    send(&mut a, 1, 0, payload(1, 512), SendMode::Standard);
+    assert_eq!(queued_kinds(&a, 1), [Eager]);
+    let first = take_wire(&mut a, 1);
+    send(&mut a, 1, 1, payload(2, 512), SendMode::Standard);
+    assert_eq!(queued_kinds(&a, 1), [Rts]);
+    let second = take_wire(&mut a, 1);
+    // Messages within the stream limit are never held back.
+    send(&mut a, 1, 2, payload(3, 200), SendMode::Standard);
+    assert_eq!(queued_kinds(&a, 1), [Eager]);
+    let third = take_wire(&mut a, 1);
+    // Rank 1 answers (a ping-pong): the next lone one may go eager again.
+    send(&mut b, 0, 9, payload(4, 8), SendMode::Standard);
+    a.received_from(r(1), &take_wire(&mut b, 0)).unwrap();
+    send(&mut a, 1, 3, payload(5, 512), SendMode::Standard);
+    assert_eq!(queued_kinds(&a, 1), [Eager]);
+    // Every message still arrives whole and in order.
+    let wire = [first, second, third, take_wire(&mut a, 1)].concat();
+    b.received_from(r(0), &wire).unwrap();
+    for (t, (id, len)) in [(1, 512), (2, 512), (3, 200), (5, 512)]
+        .into_iter()
+        .enumerate()
+    {
+        let v = recv(&mut b, from(0), tag(t as i32), len);
+        if t == 1 {
+            // The rendezvous needs its CTS answered.
+            a.received_from(r(1), &take_wire(&mut b, 0)).unwrap();
+            b.received_from(r(0), &take_wire(&mut a, 1)).unwrap();
+        }
+        assert_eq!(done(&mut b, v), (ok(0, t as i32, len), payload(id, len)));
+    }
+}
+
 /// Everything `e` has queued for `peer`, marked written.
 pub(super) fn take_wire(e: &mut Engine, peer: u32) -> Vec<u8> {
     let bytes = queued_bytes(e, peer);
