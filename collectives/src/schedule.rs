@@ -134,9 +134,11 @@ impl Local {
 /// receive is posted ahead, so that no message waits unmatched (and is
 /// copied twice), and the work on early messages overlaps the transfer of
 /// later ones. Receives are taken in their order in `recvs`, and each
-/// local runs once the receive whose region is its `from` has arrived.
-/// Each local's `from` must be exactly one receive's region, and its
-/// target must overlap no receive or send of the step.
+/// local runs once the last receive it involves has arrived. A local
+/// involves one or two receives (its `from`, its target, or both, each
+/// exactly a receive's region); whatever else it touches it only writes
+/// (a target no receive or send of the step touches) or only reads (a
+/// region the step does not write, such as the input).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Step {
     /// Messages sent.

@@ -112,26 +112,6 @@ impl<P: Fn(u32) -> u32> Tree<P> {
         }
     }
 
-    /// Reduction up the tree into `acc` (which holds this rank's operand):
-    /// receive every child's partial result at once, combine them in rank
-    /// order (`acc ∘ child₁ ∘ child₂ ...`, children hold higher ranks), then
-    /// send to the parent. Rank order holds when relative ranks are ranks
-    /// (root 0) or the op is commutative.
-    pub(super) fn reduce(&self, s: &mut Schedule, acc: Region) {
-        let children = self.children();
-        let temps: Vec<Region> = children.iter().map(|_| s.alloc(acc.len)).collect();
-        let recvs = self.receives_from_children(&children, &temps);
-        if !recvs.is_empty() {
-            s.exchange(Vec::new(), recvs);
-            for &temp in &temps {
-                s.reduce(temp, acc, false);
-            }
-        }
-        if let Some((parent, tag)) = self.parent() {
-            s.send((self.peer)(parent), tag, acc);
-        }
-    }
-
     /// Whether [`Tree::reduce_streamed`] applies: the root of a tree with
     /// children, reducing a vector of `len` elements in `segment`-element
     /// pieces (more than one).
@@ -190,11 +170,14 @@ impl<P: Fn(u32) -> u32> Tree<P> {
         s.streamed(Vec::new(), recvs, locals);
     }
 
-    /// [`Tree::reduce`] of this rank's `input` into `acc` (which must not
-    /// overlap it), without copying the input first: the first child's
-    /// partial result lands in `acc` and `input` is combined on its left,
-    /// then the other children's on the right. A rank without children
-    /// copies its input into `acc` (nothing if they are the same region).
+    /// Reduction up the tree of this rank's `input` into `acc` (which must
+    /// not overlap it): receive every child's partial result at once, the
+    /// first one into `acc` itself, then combine in rank order (`input ∘
+    /// child₁ ∘ child₂ ...`, children hold higher ranks; no copy of the
+    /// input first) and send to the parent. Rank order holds when relative
+    /// ranks are ranks (root 0) or the op is commutative. A rank without
+    /// children copies its input into `acc` (nothing if they are the same
+    /// region).
     pub(super) fn reduce_operand(&self, s: &mut Schedule, input: Region, acc: Region) {
         let children = self.children();
         if children.is_empty() {
@@ -231,15 +214,18 @@ impl<P: Fn(u32) -> u32> Tree<P> {
             .collect()
     }
 
-    /// [`Tree::reduce`] in a pipeline of `segment`-element pieces of `acc`:
+    /// [`Tree::reduce_operand`] in a pipeline of `segment`-element pieces
+    /// of `acc` (which holds this rank's operand; `0 < segment < acc.len`):
     /// in step `j` a rank receives its children's piece `j`, sends its
     /// parent piece `j - 1` (combined in the step before), then combines
     /// piece `j`. A leaf sends every piece at once. Pieces are combined in
     /// the same order as the whole vector would be.
     pub(super) fn reduce_in_pieces(&self, s: &mut Schedule, acc: Region, segment: usize) {
-        if segment == 0 || segment >= acc.len {
-            return self.reduce(s, acc);
-        }
+        debug_assert!(
+            segment > 0 && segment < acc.len,
+            "a whole vector goes by reduce_operand"
+        );
+        let segment = segment.max(1);
         let pieces: Vec<Region> = (0..acc.len)
             .step_by(segment)
             .map(|offset| acc.sub(offset, segment.min(acc.len - offset)))
