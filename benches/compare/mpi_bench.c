@@ -3,7 +3,7 @@
  * measured beside mpr on the same machine in the same run.
  *
  *   mpirun -n 2 ./mpi_bench latency|bw|bibw [-m min:max] [--csv]
- *   mpirun -n N ./mpi_bench bcast|allreduce|reduce|gather|scatter|allgather|alltoall|barrier|reduce_scatter [-m min:max] [--csv] [-f]
+ *   mpirun -n N ./mpi_bench bcast|allreduce|reduce|gather|scatter|allgather|alltoall|barrier|reduce_scatter [-m min:max] [-i iters] [--csv] [-f]
  *
  * Latency: ping-pong between ranks 0 and 1, half the round trip, 100+10000
  * iterations up to 8 KiB, 10+1000 above. Bandwidth: window of 64
@@ -32,7 +32,7 @@ static void parse_range(const char *text, size_t *min, size_t *max) {
  * calls (not timed); per-rank average, then average/min/max over ranks.
  * Sizes: bytes per rank for gather/scatter/allgather/alltoall (per-rank
  * block), whole buffer for bcast/reduce/allreduce/reduce_scatter. */
-static int run_collective(const char *bench, size_t min, size_t max, int csv, int full) {
+static int run_collective(const char *bench, size_t min, size_t max, int csv, int full, int small_iters) {
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
@@ -53,6 +53,9 @@ static int run_collective(const char *bench, size_t min, size_t max, int csv, in
     if (kind == 1 || kind == 2 || kind == 8) first = first < 4 ? 4 : first;
     for (size_t s = first; s <= (kind == 7 ? 0 : max); s = s ? s * 2 : 1) {
         int warm = s > LARGE ? 10 : 200, iters = s > LARGE ? 100 : 1000;
+        if (small_iters > 0) {
+            iters = s > LARGE ? (small_iters / 10 > 0 ? small_iters / 10 : 1) : small_iters;
+        }
         int count = (int)s;
         int fcount = (int)(s / 4);
         int *counts = malloc(sizeof(int) * size);
@@ -110,13 +113,14 @@ int main(int argc, char **argv) {
     const char *bench = argv[1];
     {
         size_t cmin = 1, cmax = 1 << 20;
-        int ccsv = 0, full = 0;
+        int ccsv = 0, full = 0, citers = 0;
         for (int i = 2; i < argc; i++) {
             if (strcmp(argv[i], "-m") == 0 && i + 1 < argc) parse_range(argv[++i], &cmin, &cmax);
             else if (strcmp(argv[i], "--csv") == 0) ccsv = 1;
             else if (strcmp(argv[i], "-f") == 0) full = 1;
+            else if (strcmp(argv[i], "-i") == 0 && i + 1 < argc) citers = atoi(argv[++i]);
         }
-        if (run_collective(bench, cmin, cmax, ccsv, full)) {
+        if (run_collective(bench, cmin, cmax, ccsv, full, citers)) {
             MPI_Finalize();
             return 0;
         }

@@ -14,7 +14,7 @@
 //!
 //! | collective | choice | why |
 //! |---|---|---|
-//! | barrier | linear_tree if `3 <= p <= 8`, else dissemination | measured 2026-11-25, medians of 9 runs, µs (TCP / shared memory): at 4 ranks linear_tree 20.4 / 5.4, binomial 22.4 / 6.4, dissemination 23.3 / 4.6, linear 17.5 / 5.0; at 8 ranks 53 / 19, 62 / 23, 69 / 21, 43 / 14; at 6 ranks 37 / 9.9 against dissemination's 53 / 13.8. On shared cores every hop waits for the receiver to be scheduled, and the dissemination's log p rounds of all ranks at once cost most. linear_tree also lets rank 0 leave first, so a rooted collective that follows (bcast, scatter) finds its receivers still being released rather than waiting for it: 64 B bcast after it 3.4 / 0.77 µs at 4 ranks, after dissemination 11.7 / 2.7, after linear 7.6 / 0.88. At 2 ranks dissemination is one exchange instead of two hops (TCP 4.4 vs 7.4 µs) |
+//! | barrier | linear_tree if `3 <= p <= 8`, else dissemination | measured 2026-11-25, medians of 9 runs, µs (TCP / shared memory): at 4 ranks linear_tree 20.4 / 5.4, binomial 22.4 / 6.4, dissemination 23.3 / 4.6, linear 17.5 / 5.0; at 8 ranks 53 / 19, 62 / 23, 69 / 21, 43 / 14; at 6 ranks 37 / 9.9 against dissemination's 53 / 13.8. On shared cores every hop waits for the receiver to be scheduled, and the dissemination's log p rounds of all ranks at once cost most. linear_tree also lets rank 0 leave first, so a rooted collective that follows (bcast, scatter) finds its receivers still being released rather than waiting for it: 64 B bcast after it 3.4 / 0.77 µs at 4 ranks, after dissemination 11.7 / 2.7, after linear 7.6 / 0.88. At 2 ranks dissemination is one exchange instead of two hops (TCP 4.4 vs 7.4 µs). recursive_doubling (pairwise exchanges, the pattern of Open MPI's choice at 4 ranks), measured 2026-11-26 at 4 ranks over shared memory, medians of 7 runs: 3.96 µs against linear 3.85, dissemination 4.53, linear_tree 4.53 (Open MPI 3.14): no better than what is chosen, kept for forcing |
 //! | bcast | linear if `p <= 4`, or `p <= 8` and `bytes <= 64 KiB` (512 KiB over shared memory); binomial; scatter_allgather if `p > 8` and `bytes >= 512 KiB` | measured at 4 (oversubscribed) ranks, 4 B: linear 5-11 µs, binomial 8-14 (4 runs of 5 in linear's favour): one round instead of two hops, which on shared cores cost a scheduling delay each. Re-measured 2026-11-25 (medians, µs, binomial → linear): 4 ranks, 32 KiB-1 MiB, shared memory 7.3 → 3.9 ... 216 → 156, TCP 8.8 → 8.0 ... 357 → 321; 8 ranks over shared memory linear won from 4 KiB to 512 KiB (32 KiB: 9.0 → 3.3, 512 KiB: 218 → 161) and tied at 1 MiB, over TCP up to 64 KiB (4 B: 6.7 → 4.1) while binomial won from 128 KiB (1 MiB: 1010 → 1108). Against scatter_allgather, binomial won at every size up to 8 ranks (1 MiB: 690 vs 1332; 4 B: 16 vs 125), the tree sends fewer messages and on shared cores messages cost more than bandwidth; van de Geijn's 2·bytes per rank pays off only with many truly parallel ranks |
 //! | scatter, gather | linear if `p <= 8`, else binomial | measured at 8 ranks: linear won at every size (gather 1 MiB: 646 vs 1504; 4 B: 12 vs 33): non-roots send once and are done; the tree's log p rounds win only at larger p |
 //! | scatterv, gatherv | linear | non-roots do not know the others' counts, so no tree can route them |
@@ -121,7 +121,13 @@ impl Collective {
     pub fn algorithms(self) -> &'static [Algorithm] {
         use Algorithm::*;
         match self {
-            Collective::Barrier => &[Dissemination, LinearTree, Binomial, Linear],
+            Collective::Barrier => &[
+                Dissemination,
+                LinearTree,
+                Binomial,
+                Linear,
+                RecursiveDoubling,
+            ],
             Collective::Bcast => &[Binomial, ScatterAllgather, Linear],
             Collective::Scatter | Collective::Gather => &[Binomial, Linear],
             Collective::Scatterv | Collective::Gatherv => &[Linear],
@@ -163,8 +169,8 @@ pub enum Algorithm {
     Linear,
     /// Binomial scatter, then ring allgather (van de Geijn bcast).
     ScatterAllgather,
-    /// Recursive doubling (allreduce, allgather, scan), with a fold step
-    /// for sizes that are not powers of two.
+    /// Recursive doubling (allreduce, allgather, scan; barrier: pairwise
+    /// exchanges), with a fold step for sizes that are not powers of two.
     RecursiveDoubling,
     /// Ring (allreduce: reduce-scatter + allgather; allgather;
     /// reduce_scatter). Commutative operations only where it reduces.

@@ -16,6 +16,11 @@ use crate::schedule::{Region, Schedule, Transfer};
 ///   out down it; 2·⌈log₂ p⌉ hops.
 /// - [`Algorithm::Linear`]: every rank reports to rank 0, which releases
 ///   them all directly; two hops.
+/// - [`Algorithm::RecursiveDoubling`]: pairwise exchanges with `rank ^ 2^k`
+///   among the largest power of two of ranks; each of the others first
+///   reports to its partner `rank - 2^k` and is released by it at the end.
+///   Partners of a round wait for each other only, so on shared cores a
+///   rank that yields finds its partner's message when it runs again.
 pub fn barrier(algorithm: Algorithm, rank: u32, size: u32) -> Schedule {
     let mut s = Schedule::new();
     let empty = Region::output(0, 0);
@@ -43,6 +48,27 @@ pub fn barrier(algorithm: Algorithm, rank: u32, size: u32) -> Schedule {
         Algorithm::Binomial => {
             tree.gather(&mut s, |_, _| empty);
             tree.bcast(&mut s, empty);
+        }
+        Algorithm::RecursiveDoubling => {
+            let pow2 = 1u32 << (31 - size.leading_zeros());
+            if rank >= pow2 {
+                s.send(rank - pow2, REPORT, empty);
+                s.recv(rank - pow2, RELEASE, empty);
+                return s;
+            }
+            if rank + pow2 < size {
+                s.recv(rank + pow2, REPORT, empty);
+            }
+            let (mut distance, mut round) = (1u32, 0);
+            while distance < pow2 {
+                let partner = rank ^ distance;
+                s.sendrecv(partner, empty, partner, empty, round);
+                distance <<= 1;
+                round += 1;
+            }
+            if rank + pow2 < size {
+                s.send(rank + pow2, RELEASE, empty);
+            }
         }
         _ => {
             let (mut distance, mut round) = (1u32, 0);
