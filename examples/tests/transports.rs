@@ -97,6 +97,21 @@ fn tcp_reduces_in_pieces_combine_in_rank_order_at_every_root() {
     }
 }
 
+/// Over shared memory, small barriers, bcasts and allreduces of the world
+/// run on the collective boards: results match a serial fold in rank order,
+/// and wrong or disagreeing arguments fail the call on the ranks that can
+/// tell without hanging any (also across the board limit). Over TCP the
+/// same calls go by messages.
+#[test]
+fn board_collectives_match_a_serial_fold_and_fail_together_on_bad_arguments() {
+    for n in [2, 3, 4, 5] {
+        let out = run_job(n, "auto", &[&coll_check(), "board", "straddle"]);
+        assert_eq!(oks(&out), n as usize, "{out}");
+    }
+    let out = run_job(3, "tcp", &[&coll_check(), "board"]);
+    assert_eq!(oks(&out), 3, "{out}");
+}
+
 #[test]
 fn shared_memory_carries_floods_and_large_messages() {
     let out = run_job(8, "auto", &[&stress(), "flood", "50000"]);
@@ -194,11 +209,13 @@ fn read(stream: &mut TcpStream, reader: &mut FrameReader) -> Message {
 #[test]
 fn a_peer_killed_with_sigkill_fails_the_receive_within_a_second_without_a_launcher() {
     let program = binary(bin_dir().join("examples").join("peer_death"));
-    for transport in ["auto", "tcp"] {
+    let cases = [("auto", "recv"), ("tcp", "recv"), ("auto", "barrier")];
+    for (transport, wait) in cases {
         let (addr, server) = silent_bootstrap(2);
         let ranks: Vec<Child> = (0..2)
             .map(|rank| {
                 Command::new(&program)
+                    .arg(wait)
                     .env("MPR_RANK", rank.to_string())
                     .env("MPR_SIZE", "2")
                     .env("MPR_LOCAL_RANK", rank.to_string())
@@ -224,7 +241,7 @@ fn a_peer_killed_with_sigkill_fails_the_receive_within_a_second_without_a_launch
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success() && stdout.contains("PeerFailed { rank: Rank(1) }"),
-            "{transport}: {stdout}\n{}",
+            "{transport}, {wait}: {stdout}\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
         let millis: u64 = stdout
@@ -233,7 +250,10 @@ fn a_peer_killed_with_sigkill_fails_the_receive_within_a_second_without_a_launch
             .and_then(|rest| rest.split(' ').next())
             .and_then(|ms| ms.parse().ok())
             .expect("rank 0 prints the time");
-        assert!(millis < 1000, "{transport}: noticed after {millis} ms");
+        assert!(
+            millis < 1000,
+            "{transport}, {wait}: noticed after {millis} ms"
+        );
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(killed.status.signal(), Some(9), "rank 1 died of SIGKILL");
     }

@@ -8,6 +8,15 @@
 //! each checked against a serial fold; then a root that passes a result
 //! buffer of the wrong length, which must fail there alone and leave
 //! nothing behind that disturbs the next reduce.
+//!
+//! `coll_check board [straddle]`: allreduce (with a separate result and in
+//! place) and bcast at sizes around `MPR_SHM_BOARD_MAX` (on the
+//! shared-memory boards below it, by messages above), at every root, with
+//! barriers between, each checked against a serial fold; then ranks whose
+//! arguments are wrong or disagree: each call fails on the ranks that can
+//! tell, nobody hangs, and the next call is right. `straddle` adds
+//! disagreements across the board limit (one rank by messages, the others
+//! on the boards), which only the boards can report without hanging.
 
 use std::process::ExitCode;
 
@@ -26,6 +35,10 @@ fn main() -> ExitCode {
     let world = universe.world();
     let result = match mode.as_str() {
         "reduce" => reduce(world),
+        "board" => board(
+            world,
+            std::env::args().nth(2).as_deref() == Some("straddle"),
+        ),
         other => Err(format!("unknown mode {other:?}")),
     };
     match result {
@@ -117,5 +130,100 @@ fn reduce(world: &Comm) -> Result<(), String> {
     if rank == root && out != fold(affine, size, count) {
         return Err("the reduce after a rejected one is wrong".into());
     }
+    Ok(())
+}
+
+/// Largest operand on the boards by default (`MPR_SHM_BOARD_MAX`).
+const BOARD_MAX: usize = 2048;
+
+fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if ok { Ok(()) } else { Err(what()) }
+}
+
+fn board(world: &Comm, straddle: bool) -> Result<(), String> {
+    let (rank, size) = (world.rank(), world.size());
+    let element = std::mem::size_of::<[u64; 2]>();
+    let limit = BOARD_MAX / element;
+    for count in [0usize, 1, 2, 63, limit - 1, limit, limit + 1, 3 * limit] {
+        let mine: Vec<[u64; 2]> = (0..count).map(|i| operand(rank, i)).collect();
+        let mut out = vec![[7, 7]; count];
+        world
+            .allreduce(&mine, &mut out, affine)
+            .map_err(|e| e.to_string())?;
+        check(out == fold(affine, size, count), || {
+            format!("affine allreduce of {count}")
+        })?;
+        world.barrier().map_err(|e| e.to_string())?;
+        let mut inplace = mine.clone();
+        world
+            .allreduce_in_place(&mut inplace, op::commutative(sum_pair))
+            .map_err(|e| e.to_string())?;
+        check(inplace == fold(sum_pair, size, count), || {
+            format!("in-place sum of {count}")
+        })?;
+        for root in 0..size {
+            let bytes = count * element;
+            let mut buf: Vec<u8> = if rank == root {
+                (0..bytes).map(|i| (i * 31 + root as usize) as u8).collect()
+            } else {
+                vec![0; bytes]
+            };
+            world.bcast(&mut buf, root).map_err(|e| e.to_string())?;
+            let expected: Vec<u8> = (0..bytes).map(|i| (i * 31 + root as usize) as u8).collect();
+            check(buf == expected, || {
+                format!("bcast of {bytes} B from {root}")
+            })?;
+        }
+    }
+    let good = |count: usize| -> Result<(), String> {
+        let mine: Vec<[u64; 2]> = (0..count).map(|i| operand(rank, i)).collect();
+        let mut out = vec![[0, 0]; count];
+        world
+            .allreduce(&mine, &mut out, affine)
+            .map_err(|e| e.to_string())?;
+        check(out == fold(affine, size, count), || {
+            format!("allreduce of {count} after a failed call")
+        })
+    };
+    // Rank 1's result buffer is short: it fails, and so does every rank
+    // that waits for its operand.
+    let count = 10;
+    let mine: Vec<[u64; 2]> = (0..count).map(|i| operand(rank, i)).collect();
+    let mut out = vec![[0, 0]; if rank == 1 { count - 1 } else { count }];
+    let result = world.allreduce(&mine, &mut out, affine);
+    check(result.is_err(), || {
+        "an allreduce with a short buffer on rank 1 succeeded".into()
+    })?;
+    good(count)?;
+    // Rank 1 receives a bcast into a buffer of another length: it fails
+    // there, the others complete.
+    for bytes in [100usize, 3 * BOARD_MAX] {
+        let mut buf = vec![1u8; if rank == 1 { bytes + 8 } else { bytes }];
+        let result = world.bcast(&mut buf, 0);
+        check(result.is_err() == (rank == 1), || {
+            format!("bcast of {bytes} B with a longer buffer on rank 1: {result:?}")
+        })?;
+        good(count)?;
+    }
+    if straddle {
+        // Rank 1 passes a count above the board limit, the others below.
+        let count = if rank == 1 { 4 * limit } else { limit / 2 };
+        let mine: Vec<[u64; 2]> = (0..count).map(|i| operand(rank, i)).collect();
+        let mut out = vec![[0, 0]; count];
+        let result = world.allreduce(&mine, &mut out, affine);
+        check(result.is_err(), || {
+            "an allreduce with disagreeing counts succeeded".into()
+        })?;
+        good(5)?;
+        // The root's bcast goes by messages, rank 1 expects a board one.
+        let bytes = if rank == 1 { 100 } else { 3 * BOARD_MAX };
+        let mut buf = vec![1u8; bytes];
+        let result = world.bcast(&mut buf, 0);
+        check(result.is_err() == (rank == 1), || {
+            format!("a straddling bcast: {result:?}")
+        })?;
+        good(5)?;
+    }
+    world.barrier().map_err(|e| e.to_string())?;
     Ok(())
 }

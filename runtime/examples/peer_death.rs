@@ -1,5 +1,7 @@
-//! Rank 1 kills itself with SIGKILL while rank 0 waits to receive from it;
-//! rank 0 prints how long it took until the receive failed, and the error.
+//! Rank 1 kills itself with SIGKILL while rank 0 waits to receive from it
+//! (or, with the argument `barrier`, waits in a barrier, which on shared
+//! memory runs on the collective boards); rank 0 prints how long it took
+//! until the wait failed, and the error.
 //!
 //! Used by the transport tests, with and without a launcher that reports
 //! failed ranks: over shared memory there is no end-of-file, so the
@@ -34,10 +36,14 @@ fn main() {
         }
         0 => {
             let started = Instant::now();
-            let mut buf = [0u8; 8];
-            let result = world.recv(&mut buf, 1, 0);
+            let result = if std::env::args().nth(1).as_deref() == Some("barrier") {
+                world.barrier()
+            } else {
+                let mut buf = [0u8; 8];
+                world.recv(&mut buf, 1, 0).map(|_| ())
+            };
             println!(
-                "rank 0: receive from rank 1 ended after {} ms: {result:?}",
+                "rank 0: wait for rank 1 ended after {} ms: {result:?}",
                 started.elapsed().as_millis()
             );
         }

@@ -36,6 +36,7 @@
 //! communicator. A forced ring for a non-commutative reduction falls back to
 //! the default choice.
 
+mod board;
 pub(crate) mod cache;
 mod channel;
 mod obj;
@@ -50,6 +51,7 @@ use mpr_collectives::{Algorithm, Collective, Schedule};
 use crate::Rank;
 use crate::comm::{Comm, CommInner};
 use crate::error::{Argument, Error};
+use board::BoardOutcome;
 use cache::ScheduleKey;
 use channel::CollChannel;
 
@@ -233,6 +235,9 @@ impl Comm {
     /// ```
     pub fn barrier(&self) -> Result<(), Error> {
         let inner = &*self.inner;
+        if let Some(boards) = inner.boards(Collective::Barrier) {
+            return inner.board_barrier(boards);
+        }
         let algorithm = inner.algorithm(Collective::Barrier, 0, 0, true);
         let key = ScheduleKey::new(Collective::Barrier, Some(algorithm), 0, 0, true);
         let schedule = inner.schedule(key, || {
@@ -256,17 +261,25 @@ impl Comm {
     pub fn bcast<T: Pod>(&self, buf: &mut [T], root: impl Into<Rank>) -> Result<(), Error> {
         let inner = &*self.inner;
         let root = inner.root(root.into())?;
-        let algorithm = inner.algorithm(
-            Collective::Bcast,
-            std::mem::size_of_val(buf),
-            buf.len(),
-            true,
-        );
-        let key = ScheduleKey::new(Collective::Bcast, Some(algorithm), root, buf.len(), true);
-        let schedule = inner.schedule(key, || {
-            mpr_collectives::bcast(algorithm, inner.rank.0, inner.group.size(), root, buf.len())
-        });
-        inner.run(&schedule, &[], buf, None)
+        let schedule = |count: usize| {
+            let bytes = count * size_of::<T>();
+            let algorithm = inner.algorithm(Collective::Bcast, bytes, count, true);
+            let key = ScheduleKey::new(Collective::Bcast, Some(algorithm), root, count, true);
+            inner.schedule(key, || {
+                mpr_collectives::bcast(algorithm, inner.rank.0, inner.group.size(), root, count)
+            })
+        };
+        if let Some(boards) = inner.boards(Collective::Bcast) {
+            let max = inner.rt.tuning().shm_board_max;
+            match inner.board_bcast(boards, buf, root, max) {
+                BoardOutcome::Done(result) => return result,
+                BoardOutcome::Messages => {}
+                BoardOutcome::Reject { count, error } => {
+                    return Err(inner.reject::<T>(&schedule(count), error));
+                }
+            }
+        }
+        inner.run(&schedule(buf.len()), &[], buf, None)
     }
 
     /// Sends block `r` of the root's `send` (`size × recv.len()` elements)
@@ -479,7 +492,19 @@ impl Comm {
         op: impl Op<T>,
     ) -> Result<(), Error> {
         let inner = &*self.inner;
-        let schedule = self.allreduce_schedule::<T>(send.len(), op.is_commutative(), true);
+        let commutative = op.is_commutative();
+        if let Some(boards) = inner.boards(Collective::Allreduce) {
+            let max = inner.rt.tuning().shm_board_max;
+            match inner.board_allreduce(boards, Some(send), recv, &op, max) {
+                BoardOutcome::Done(result) => return result,
+                BoardOutcome::Messages => {}
+                BoardOutcome::Reject { count, error } => {
+                    let schedule = self.allreduce_schedule::<T>(count, commutative, true);
+                    return Err(inner.reject::<T>(&schedule, error));
+                }
+            }
+        }
+        let schedule = self.allreduce_schedule::<T>(send.len(), commutative, true);
         if let Err(error) = expect_len(Argument::RecvBuffer, send.len(), recv.len()) {
             return Err(inner.reject::<T>(&schedule, error));
         }
@@ -489,8 +514,21 @@ impl Comm {
     /// [`Comm::allreduce`] with `buf` as both operand and result
     /// (`MPI_IN_PLACE`).
     pub fn allreduce_in_place<T: Pod>(&self, buf: &mut [T], op: impl Op<T>) -> Result<(), Error> {
-        let schedule = self.allreduce_schedule::<T>(buf.len(), op.is_commutative(), false);
-        self.inner.run(&schedule, &[], buf, Some(&op))
+        let inner = &*self.inner;
+        let commutative = op.is_commutative();
+        if let Some(boards) = inner.boards(Collective::Allreduce) {
+            let max = inner.rt.tuning().shm_board_max;
+            match inner.board_allreduce(boards, None, buf, &op, max) {
+                BoardOutcome::Done(result) => return result,
+                BoardOutcome::Messages => {}
+                BoardOutcome::Reject { count, error } => {
+                    let schedule = self.allreduce_schedule::<T>(count, commutative, false);
+                    return Err(inner.reject::<T>(&schedule, error));
+                }
+            }
+        }
+        let schedule = self.allreduce_schedule::<T>(buf.len(), commutative, false);
+        inner.run(&schedule, &[], buf, Some(&op))
     }
 
     /// The allreduce schedule for `count` elements, reading the operand

@@ -150,6 +150,8 @@ pub(crate) struct CommInner {
     /// Whether every member offered shared memory in one domain (computed
     /// on first use; the same answer on every member).
     shares_memory: std::sync::OnceLock<bool>,
+    /// Calls made on the collective boards (`collective/board.rs`).
+    pub(crate) board_calls: std::sync::atomic::AtomicU64,
 }
 
 impl CommInner {
@@ -179,6 +181,7 @@ impl CommInner {
             forced: Forced::default(),
             schedules: Default::default(),
             shares_memory: Default::default(),
+            board_calls: Default::default(),
         }
     }
 
@@ -247,6 +250,7 @@ impl Comm {
                 forced: Forced::default(),
                 schedules: Default::default(),
                 shares_memory: Default::default(),
+                board_calls: Default::default(),
             }),
         }
     }

@@ -19,6 +19,7 @@ use crate::bootstrap::client::Connected;
 use crate::engine::frame::SHORT_HEADER_LEN;
 use crate::engine::{Completion, Engine, RequestId, SendData, SendMode};
 use crate::error::Error;
+use crate::transport::shm::board::Boards;
 use crate::transport::shm::{Shm, ShmEvent};
 use crate::transport::tcp::{LinkEvent, Tcp};
 use crate::tuning::{ErrorMode, Tuning};
@@ -114,6 +115,9 @@ pub(crate) struct State {
 /// Shared by every communicator of a rank.
 #[derive(Debug)]
 pub(crate) struct Runtime {
+    /// Every world rank's collective board, when all ranks share this
+    /// host's memory (`collective/board.rs`).
+    pub(crate) boards: Option<Boards>,
     rank: Rank,
     size: u32,
     state: Mutex<State>,
@@ -158,7 +162,12 @@ impl Runtime {
                 tuning.shm_eager_limit_lone,
             );
         }
+        let boards = shm
+            .as_ref()
+            .filter(|_| tuning.shm_board_max > 0)
+            .and_then(|shm| shm.boards(engine.rank(), engine.size()));
         let runtime = Arc::new(Runtime {
+            boards,
             rank: engine.rank(),
             size: engine.size(),
             state: Mutex::new(State {
@@ -190,6 +199,11 @@ impl Runtime {
     /// World rank of this process.
     pub(crate) fn rank(&self) -> Rank {
         self.rank
+    }
+
+    /// The tunables.
+    pub(crate) fn tuning(&self) -> &Tuning {
+        &self.tuning
     }
 
     /// World size.
@@ -349,7 +363,18 @@ impl Runtime {
                         }
                     }
                 } else {
-                    self.sleep_once(&mut state, MAX_BLOCK);
+                    // Raise the sleeping flag, then look once more: what the
+                    // rings do not carry (the collective boards) is only
+                    // caught by a look after the flag is up.
+                    let may_sleep = state.shm.as_mut().is_none_or(Shm::prepare_sleep);
+                    if let Some(value) = ready(&mut state.engine) {
+                        if let Some(shm) = state.shm.as_mut() {
+                            shm.woke();
+                        }
+                        return value;
+                    }
+                    let timeout = if may_sleep { MAX_BLOCK } else { Duration::ZERO };
+                    self.sleep_prepared(&mut state, timeout);
                 }
                 if let Some(value) = ready(&mut state.engine) {
                     return value;
@@ -369,6 +394,12 @@ impl Runtime {
     fn sleep_once(&self, state: &mut State, timeout: Duration) {
         let may_sleep = state.shm.as_mut().is_none_or(Shm::prepare_sleep);
         let timeout = if may_sleep { timeout } else { Duration::ZERO };
+        self.sleep_prepared(state, timeout);
+    }
+
+    /// Sleeps in the poller for up to `timeout` once the sleeping flags are
+    /// up ([`Shm::prepare_sleep`]), and lowers them after.
+    fn sleep_prepared(&self, state: &mut State, timeout: Duration) {
         self.sleeping.store(true, Ordering::Release);
         self.progress_once(state, Some(timeout));
         self.sleeping.store(false, Ordering::Release);

@@ -59,6 +59,9 @@ pub(crate) struct Tuning {
     /// Smallest pull both ranks copy at once (`MPR_SHM_COOP_MIN`;
     /// `usize::MAX`: never).
     pub(crate) shm_coop_min: usize,
+    /// Largest operand of a collective run on the shared-memory boards
+    /// (`MPR_SHM_BOARD_MAX`; 0: never, at most the board's 8 KiB).
+    pub(crate) shm_board_max: usize,
 }
 
 impl Tuning {
@@ -150,6 +153,9 @@ impl Tuning {
             shm_pull_max: bytes("MPR_SHM_PULL_MAX").unwrap_or(default_pull_max),
             shm_pull_max_lone: bytes("MPR_SHM_PULL_MAX_LONE").unwrap_or(default_pull_max),
             shm_coop_min: coop_min,
+            shm_board_max: bytes("MPR_SHM_BOARD_MAX")
+                .unwrap_or(DEFAULT_SHM_BOARD_MAX)
+                .min(crate::transport::shm::board::CAPACITY),
         }
     }
 
@@ -171,6 +177,9 @@ const DEFAULT_EAGER_LIMIT_LONE_SHARED: usize = 64 << 10;
 
 /// Default data bytes of a shared-memory ring.
 const DEFAULT_SHM_RING: usize = 256 << 10;
+/// Default largest operand of a collective on the shared-memory boards
+/// (`collective/board.rs`).
+const DEFAULT_SHM_BOARD_MAX: usize = 2048;
 /// Default largest record: an eighth of the ring, so that the sender's and
 /// the receiver's copies overlap (measured: 13 GB/s at 1 MiB vs 8 GB/s
 /// with quarter-ring records).

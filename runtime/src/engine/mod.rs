@@ -751,6 +751,11 @@ impl Engine {
         }
     }
 
+    /// Why operations that need `peer` fail, once it failed or finalized.
+    pub fn peer_gone_error(&self, peer: Rank) -> Option<OpError> {
+        self.peers.get(peer.index())?.gone.clone()
+    }
+
     /// The link to `peer` was lost without GOODBYE (or closed after a
     /// protocol error): fails every pending operation that needs it; see the
     /// module doc.

@@ -43,6 +43,7 @@
 //! may be the last record) and, without a GOODBYE, the peer is failed. The
 //! launcher's failed-rank notices arrive independently, as for TCP.
 
+pub(crate) mod board;
 mod coop;
 pub(crate) mod doorbell;
 mod fences;
@@ -424,6 +425,39 @@ impl Shm {
             self.lanes.get(peer.index()),
             Some(Some(Lane { tx: Some(_), .. }))
         )
+    }
+
+    /// The collective boards of the whole world, if every other rank of
+    /// the `size` has a lane whose segment this rank mapped.
+    pub(crate) fn boards(&self, rank: Rank, size: u32) -> Option<board::Boards> {
+        let doorbells = (0..size)
+            .map(|peer| {
+                self.lanes
+                    .get(peer as usize)
+                    .and_then(Option::as_ref)
+                    .and_then(|lane| lane.doorbell.clone())
+            })
+            .collect();
+        let ringer = Ringer::new().ok()?;
+        let segments = (0..size)
+            .map(|peer| {
+                if peer == rank.0 {
+                    return Some(Arc::clone(&self.own));
+                }
+                self.lanes
+                    .get(peer as usize)?
+                    .as_ref()
+                    .filter(|lane| lane.open)?
+                    .peer_segment
+                    .clone()
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(board::Boards::new(
+            rank.index(),
+            segments,
+            doorbells,
+            ringer,
+        ))
     }
 
     /// Peers with a lane.

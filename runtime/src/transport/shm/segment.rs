@@ -10,9 +10,12 @@
 //! so there is nothing to clean up.
 //!
 //! Layout: a 4 KiB header page (magic, slot count, ring capacity, the
-//! owner's *sleeping* flag), then one page-aligned slot per local rank:
-//! a ring [`Control`] block followed by the ring's data area. The owner
-//! consumes every slot; the local rank with that slot number produces.
+//! owner's *sleeping* flag), then the owner's *collective board* (a page of
+//! counters and two [`BOARD_BYTES`] buffers, see `board.rs`: only the owner
+//! writes it, every local peer reads it), then one page-aligned slot per
+//! local rank: a ring [`Control`] block followed by the ring's data area.
+//! The owner consumes every slot; the local rank with that slot number
+//! produces.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
@@ -25,11 +28,19 @@ use rustix::mm::{MapFlags, ProtFlags};
 use super::ring::{self, CELL, Control, RingMemory};
 
 /// Identifies a segment of this version.
-const MAGIC: u64 = u64::from_le_bytes(*b"MPRSHM02");
+const MAGIC: u64 = u64::from_le_bytes(*b"MPRSHM03");
 /// Bytes of the header page.
 const HEADER_BYTES: usize = 4096;
 /// Offset of the owner's sleeping flag in the header.
 const SLEEPING_OFFSET: usize = 128;
+/// Bytes of each of the collective board's two buffers.
+pub(crate) const BOARD_BYTES: usize = 8192;
+/// Offset of the board's counter page.
+const BOARD_COUNTERS: usize = HEADER_BYTES;
+/// Offset of the board's first buffer.
+const BOARD_DATA: usize = BOARD_COUNTERS + 4096;
+/// Bytes before the first slot.
+const FRONT_BYTES: usize = BOARD_DATA + 2 * BOARD_BYTES;
 /// Bytes reserved for a ring's control block at the start of its slot.
 const CONTROL_BYTES: usize = 1024;
 const PAGE: usize = 4096;
@@ -72,7 +83,7 @@ impl Shape {
     }
 
     fn len(&self) -> usize {
-        HEADER_BYTES + self.slots as usize * self.slot_stride()
+        FRONT_BYTES + self.slots as usize * self.slot_stride()
     }
 
     /// The ring capacity rounded to whole pages (at least one).
@@ -140,6 +151,55 @@ impl Mapping {
         unsafe { &*self.base.as_ptr().add(SLEEPING_OFFSET).cast() }
     }
 
+    /// Counter `index` of the collective board (each on its own cache
+    /// line; see `board.rs`).
+    pub(crate) fn board_counter(&self, index: usize) -> &std::sync::atomic::AtomicU64 {
+        assert!(index < 4096 / 64);
+        // SAFETY: in bounds of the board's counter page, 64-aligned, and
+        // only ever accessed atomically.
+        unsafe { &*self.base.as_ptr().add(BOARD_COUNTERS + index * 64).cast() }
+    }
+
+    /// Copies `src` into board buffer `buffer` (0 or 1).
+    ///
+    /// # Safety
+    ///
+    /// Only the segment's owner writes its board, and only into a buffer
+    /// that no peer reads now (the board's protocol: every reader has
+    /// published that it finished with it).
+    pub(crate) unsafe fn board_write(&self, buffer: usize, src: &[u8]) {
+        assert!(buffer < 2 && src.len() <= BOARD_BYTES);
+        // SAFETY: in bounds (asserted); the caller guarantees that nobody
+        // reads or writes these bytes meanwhile.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                src.as_ptr(),
+                self.base.as_ptr().add(BOARD_DATA + buffer * BOARD_BYTES),
+                src.len(),
+            );
+        }
+    }
+
+    /// Copies the first `dst.len()` bytes of board buffer `buffer` out.
+    ///
+    /// # Safety
+    ///
+    /// The owner published these bytes (a release store this thread has
+    /// acquired) and writes the buffer again only after this reader has
+    /// published that it finished with it.
+    pub(crate) unsafe fn board_read(&self, buffer: usize, dst: &mut [u8]) {
+        assert!(buffer < 2 && dst.len() <= BOARD_BYTES);
+        // SAFETY: in bounds (asserted); the caller guarantees that nobody
+        // writes these bytes meanwhile.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.base.as_ptr().add(BOARD_DATA + buffer * BOARD_BYTES),
+                dst.as_mut_ptr(),
+                dst.len(),
+            );
+        }
+    }
+
     /// The shape of the segment.
     pub(crate) fn shape(&self) -> Shape {
         self.shape
@@ -197,7 +257,7 @@ impl SlotMemory {
         let shape = mapping.shape;
         (slot < shape.slots).then(|| SlotMemory {
             mapping: Arc::clone(mapping),
-            control: HEADER_BYTES + slot as usize * shape.slot_stride(),
+            control: FRONT_BYTES + slot as usize * shape.slot_stride(),
         })
     }
 

@@ -1,0 +1,255 @@
+//! Small collectives on the shared-memory boards (`transport/shm/board.rs`)
+//! instead of messages: barrier, broadcast and allreduce of the world
+//! communicator when every rank shares this host's memory.
+//!
+//! Each rank publishes its operand (or just its arrival) on its own board
+//! and reads what it needs from the others' boards: a barrier is one
+//! publication and one look per rank, an allreduce one publication and p
+//! reads, combined in rank order (so any op, commutative or not, gives the
+//! same result on every rank), a broadcast one publication by the root.
+//! There is no matching, no ring and no copy to or from a queue. Measured
+//! 2026-11-26 (µs, messages → boards, Open MPI beside): see the figures at
+//! [`DEFAULT_SHM_BOARD_MAX`](crate::tuning).
+//!
+//! Operands above `MPR_SHM_BOARD_MAX` bytes still go by messages, but every
+//! call on a board communicator publishes its length, so that ranks can
+//! tell what the others chose: a rank whose arguments are wrong publishes a
+//! poisoned length and its peers fail the call with it
+//! ([`Error::CountMismatch`]) instead of waiting; ranks whose counts
+//! disagree fail the same way. Only the world communicator uses the boards,
+//! and only while no algorithm is forced for the collective
+//! (`MPR_COLL_<NAME>` or [`Comm::set_algorithm`](crate::Comm::set_algorithm)).
+
+use std::sync::atomic::Ordering;
+
+use bytemuck::Pod;
+use mpr_collectives::Collective;
+use mpr_collectives::op::Op;
+
+use super::forced_by_env;
+use crate::comm::CommInner;
+use crate::error::{Argument, Error};
+use crate::transport::shm::board::{Boards, ON_BOARD, POISONED};
+use crate::types::ContextId;
+use crate::{Rank, engine};
+
+/// How a collective went on the boards.
+pub(crate) enum BoardOutcome {
+    /// Finished there (or failed there, for every rank alike).
+    Done(Result<(), Error>),
+    /// This call moves its data by messages: run the schedule.
+    Messages,
+    /// Another rank moves `count` elements by messages while this one
+    /// cannot take part: play that schedule poisoned, then report `error`.
+    Reject {
+        /// The other rank's element count.
+        count: usize,
+        /// This rank's error.
+        error: Error,
+    },
+}
+
+impl CommInner {
+    /// The boards, if this communicator runs `collective` on them.
+    pub(crate) fn boards(&self, collective: Collective) -> Option<&Boards> {
+        let boards = self.rt.boards.as_ref()?;
+        let forced = self
+            .forced
+            .get(collective)
+            .or_else(|| forced_by_env(collective));
+        (self.coll == ContextId::WORLD_COLL && forced.is_none()).then_some(boards)
+    }
+
+    /// The number of the next call on the boards (the same on every rank).
+    fn next_board_call(&self) -> u64 {
+        self.board_calls.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Waits until `ready(rank)` holds for every rank in `ranks`; fails if
+    /// a rank it still waits for is gone.
+    fn board_wait(
+        &self,
+        ranks: std::ops::Range<usize>,
+        ready: impl Fn(usize) -> bool,
+    ) -> Result<(), Error> {
+        if ranks.clone().all(&ready) {
+            return Ok(());
+        }
+        self.rt
+            .wait_until(|engine: &mut engine::Engine| {
+                let mut all = true;
+                for rank in ranks.clone() {
+                    if ready(rank) {
+                        continue;
+                    }
+                    all = false;
+                    if let Some(error) = engine.peer_gone_error(Rank(rank as u32)) {
+                        return Some(Err(error));
+                    }
+                }
+                all.then_some(Ok(()))
+            })
+            .map_err(|error| Error::from_op(error, |rank| self.to_comm(rank)))
+    }
+
+    /// Barrier on the boards.
+    pub(crate) fn board_barrier(&self, boards: &Boards) -> Result<(), Error> {
+        let k = self.next_board_call();
+        boards.arrive(k);
+        let result = self.board_wait(0..boards.len(), |rank| boards.arrived(rank, k));
+        boards.done(k);
+        result.map_err(|error| self.error(error))
+    }
+
+    /// Broadcast of `buf` from `root` on the boards.
+    pub(crate) fn board_bcast<T: Pod>(
+        &self,
+        boards: &Boards,
+        buf: &mut [T],
+        root: u32,
+        max: usize,
+    ) -> BoardOutcome {
+        let k = self.next_board_call();
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(buf);
+        let root = root as usize;
+        if boards.me() == root {
+            if let Err(error) = self.board_wait(0..boards.len(), |_| boards.may_publish(k)) {
+                boards.done(k);
+                return BoardOutcome::Done(Err(self.error(error)));
+            }
+            let on_board = bytes.len() <= max;
+            let data: &[u8] = if on_board { bytes } else { &[] };
+            boards.publish(
+                k,
+                data,
+                bytes.len() as u64 | if on_board { ON_BOARD } else { 0 },
+            );
+            boards.done(k);
+            return if on_board {
+                BoardOutcome::Done(Ok(()))
+            } else {
+                BoardOutcome::Messages
+            };
+        }
+        if let Err(error) = self.board_wait(root..root + 1, |rank| boards.arrived(rank, k)) {
+            boards.done(k);
+            return BoardOutcome::Done(Err(self.error(error)));
+        }
+        let published = boards.length(root, k);
+        let len = (published & !ON_BOARD) as usize;
+        let mismatch = Error::CountMismatch {
+            rank: Rank(root as u32),
+            expected: bytes.len(),
+            actual: len,
+        };
+        if published & ON_BOARD == 0 {
+            boards.done(k);
+            return if len == bytes.len() {
+                BoardOutcome::Messages
+            } else {
+                BoardOutcome::Reject {
+                    count: len / size_of::<T>().max(1),
+                    error: mismatch,
+                }
+            };
+        }
+        let result = if len == bytes.len() {
+            boards.read(root, k, bytes);
+            Ok(())
+        } else {
+            Err(self.error(mismatch))
+        };
+        boards.done(k);
+        BoardOutcome::Done(result)
+    }
+
+    /// Allreduce on the boards: `recv = d_0 ∘ d_1 ∘ … ∘ d_{p-1}` where
+    /// `d_r` is rank r's `send` (or, in place, its `recv`).
+    pub(crate) fn board_allreduce<T: Pod>(
+        &self,
+        boards: &Boards,
+        send: Option<&[T]>,
+        recv: &mut [T],
+        op: &dyn Op<T>,
+        max: usize,
+    ) -> BoardOutcome {
+        let k = self.next_board_call();
+        let operand: &[T] = send.unwrap_or(recv);
+        let bytes = std::mem::size_of_val(operand);
+        let valid = send.is_none_or(|send| send.len() == recv.len());
+        let everyone = 0..boards.len();
+        if let Err(error) = self.board_wait(everyone.clone(), |_| boards.may_publish(k)) {
+            boards.done(k);
+            return BoardOutcome::Done(Err(self.error(error)));
+        }
+        if !valid {
+            boards.publish(k, &[], POISONED);
+        } else if bytes <= max {
+            boards.publish(k, bytemuck::cast_slice(operand), bytes as u64 | ON_BOARD);
+        } else {
+            // By messages, at once: ranks whose counts agree all land here.
+            boards.publish(k, &[], bytes as u64);
+            boards.done(k);
+            return BoardOutcome::Messages;
+        }
+        if let Err(error) = self.board_wait(everyone.clone(), |rank| boards.arrived(rank, k)) {
+            boards.done(k);
+            return BoardOutcome::Done(Err(self.error(error)));
+        }
+        // A rank that moves its data by messages waits for ours there.
+        let by_messages = everyone
+            .clone()
+            .map(|rank| (rank, boards.length(rank, k)))
+            .find(|&(_, len)| len != POISONED && len & ON_BOARD == 0);
+        if let Some((rank, len)) = by_messages {
+            boards.done(k);
+            let len = len as usize;
+            return match (valid, len == bytes) {
+                (true, true) => BoardOutcome::Messages,
+                (false, _) => BoardOutcome::Messages,
+                (true, false) => BoardOutcome::Reject {
+                    count: len / size_of::<T>().max(1),
+                    error: Error::CountMismatch {
+                        rank: Rank(rank as u32),
+                        expected: bytes,
+                        actual: len,
+                    },
+                },
+            };
+        }
+        if !valid {
+            boards.done(k);
+            let expected = send.map_or(0, <[T]>::len);
+            return BoardOutcome::Done(Err(self.error(Error::BufferLength {
+                argument: Argument::RecvBuffer,
+                expected,
+                actual: recv.len(),
+            })));
+        }
+        let disagree = everyone.clone().find_map(|rank| {
+            let len = boards.length(rank, k);
+            let len = if len == POISONED {
+                0
+            } else {
+                (len & !ON_BOARD) as usize
+            };
+            (len != bytes).then_some(Error::CountMismatch {
+                rank: Rank(rank as u32),
+                expected: bytes,
+                actual: len,
+            })
+        });
+        if let Some(error) = disagree {
+            boards.done(k);
+            return BoardOutcome::Done(Err(self.error(error)));
+        }
+        boards.read(0, k, bytemuck::cast_slice_mut(recv));
+        let mut scratch = vec![T::zeroed(); recv.len()];
+        for rank in 1..boards.len() {
+            boards.read(rank, k, bytemuck::cast_slice_mut(&mut scratch));
+            op.reduce(&scratch, recv, false);
+        }
+        boards.done(k);
+        BoardOutcome::Done(Ok(()))
+    }
+}

@@ -1,0 +1,164 @@
+//! The collective board: a page of counters and two small buffers in each
+//! rank's segment, which only the owner writes and every local peer reads.
+//! Small collectives of a communicator whose ranks all share memory run on
+//! the boards instead of messages (`collective/board.rs`): no matching, no
+//! rings, one store to publish and one load per peer to look.
+//!
+//! Every call on the boards has a number `k` (1, 2, ...), the same on every
+//! rank since collectives are called in the same order. A rank publishes
+//! call `k` by writing its bytes into buffer `k % 2` and their length into
+//! length word `k % 2`, then storing `k` into its *arrived* counter
+//! (release); a reader that loads *arrived* `>= k` (acquire) may read them.
+//! When a rank has read everything it needs of call `k`, it stores `k`
+//! into its *done* counter. An owner writes buffer `k % 2` again (call
+//! `k + 2`) only once every peer's *done* is `>= k`: two buffers let a rank
+//! run one call ahead of the slowest reader without waiting.
+
+use std::os::unix::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::doorbell::Ringer;
+use super::fences;
+use super::segment::{BOARD_BYTES, Mapping};
+
+/// Counter indexes in a board's counter page.
+const ARRIVED: usize = 0;
+const DONE: usize = 1;
+const LENGTH: usize = 2;
+
+/// The length a rank publishes when its own arguments were wrong: its
+/// peers fail the call instead of waiting for it.
+pub(crate) const POISONED: u64 = u64::MAX;
+
+/// Set in a published length when the bytes are on the board (clear: the
+/// rank moves them by messages).
+pub(crate) const ON_BOARD: u64 = 1 << 62;
+
+/// Largest payload a board buffer holds.
+pub(crate) const CAPACITY: usize = BOARD_BYTES;
+
+/// The boards of every rank of the world, as one rank sees them.
+#[derive(Debug)]
+pub(crate) struct Boards {
+    /// This rank's index in `boards`.
+    me: usize,
+    /// Every rank's segment, by world rank (this rank's own included).
+    boards: Vec<Arc<Mapping>>,
+    /// Every peer's doorbell, rung after a publication if the peer said it
+    /// sleeps (the handshake of `mod.rs`: it looks at the boards again
+    /// after raising its flag).
+    doorbells: Vec<Option<SocketAddr>>,
+    ringer: Ringer,
+}
+
+impl Boards {
+    /// The boards of `boards.len()` ranks, this one being `me`.
+    pub(crate) fn new(
+        me: usize,
+        boards: Vec<Arc<Mapping>>,
+        doorbells: Vec<Option<SocketAddr>>,
+        ringer: Ringer,
+    ) -> Boards {
+        assert!(me < boards.len() && doorbells.len() == boards.len());
+        Boards {
+            me,
+            boards,
+            doorbells,
+            ringer,
+        }
+    }
+
+    /// Ranks on the boards.
+    pub(crate) fn len(&self) -> usize {
+        self.boards.len()
+    }
+
+    /// Whether this rank may write its buffer for call `k`: every peer is
+    /// done with call `k - 2`, the last one that used the same buffer.
+    pub(crate) fn may_publish(&self, k: u64) -> bool {
+        let Some(before) = k.checked_sub(2).filter(|&before| before > 0) else {
+            return true;
+        };
+        self.boards.iter().enumerate().all(|(rank, board)| {
+            rank == self.me || board.board_counter(DONE).load(Ordering::Acquire) >= before
+        })
+    }
+
+    /// Publishes call `k`: `data` (at most [`CAPACITY`] bytes) and the
+    /// length `len` (the bytes of the call's operand, which may be more
+    /// than `data` holds, or [`POISONED`]). Call only when
+    /// [`may_publish`](Self::may_publish) said so.
+    pub(crate) fn publish(&self, k: u64, data: &[u8], len: u64) {
+        let own = &self.boards[self.me];
+        let buffer = (k % 2) as usize;
+        // SAFETY: this rank owns its board, and `may_publish(k)` held: every
+        // peer is done with call k - 2, the last reader of this buffer, and
+        // none reads call k before the release store below.
+        unsafe { own.board_write(buffer, data) };
+        own.board_counter(LENGTH + buffer)
+            .store(len, Ordering::Relaxed);
+        own.board_counter(ARRIVED).store(k, Ordering::Release);
+        self.wake_sleepers();
+    }
+
+    /// Rings the doorbell of every peer that said it sleeps.
+    fn wake_sleepers(&self) {
+        fences::light();
+        for (board, doorbell) in self.boards.iter().zip(&self.doorbells) {
+            if let Some(address) = doorbell {
+                super::wake_if_sleeping(board, &self.ringer, address);
+            }
+        }
+    }
+
+    /// Publishes call `k` without bytes (a barrier): no buffer is written,
+    /// so no wait for readers is needed first.
+    pub(crate) fn arrive(&self, k: u64) {
+        self.boards[self.me]
+            .board_counter(ARRIVED)
+            .store(k, Ordering::Release);
+        self.wake_sleepers();
+    }
+
+    /// This rank's index.
+    pub(crate) fn me(&self) -> usize {
+        self.me
+    }
+
+    /// Whether `rank` has published call `k` (or a later one).
+    pub(crate) fn arrived(&self, rank: usize, k: u64) -> bool {
+        self.boards[rank]
+            .board_counter(ARRIVED)
+            .load(Ordering::Acquire)
+            >= k
+    }
+
+    /// The length `rank` published for call `k`. Call only once
+    /// [`arrived`](Self::arrived) said so.
+    pub(crate) fn length(&self, rank: usize, k: u64) -> u64 {
+        self.boards[rank]
+            .board_counter(LENGTH + (k % 2) as usize)
+            .load(Ordering::Relaxed)
+    }
+
+    /// Copies the first `dst.len()` bytes `rank` published for call `k`.
+    /// Call only once [`arrived`](Self::arrived) said so, and before this
+    /// rank says it is [`done`](Self::done) with `k`.
+    pub(crate) fn read(&self, rank: usize, k: u64, dst: &mut [u8]) {
+        assert!(dst.len() <= CAPACITY);
+        // SAFETY: `rank` published call k (acquired by `arrived`), and it
+        // writes this buffer again only for call k + 2, after this rank has
+        // said it is done with k.
+        unsafe { self.boards[rank].board_read((k % 2) as usize, dst) };
+    }
+
+    /// Says this rank has read everything it needs of call `k`.
+    pub(crate) fn done(&self, k: u64) {
+        self.boards[self.me]
+            .board_counter(DONE)
+            .store(k, Ordering::Release);
+        // A peer may sleep until it may write its buffer again.
+        self.wake_sleepers();
+    }
+}
