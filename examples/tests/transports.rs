@@ -49,11 +49,17 @@ fn wait_bounded(child: Child, limit: Duration, what: &str) -> Output {
     }
 }
 
-/// `mprun -n N [ENV...] ARGS` with `MPR_TRANSPORT` set as given.
+/// `mprun -n N ARGS` with `MPR_TRANSPORT` set as given.
 fn run_job(n: u32, transport: &str, args: &[&str]) -> String {
+    run_job_with(n, transport, &[], args)
+}
+
+/// `mprun -n N ARGS` with `MPR_TRANSPORT` and `env` set.
+fn run_job_with(n: u32, transport: &str, env: &[(&str, &str)], args: &[&str]) -> String {
     let child = Command::new(mprun())
         .args(["-n", &n.to_string(), "--timeout", "120"])
         .args(args)
+        .envs(env.iter().copied())
         .env("MPR_TRANSPORT", transport)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -104,11 +110,12 @@ fn tcp_reduces_in_pieces_combine_in_rank_order_at_every_root() {
 /// same calls go by messages.
 #[test]
 fn board_collectives_match_a_serial_fold_and_fail_together_on_bad_arguments() {
+    let limit = [("MPR_SHM_BOARD_MAX", "2048")];
     for n in [2, 3, 4, 5] {
-        let out = run_job(n, "auto", &[&coll_check(), "board", "straddle"]);
+        let out = run_job_with(n, "auto", &limit, &[&coll_check(), "board", "straddle"]);
         assert_eq!(oks(&out), n as usize, "{out}");
     }
-    let out = run_job(3, "tcp", &[&coll_check(), "board"]);
+    let out = run_job_with(3, "tcp", &limit, &[&coll_check(), "board"]);
     assert_eq!(oks(&out), 3, "{out}");
 }
 

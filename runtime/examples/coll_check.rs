@@ -10,7 +10,7 @@
 //! nothing behind that disturbs the next reduce.
 //!
 //! `coll_check board [straddle]`: allreduce (with a separate result and in
-//! place) and bcast at sizes around `MPR_SHM_BOARD_MAX` (on the
+//! place), bcast and alltoall at sizes around `MPR_SHM_BOARD_MAX` (on the
 //! shared-memory boards below it, by messages above), at every root, with
 //! barriers between, each checked against a serial fold; then ranks whose
 //! arguments are wrong or disagree: each call fails on the ranks that can
@@ -133,8 +133,14 @@ fn reduce(world: &Comm) -> Result<(), String> {
     Ok(())
 }
 
-/// Largest operand on the boards by default (`MPR_SHM_BOARD_MAX`).
-const BOARD_MAX: usize = 2048;
+/// Largest operand on the boards: `MPR_SHM_BOARD_MAX` in bytes, which the
+/// tests set.
+fn board_max() -> usize {
+    std::env::var("MPR_SHM_BOARD_MAX")
+        .ok()
+        .and_then(|max| max.parse().ok())
+        .unwrap_or(2048)
+}
 
 fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
     if ok { Ok(()) } else { Err(what()) }
@@ -143,7 +149,8 @@ fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
 fn board(world: &Comm, straddle: bool) -> Result<(), String> {
     let (rank, size) = (world.rank(), world.size());
     let element = std::mem::size_of::<[u64; 2]>();
-    let limit = BOARD_MAX / element;
+    let board_max = board_max();
+    let limit = board_max / element;
     for count in [0usize, 1, 2, 63, limit - 1, limit, limit + 1, 3 * limit] {
         let mine: Vec<[u64; 2]> = (0..count).map(|i| operand(rank, i)).collect();
         let mut out = vec![[7, 7]; count];
@@ -175,6 +182,33 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
             })?;
         }
     }
+    // All-to-all of blocks whose whole send buffer is around the limit.
+    let per_rank = limit / size as usize;
+    for block in [
+        0usize,
+        1,
+        3,
+        per_rank.saturating_sub(1),
+        per_rank,
+        per_rank + 1,
+        2 * per_rank + 5,
+    ] {
+        let send: Vec<[u64; 2]> = (0..block * size as usize)
+            .map(|i| [u64::from(rank), i as u64])
+            .collect();
+        let mut recv = vec![[9, 9]; send.len()];
+        world
+            .alltoall(&send, &mut recv)
+            .map_err(|e| e.to_string())?;
+        let expected: Vec<[u64; 2]> = (0..size as usize)
+            .flat_map(|from| {
+                (0..block).map(move |i| [from as u64, (rank as usize * block + i) as u64])
+            })
+            .collect();
+        check(recv == expected, || {
+            format!("alltoall of {block}-element blocks")
+        })?;
+    }
     let good = |count: usize| -> Result<(), String> {
         let mine: Vec<[u64; 2]> = (0..count).map(|i| operand(rank, i)).collect();
         let mut out = vec![[0, 0]; count];
@@ -195,9 +229,24 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
         "an allreduce with a short buffer on rank 1 succeeded".into()
     })?;
     good(count)?;
+    // Rank 1's all-to-all receive buffer is short: everyone fails.
+    let send = vec![[1u64, 1]; 2 * size as usize];
+    let mut recv = vec![
+        [0, 0];
+        if rank == 1 {
+            send.len() - 1
+        } else {
+            send.len()
+        }
+    ];
+    let result = world.alltoall(&send, &mut recv);
+    check(result.is_err(), || {
+        "an alltoall with a short buffer on rank 1 succeeded".into()
+    })?;
+    good(count)?;
     // Rank 1 receives a bcast into a buffer of another length: it fails
     // there, the others complete.
-    for bytes in [100usize, 3 * BOARD_MAX] {
+    for bytes in [100usize, 3 * board_max] {
         let mut buf = vec![1u8; if rank == 1 { bytes + 8 } else { bytes }];
         let result = world.bcast(&mut buf, 0);
         check(result.is_err() == (rank == 1), || {
@@ -215,8 +264,17 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
             "an allreduce with disagreeing counts succeeded".into()
         })?;
         good(5)?;
+        // Rank 1's all-to-all blocks are above the limit, the others' below.
+        let block = if rank == 1 { 2 * per_rank + 1 } else { 1 };
+        let send = vec![[2u64, 2]; block * size as usize];
+        let mut recv = vec![[0, 0]; send.len()];
+        let result = world.alltoall(&send, &mut recv);
+        check(result.is_err(), || {
+            "an alltoall with disagreeing blocks succeeded".into()
+        })?;
+        good(5)?;
         // The root's bcast goes by messages, rank 1 expects a board one.
-        let bytes = if rank == 1 { 100 } else { 3 * BOARD_MAX };
+        let bytes = if rank == 1 { 100 } else { 3 * board_max };
         let mut buf = vec![1u8; bytes];
         let result = world.bcast(&mut buf, 0);
         check(result.is_err() == (rank == 1), || {

@@ -647,21 +647,32 @@ impl Comm {
         let inner = &*self.inner;
         let (rank, size) = (inner.rank.0, inner.group.size());
         let block = send.len() / inner.size();
-        let algorithm = inner.algorithm(
-            Collective::Alltoall,
-            block * std::mem::size_of::<T>(),
-            block,
-            true,
-        );
-        let key = ScheduleKey::new(Collective::Alltoall, Some(algorithm), 0, block, true);
-        let schedule = inner.schedule(key, || {
-            mpr_collectives::alltoall(algorithm, rank, size, block)
-        });
-        let check = expect_len(Argument::SendBuffer, block * inner.size(), send.len())
-            .and_then(|()| expect_len(Argument::RecvBuffer, send.len(), recv.len()));
-        match check {
-            Ok(()) => inner.run(&schedule, send, recv, None),
-            Err(error) => Err(inner.reject::<T>(&schedule, error)),
+        let schedule = |block: usize| {
+            let bytes = block * std::mem::size_of::<T>();
+            let algorithm = inner.algorithm(Collective::Alltoall, bytes, block, true);
+            let key = ScheduleKey::new(Collective::Alltoall, Some(algorithm), 0, block, true);
+            inner.schedule(key, || {
+                mpr_collectives::alltoall(algorithm, rank, size, block)
+            })
+        };
+        let recv_len = recv.len();
+        let check = || {
+            expect_len(Argument::SendBuffer, block * inner.size(), send.len())
+                .and_then(|()| expect_len(Argument::RecvBuffer, send.len(), recv_len))
+        };
+        if let Some(boards) = inner.boards(Collective::Alltoall) {
+            let max = inner.rt.tuning().shm_board_max;
+            match inner.board_alltoall(boards, send, recv, check(), max) {
+                BoardOutcome::Done(result) => return result,
+                BoardOutcome::Messages => {}
+                BoardOutcome::Reject { count, error } => {
+                    return Err(inner.reject::<T>(&schedule(count), error));
+                }
+            }
+        }
+        match check() {
+            Ok(()) => inner.run(&schedule(block), send, recv, None),
+            Err(error) => Err(inner.reject::<T>(&schedule(block), error)),
         }
     }
 

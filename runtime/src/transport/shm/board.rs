@@ -26,6 +26,8 @@ use super::segment::{BOARD_BYTES, Mapping};
 const ARRIVED: usize = 0;
 const DONE: usize = 1;
 const LENGTH: usize = 2;
+/// (`LENGTH + 1` is the second buffer's length.)
+const RELEASED: usize = 4;
 
 /// The length a rank publishes when its own arguments were wrong: its
 /// peers fail the call instead of waiting for it.
@@ -121,6 +123,22 @@ impl Boards {
         self.wake_sleepers();
     }
 
+    /// Says that everyone arrived at call `k` (a barrier's root).
+    pub(crate) fn release(&self, k: u64) {
+        self.boards[self.me]
+            .board_counter(RELEASED)
+            .store(k, Ordering::Release);
+        self.wake_sleepers();
+    }
+
+    /// Whether `rank` has released call `k` (or a later one).
+    pub(crate) fn released(&self, rank: usize, k: u64) -> bool {
+        self.boards[rank]
+            .board_counter(RELEASED)
+            .load(Ordering::Acquire)
+            >= k
+    }
+
     /// This rank's index.
     pub(crate) fn me(&self) -> usize {
         self.me
@@ -146,11 +164,19 @@ impl Boards {
     /// Call only once [`arrived`](Self::arrived) said so, and before this
     /// rank says it is [`done`](Self::done) with `k`.
     pub(crate) fn read(&self, rank: usize, k: u64, dst: &mut [u8]) {
-        assert!(dst.len() <= CAPACITY);
+        self.read_at(rank, k, 0, dst);
+    }
+
+    /// Copies `dst.len()` bytes from `offset` of what `rank` published for
+    /// call `k`, under the same rules as [`read`](Self::read).
+    pub(crate) fn read_at(&self, rank: usize, k: u64, offset: usize, dst: &mut [u8]) {
+        assert!(offset <= CAPACITY && dst.len() <= CAPACITY - offset);
         // SAFETY: `rank` published call k (acquired by `arrived`), and it
         // writes this buffer again only for call k + 2, after this rank has
         // said it is done with k.
-        unsafe { self.boards[rank].board_read((k % 2) as usize, dst) };
+        unsafe {
+            self.boards[rank].board_read((k % 2) as usize, offset, dst);
+        }
     }
 
     /// Says this rank has read everything it needs of call `k`.

@@ -180,20 +180,22 @@ impl Mapping {
         }
     }
 
-    /// Copies the first `dst.len()` bytes of board buffer `buffer` out.
+    /// Copies `dst.len()` bytes from `offset` of board buffer `buffer` out.
     ///
     /// # Safety
     ///
     /// The owner published these bytes (a release store this thread has
     /// acquired) and writes the buffer again only after this reader has
     /// published that it finished with it.
-    pub(crate) unsafe fn board_read(&self, buffer: usize, dst: &mut [u8]) {
-        assert!(buffer < 2 && dst.len() <= BOARD_BYTES);
+    pub(crate) unsafe fn board_read(&self, buffer: usize, offset: usize, dst: &mut [u8]) {
+        assert!(buffer < 2 && offset <= BOARD_BYTES && dst.len() <= BOARD_BYTES - offset);
         // SAFETY: in bounds (asserted); the caller guarantees that nobody
         // writes these bytes meanwhile.
         unsafe {
             std::ptr::copy_nonoverlapping(
-                self.base.as_ptr().add(BOARD_DATA + buffer * BOARD_BYTES),
+                self.base
+                    .as_ptr()
+                    .add(BOARD_DATA + buffer * BOARD_BYTES + offset),
                 dst.as_mut_ptr(),
                 dst.len(),
             );
