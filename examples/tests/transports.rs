@@ -129,13 +129,15 @@ fn shared_memory_carries_floods_and_large_messages() {
 
 /// Odd ranks turn shared memory off, so ranks 0 and 2 talk through memory
 /// and every other pair through TCP, in the same job and the same streams
-/// of wildcard receives.
+/// of wildcard receives; collectives then all go by messages (the boards
+/// need every rank), and still agree.
 #[test]
 fn shared_memory_and_tcp_peers_mix_in_one_job() {
     let wrapper = "if [ $((MPR_RANK % 2)) = 1 ]; then export MPR_TRANSPORT=tcp; fi; exec \"$@\"";
     for program in [
         vec![ring(), "30".to_owned()],
         vec![stress(), "flood".to_owned(), "50000".to_owned()],
+        vec![coll_check(), "board".to_owned()],
     ] {
         let mut args = vec!["sh", "-c", wrapper, "sh"];
         args.extend(program.iter().map(String::as_str));

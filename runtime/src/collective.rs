@@ -30,6 +30,13 @@
 //!
 //! # Algorithms
 //!
+//! On the world communicator of a job whose ranks all share one host,
+//! barrier and small bcast, allreduce and alltoall run on shared-memory
+//! *boards* (`MPR_SHM_BOARD_MAX`, see `collective/board.rs`): each rank
+//! publishes its operand in its own segment and reads the others'. There,
+//! ranks disagreeing on counts fail together even across the board limit.
+//! Everything else runs as message schedules.
+//!
 //! The algorithms live in `mpr-collectives` (see its selection table).
 //! `MPR_COLL_<NAME>=<algorithm>` (e.g. `MPR_COLL_ALLREDUCE=ring`) forces
 //! one for the whole process; [`Comm::set_algorithm`] forces one on a

@@ -116,8 +116,10 @@ pub(crate) struct State {
 #[derive(Debug)]
 pub(crate) struct Runtime {
     /// Every world rank's collective board, when all ranks share this
-    /// host's memory (`collective/board.rs`).
-    pub(crate) boards: Option<Boards>,
+    /// host's memory (`collective/board.rs`); use [`Runtime::boards`].
+    boards: Option<Boards>,
+    /// Whether every rank has its boards (decided at the first use).
+    boards_agreed: std::sync::OnceLock<bool>,
     rank: Rank,
     size: u32,
     state: Mutex<State>,
@@ -164,10 +166,10 @@ impl Runtime {
         }
         let boards = shm
             .as_ref()
-            .filter(|_| tuning.shm_board_max > 0)
-            .and_then(|shm| shm.boards(engine.rank(), engine.size()));
+            .and_then(|shm| shm.boards(engine.rank(), engine.size(), tuning.shm_board_max > 0));
         let runtime = Arc::new(Runtime {
             boards,
+            boards_agreed: std::sync::OnceLock::new(),
             rank: engine.rank(),
             size: engine.size(),
             state: Mutex::new(State {
@@ -199,6 +201,22 @@ impl Runtime {
     /// World rank of this process.
     pub(crate) fn rank(&self) -> Rank {
         self.rank
+    }
+
+    /// The collective boards, if every rank of the job has them: the first
+    /// call waits until every rank has said whether it mapped them all.
+    pub(crate) fn boards(&self) -> Option<&Boards> {
+        let boards = self.boards.as_ref()?;
+        let agreed = *self.boards_agreed.get_or_init(|| {
+            self.wait_until(|engine| {
+                boards.agreed().or_else(|| {
+                    (0..self.size)
+                        .any(|rank| engine.peer_gone_error(Rank(rank)).is_some())
+                        .then_some(false)
+                })
+            })
+        });
+        agreed.then_some(boards)
     }
 
     /// The tunables.

@@ -9,9 +9,9 @@
 //! same result on every rank), a broadcast one publication by the root, an
 //! all-to-all one publication of the whole send buffer and one read of a
 //! block from each board.
-//! There is no matching, no ring and no copy to or from a queue. Measured
-//! 2026-11-26 (µs, messages → boards, Open MPI beside): see the figures at
-//! [`DEFAULT_SHM_BOARD_MAX`](crate::tuning).
+//! There is no matching, no ring and no copy to or from a queue. The
+//! measurements that set the limit are beside `DEFAULT_SHM_BOARD_MAX` in
+//! `tuning.rs`.
 //!
 //! Operands above `MPR_SHM_BOARD_MAX` bytes still go by messages, but every
 //! call on a board communicator publishes its length, so that ranks can
@@ -54,12 +54,17 @@ pub(crate) enum BoardOutcome {
 impl CommInner {
     /// The boards, if this communicator runs `collective` on them.
     pub(crate) fn boards(&self, collective: Collective) -> Option<&Boards> {
-        let boards = self.rt.boards.as_ref()?;
+        if self.coll != ContextId::WORLD_COLL {
+            return None;
+        }
         let forced = self
             .forced
             .get(collective)
             .or_else(|| forced_by_env(collective));
-        (self.coll == ContextId::WORLD_COLL && forced.is_none()).then_some(boards)
+        if forced.is_some() {
+            return None;
+        }
+        self.rt.boards()
     }
 
     /// The number of the next call on the boards (the same on every rank).

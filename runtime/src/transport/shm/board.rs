@@ -71,6 +71,22 @@ impl Boards {
         }
     }
 
+    /// Whether every rank mapped every board: `None` while some rank is
+    /// still wiring up, then the same answer on every rank. A rank that
+    /// could not map a peer's segment has no boards and says so on its own
+    /// board, which the others can read: they then use messages too.
+    pub(crate) fn agreed(&self) -> Option<bool> {
+        let mut all = true;
+        for board in &self.boards {
+            match board.board_state().load(Ordering::Acquire) {
+                super::segment::BOARDS_COMPLETE => {}
+                super::segment::BOARDS_INCOMPLETE => all = false,
+                _ => return None,
+            }
+        }
+        Some(all)
+    }
+
     /// Ranks on the boards.
     pub(crate) fn len(&self) -> usize {
         self.boards.len()

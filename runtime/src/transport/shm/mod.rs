@@ -428,17 +428,16 @@ impl Shm {
     }
 
     /// The collective boards of the whole world, if every other rank of
-    /// the `size` has a lane whose segment this rank mapped.
-    pub(crate) fn boards(&self, rank: Rank, size: u32) -> Option<board::Boards> {
-        let doorbells = (0..size)
-            .map(|peer| {
-                self.lanes
-                    .get(peer as usize)
-                    .and_then(Option::as_ref)
-                    .and_then(|lane| lane.doorbell.clone())
-            })
-            .collect();
-        let ringer = Ringer::new().ok()?;
+    /// the `size` has a lane whose segment this rank mapped (and `enabled`).
+    /// Says on this rank's own board whether it could ([`Boards::agreed`]
+    /// then tells whether every rank could).
+    pub(crate) fn boards(&self, rank: Rank, size: u32, enabled: bool) -> Option<board::Boards> {
+        if !enabled {
+            self.own
+                .board_state()
+                .store(segment::BOARDS_INCOMPLETE, Ordering::Release);
+            return None;
+        }
         let segments = (0..size)
             .map(|peer| {
                 if peer == rank.0 {
@@ -451,12 +450,28 @@ impl Shm {
                     .peer_segment
                     .clone()
             })
-            .collect::<Option<Vec<_>>>()?;
+            .collect::<Option<Vec<_>>>();
+        let ringer = Ringer::new().ok();
+        let complete = segments.is_some() && ringer.is_some();
+        let state = if complete {
+            segment::BOARDS_COMPLETE
+        } else {
+            segment::BOARDS_INCOMPLETE
+        };
+        self.own.board_state().store(state, Ordering::Release);
+        let doorbells = (0..size)
+            .map(|peer| {
+                self.lanes
+                    .get(peer as usize)
+                    .and_then(Option::as_ref)
+                    .and_then(|lane| lane.doorbell.clone())
+            })
+            .collect();
         Some(board::Boards::new(
             rank.index(),
-            segments,
+            segments?,
             doorbells,
-            ringer,
+            ringer?,
         ))
     }
 

@@ -33,6 +33,13 @@ const MAGIC: u64 = u64::from_le_bytes(*b"MPRSHM03");
 const HEADER_BYTES: usize = 4096;
 /// Offset of the owner's sleeping flag in the header.
 const SLEEPING_OFFSET: usize = 128;
+/// Offset of the owner's board state: 0 while it wires up, then
+/// [`BOARDS_COMPLETE`] or [`BOARDS_INCOMPLETE`].
+const BOARD_STATE_OFFSET: usize = 192;
+/// The owner mapped the segment of every rank of the job.
+pub(crate) const BOARDS_COMPLETE: u64 = 1;
+/// The owner could not map some rank's segment (or that rank has none).
+pub(crate) const BOARDS_INCOMPLETE: u64 = 2;
 /// Bytes of each of the collective board's two buffers.
 pub(crate) const BOARD_BYTES: usize = 8192;
 /// Offset of the board's counter page.
@@ -149,6 +156,11 @@ impl Mapping {
         // SAFETY: in bounds of the header page, 4-aligned, only ever
         // accessed atomically.
         unsafe { &*self.base.as_ptr().add(SLEEPING_OFFSET).cast() }
+    }
+
+    /// The owner's board state (see [`BOARDS_COMPLETE`]).
+    pub(crate) fn board_state(&self) -> &std::sync::atomic::AtomicU64 {
+        self.header_word(BOARD_STATE_OFFSET)
     }
 
     /// Counter `index` of the collective board (each on its own cache
