@@ -10,7 +10,7 @@
 //! nothing behind that disturbs the next reduce.
 //!
 //! `coll_check board [straddle]`: allreduce (with a separate result and in
-//! place), bcast and alltoall at sizes around `MPR_SHM_BOARD_MAX` (on the
+//! place), bcast, gather and alltoall at sizes around `MPR_SHM_BOARD_MAX` (on the
 //! shared-memory boards below it, by messages above), at every root, with
 //! barriers between, each checked against a serial fold; then ranks whose
 //! arguments are wrong or disagree: each call fails on the ranks that can
@@ -209,6 +209,29 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
             format!("alltoall of {block}-element blocks")
         })?;
     }
+    // Gather of blocks around the limit, to every root.
+    for block in [0usize, 1, 5, limit - 1, limit, limit + 1] {
+        let send: Vec<[u64; 2]> = (0..block).map(|i| [u64::from(rank), i as u64]).collect();
+        for root in 0..size {
+            let mut recv = vec![
+                [9, 9];
+                if rank == root {
+                    block * size as usize
+                } else {
+                    0
+                }
+            ];
+            world
+                .gather(&send, &mut recv, root)
+                .map_err(|e| e.to_string())?;
+            if rank == root {
+                let expected: Vec<[u64; 2]> = (0..size as u64)
+                    .flat_map(|from| (0..block).map(move |i| [from, i as u64]))
+                    .collect();
+                check(recv == expected, || format!("gather of {block} to {root}"))?;
+            }
+        }
+    }
     let good = |count: usize| -> Result<(), String> {
         let mine: Vec<[u64; 2]> = (0..count).map(|i| operand(rank, i)).collect();
         let mut out = vec![[0, 0]; count];
@@ -229,6 +252,28 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
         "an allreduce with a short buffer on rank 1 succeeded".into()
     })?;
     good(count)?;
+    // Gathers to the last rank where another rank's block is longer: the
+    // root fails (that rank may: on the boards it can tell, by messages its
+    // send completes), the others complete; then where the root's buffer
+    // is short: the root fails alone.
+    let root = size - 1;
+    let odd = if size > 2 { 1 } else { 0 };
+    for (block, short_root) in [(4usize, false), (limit + 4, false), (4, true)] {
+        let mine = if rank == odd && !short_root {
+            block + 1
+        } else {
+            block
+        };
+        let send = vec![[3u64, 3]; mine];
+        let room = block * size as usize - usize::from(short_root);
+        let mut recv = vec![[0, 0]; if rank == root { room } else { 0 }];
+        let result = world.gather(&send, &mut recv, root);
+        let either = rank == odd && !short_root;
+        check(either || result.is_err() == (rank == root), || {
+            format!("gather of {block} (short root: {short_root}): {result:?}")
+        })?;
+        good(count)?;
+    }
     // Rank 1's all-to-all receive buffer is short: everyone fails.
     let send = vec![[1u64, 1]; 2 * size as usize];
     let mut recv = vec![

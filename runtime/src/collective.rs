@@ -31,7 +31,7 @@
 //! # Algorithms
 //!
 //! On the world communicator of a job whose ranks all share one host,
-//! barrier and small bcast, allreduce and alltoall run on shared-memory
+//! barrier and small bcast, gather, allreduce and alltoall run on shared-memory
 //! *boards* (`MPR_SHM_BOARD_MAX`, see `collective/board.rs`): each rank
 //! publishes its operand in its own segment and reads the others'. There,
 //! ranks disagreeing on counts fail together even across the board limit.
@@ -382,22 +382,35 @@ impl Comm {
         let inner = &*self.inner;
         let root = inner.root(root.into())?;
         let (rank, size) = (inner.rank.0, inner.group.size());
-        let algorithm = inner.algorithm(
-            Collective::Gather,
-            std::mem::size_of_val(send),
-            send.len(),
-            true,
-        );
-        let key = ScheduleKey::new(Collective::Gather, Some(algorithm), root, send.len(), true);
-        let schedule = inner.schedule(key, || {
-            mpr_collectives::gather(algorithm, rank, size, root, send.len())
-        });
-        if rank == root {
-            if let Err(error) =
-                expect_len(Argument::RecvBuffer, inner.size() * send.len(), recv.len())
-            {
-                return Err(inner.reject::<T>(&schedule, error));
+        let schedule = |count: usize| {
+            let bytes = count * size_of::<T>();
+            let algorithm = inner.algorithm(Collective::Gather, bytes, count, true);
+            let key = ScheduleKey::new(Collective::Gather, Some(algorithm), root, count, true);
+            inner.schedule(key, || {
+                mpr_collectives::gather(algorithm, rank, size, root, count)
+            })
+        };
+        let recv_len = recv.len();
+        let check = || {
+            if rank == root {
+                expect_len(Argument::RecvBuffer, inner.size() * send.len(), recv_len)
+            } else {
+                Ok(())
             }
+        };
+        if let Some(boards) = inner.boards(Collective::Gather) {
+            let max = inner.rt.tuning().shm_board_max;
+            match inner.board_gather(boards, send, recv, root, check(), max) {
+                BoardOutcome::Done(result) => return result,
+                BoardOutcome::Messages => {}
+                BoardOutcome::Reject { count, error } => {
+                    return Err(inner.reject::<T>(&schedule(count), error));
+                }
+            }
+        }
+        let schedule = schedule(send.len());
+        if let Err(error) = check() {
+            return Err(inner.reject::<T>(&schedule, error));
         }
         inner.run(&schedule, send, recv, None)
     }

@@ -191,6 +191,10 @@ const DEFAULT_SHM_RING: usize = 256 << 10;
 /// | 4 | 2.61 / 3.01 / 4.86 / 6.68 against 5.66 / 4.50 / 5.92 / 8.59 | 0.16 / 0.20 / 1.47 against 0.53 / 0.52 / 1.96 | 2.61 against 4.89 |
 /// | 8 | 8.83 / 9.38 / 10.48 / 17.50 against 21.95 / 17.78 / 22.29 / 47.92 | 0.17 / 0.25 / 1.20 against 0.84 / 0.76 / 1.90 | 9.55 against 17.05 |
 ///
+/// Gather, 4 B / 256 B / 8 KiB blocks: 2 ranks 0.42 / 0.53 / 1.47 against
+/// 0.32 / 0.48 / 1.51, 4 ranks 1.00 / 1.60 / 2.51 against 1.47 / 1.69 /
+/// 2.75, 8 ranks 2.13 / 2.49 / 2.81 against 3.08 / 3.15 / 3.91.
+///
 /// Between two ranks with a core each, messages win an allreduce from
 /// 2 KiB: [`DEFAULT_SHM_BOARD_MAX_PAIR`] there.
 const DEFAULT_SHM_BOARD_MAX: usize = 8192;

@@ -6,9 +6,10 @@
 //! and reads what it needs from the others' boards: a barrier is one
 //! publication and one look per rank, an allreduce one publication and p
 //! reads, combined in rank order (so any op, commutative or not, gives the
-//! same result on every rank), a broadcast one publication by the root, an
-//! all-to-all one publication of the whole send buffer and one read of a
-//! block from each board.
+//! same result on every rank), a broadcast one publication by the root, a
+//! gather one publication per rank (after the root's, which says what it
+//! expects), an all-to-all one publication of the whole send buffer and
+//! one read of a block from each board.
 //! There is no matching, no ring and no copy to or from a queue. The
 //! measurements that set the limit are beside `DEFAULT_SHM_BOARD_MAX` in
 //! `tuning.rs`.
@@ -359,5 +360,102 @@ impl CommInner {
         }
         boards.done(k);
         BoardOutcome::Done(Ok(()))
+    }
+}
+
+impl CommInner {
+    /// Gather to `root` on the boards. The root publishes the block length
+    /// it expects (and whether its blocks come by board or by messages);
+    /// every other rank waits for that, then publishes its block, and the
+    /// root reads them all. `root_valid` is the root's own check of its
+    /// receive buffer (others pass `Ok`).
+    pub(crate) fn board_gather<T: Pod>(
+        &self,
+        boards: &Boards,
+        send: &[T],
+        recv: &mut [T],
+        root: u32,
+        root_valid: Result<(), Error>,
+        max: usize,
+    ) -> BoardOutcome {
+        let k = self.next_board_call();
+        let block = std::mem::size_of_val(send);
+        let root = root as usize;
+        let size = boards.len();
+        if let Err(error) = self.board_wait(0..size, |_| boards.may_publish(k)) {
+            boards.done(k);
+            return BoardOutcome::Done(Err(self.error(error)));
+        }
+        if boards.me() == root {
+            if block > max {
+                boards.publish(k, &[], block as u64);
+                boards.done(k);
+                return BoardOutcome::Messages;
+            }
+            boards.publish(k, &[], block as u64 | ON_BOARD);
+            if let Err(error) = root_valid {
+                // The others still publish and complete, as by messages.
+                boards.done(k);
+                return BoardOutcome::Done(Err(self.error(error)));
+            }
+            let waited = self.board_wait(0..size, |rank| boards.arrived(rank, k));
+            if let Err(error) = waited {
+                boards.done(k);
+                return BoardOutcome::Done(Err(self.error(error)));
+            }
+            let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
+            let mut result = Ok(());
+            for rank in 0..size {
+                let slot = &mut out[rank * block..(rank + 1) * block];
+                if rank == root {
+                    slot.copy_from_slice(bytemuck::cast_slice(send));
+                    continue;
+                }
+                let len = boards.length(rank, k) & !ON_BOARD;
+                if len as usize == block {
+                    boards.read(rank, k, slot);
+                } else if result.is_ok() {
+                    result = Err(self.error(Error::CountMismatch {
+                        rank: Rank(rank as u32),
+                        expected: block,
+                        actual: len as usize,
+                    }));
+                }
+            }
+            boards.done(k);
+            return BoardOutcome::Done(result);
+        }
+        if let Err(error) = self.board_wait(root..root + 1, |rank| boards.arrived(rank, k)) {
+            boards.done(k);
+            return BoardOutcome::Done(Err(self.error(error)));
+        }
+        let published = boards.length(root, k);
+        let expected = (published & !ON_BOARD) as usize;
+        let mismatch = Error::CountMismatch {
+            rank: Rank(root as u32),
+            expected,
+            actual: block,
+        };
+        if published & ON_BOARD == 0 {
+            boards.done(k);
+            return if expected == block {
+                BoardOutcome::Messages
+            } else {
+                BoardOutcome::Reject {
+                    count: expected / size_of::<T>().max(1),
+                    error: mismatch,
+                }
+            };
+        }
+        let result = if expected == block {
+            boards.publish(k, bytemuck::cast_slice(send), block as u64 | ON_BOARD);
+            Ok(())
+        } else {
+            // The root reads our length and fails too.
+            boards.publish(k, &[], block as u64 | ON_BOARD);
+            Err(self.error(mismatch))
+        };
+        boards.done(k);
+        BoardOutcome::Done(result)
     }
 }
