@@ -518,16 +518,8 @@ impl Comm {
     ) -> Result<(), Error> {
         let inner = &*self.inner;
         let commutative = op.is_commutative();
-        if let Some(boards) = inner.boards(Collective::Allreduce) {
-            let max = inner.rt.tuning().shm_board_max;
-            match inner.board_allreduce(boards, Some(send), recv, &op, max) {
-                BoardOutcome::Done(result) => return result,
-                BoardOutcome::Messages => {}
-                BoardOutcome::Reject { count, error } => {
-                    let schedule = self.allreduce_schedule::<T>(count, commutative, true);
-                    return Err(inner.reject::<T>(&schedule, error));
-                }
-            }
+        if let Some(result) = self.allreduce_on_boards(Some(send), recv, &op) {
+            return result;
         }
         let schedule = self.allreduce_schedule::<T>(send.len(), commutative, true);
         if let Err(error) = expect_len(Argument::RecvBuffer, send.len(), recv.len()) {
@@ -539,21 +531,33 @@ impl Comm {
     /// [`Comm::allreduce`] with `buf` as both operand and result
     /// (`MPI_IN_PLACE`).
     pub fn allreduce_in_place<T: Pod>(&self, buf: &mut [T], op: impl Op<T>) -> Result<(), Error> {
+        if let Some(result) = self.allreduce_on_boards(None, buf, &op) {
+            return result;
+        }
+        let schedule = self.allreduce_schedule::<T>(buf.len(), op.is_commutative(), false);
+        self.inner.run(&schedule, &[], buf, Some(&op))
+    }
+
+    /// The allreduce on the collective boards, if this communicator uses
+    /// them and the call ends there (`None`: run the message schedule).
+    fn allreduce_on_boards<T: Pod>(
+        &self,
+        send: Option<&[T]>,
+        recv: &mut [T],
+        op: &dyn Op<T>,
+    ) -> Option<Result<(), Error>> {
         let inner = &*self.inner;
-        let commutative = op.is_commutative();
-        if let Some(boards) = inner.boards(Collective::Allreduce) {
-            let max = inner.rt.tuning().shm_board_max;
-            match inner.board_allreduce(boards, None, buf, &op, max) {
-                BoardOutcome::Done(result) => return result,
-                BoardOutcome::Messages => {}
-                BoardOutcome::Reject { count, error } => {
-                    let schedule = self.allreduce_schedule::<T>(count, commutative, false);
-                    return Err(inner.reject::<T>(&schedule, error));
-                }
+        let boards = inner.boards(Collective::Allreduce)?;
+        let max = inner.rt.tuning().shm_board_max;
+        match inner.board_allreduce(boards, send, recv, op, max) {
+            BoardOutcome::Done(result) => Some(result),
+            BoardOutcome::Messages => None,
+            BoardOutcome::Reject { count, error } => {
+                let from_input = send.is_some();
+                let schedule = self.allreduce_schedule::<T>(count, op.is_commutative(), from_input);
+                Some(Err(inner.reject::<T>(&schedule, error)))
             }
         }
-        let schedule = self.allreduce_schedule::<T>(buf.len(), commutative, false);
-        inner.run(&schedule, &[], buf, Some(&op))
     }
 
     /// The allreduce schedule for `count` elements, reading the operand

@@ -188,40 +188,46 @@ impl CommInner {
         BoardOutcome::Done(result)
     }
 
-    /// Allreduce on the boards: `recv = d_0 ∘ d_1 ∘ … ∘ d_{p-1}` where
-    /// `d_r` is rank r's `send` (or, in place, its `recv`).
-    pub(crate) fn board_allreduce<T: Pod>(
+    /// The part every rank plays alike in call `k` of a symmetric
+    /// collective (allreduce, alltoall): publish `operand` (or its length
+    /// only, above `max`; or a poisoned length if `local` failed), wait for
+    /// every rank's publication, and decide from all of them, the same way
+    /// on every rank. `Ok` when every rank put an operand of this length on
+    /// its board: the caller reads them and then says it is done with `k`.
+    /// `unit` is the bytes of one element of the schedule's count, for a
+    /// rank that must play another rank's schedule poisoned.
+    fn board_symmetric(
         &self,
         boards: &Boards,
-        send: Option<&[T]>,
-        recv: &mut [T],
-        op: &dyn Op<T>,
+        k: u64,
+        operand: &[u8],
+        local: Result<(), Error>,
         max: usize,
-    ) -> BoardOutcome {
-        let k = self.next_board_call();
-        let operand: &[T] = send.unwrap_or(recv);
-        let bytes = std::mem::size_of_val(operand);
-        let valid = send.is_none_or(|send| send.len() == recv.len());
+        unit: usize,
+    ) -> Result<(), BoardOutcome> {
+        let bytes = operand.len();
         let everyone = 0..boards.len();
-        if let Err(error) = self.board_wait(everyone.clone(), |_| boards.may_publish(k)) {
+        let failed = |error: Error| {
             boards.done(k);
-            return BoardOutcome::Done(Err(self.error(error)));
-        }
-        if !valid {
+            BoardOutcome::Done(Err(self.error(error)))
+        };
+        self.board_wait(everyone.clone(), |_| boards.may_publish(k))
+            .map_err(failed)?;
+        if local.is_err() {
             boards.publish(k, &[], POISONED);
         } else if bytes <= max {
-            boards.publish(k, bytemuck::cast_slice(operand), bytes as u64 | ON_BOARD);
+            boards.publish(k, operand, bytes as u64 | ON_BOARD);
         } else {
             // By messages, at once: ranks whose counts agree all land here.
             boards.publish(k, &[], bytes as u64);
             boards.done(k);
-            return BoardOutcome::Messages;
+            return Err(BoardOutcome::Messages);
         }
-        if let Err(error) = self.board_wait(everyone.clone(), |rank| boards.arrived(rank, k)) {
-            boards.done(k);
-            return BoardOutcome::Done(Err(self.error(error)));
-        }
-        // A rank that moves its data by messages waits for ours there.
+        self.board_wait(everyone.clone(), |rank| boards.arrived(rank, k))
+            .map_err(failed)?;
+        // A rank that moves its data by messages waits for ours there: join
+        // it (a rank with wrong arguments plays poisoned there), or play its
+        // schedule poisoned if our counts disagree.
         let by_messages = everyone
             .clone()
             .map(|rank| (rank, boards.length(rank, k)))
@@ -229,28 +235,20 @@ impl CommInner {
         if let Some((rank, len)) = by_messages {
             boards.done(k);
             let len = len as usize;
-            return match (valid, len == bytes) {
-                (true, true) => BoardOutcome::Messages,
-                (false, _) => BoardOutcome::Messages,
-                (true, false) => BoardOutcome::Reject {
-                    count: len / size_of::<T>().max(1),
+            return Err(if local.is_err() || len == bytes {
+                BoardOutcome::Messages
+            } else {
+                BoardOutcome::Reject {
+                    count: len / unit.max(1),
                     error: Error::CountMismatch {
                         rank: Rank(rank as u32),
                         expected: bytes,
                         actual: len,
                     },
-                },
-            };
+                }
+            });
         }
-        if !valid {
-            boards.done(k);
-            let expected = send.map_or(0, <[T]>::len);
-            return BoardOutcome::Done(Err(self.error(Error::BufferLength {
-                argument: Argument::RecvBuffer,
-                expected,
-                actual: recv.len(),
-            })));
-        }
+        local.map_err(failed)?;
         let disagree = everyone.clone().find_map(|rank| {
             let len = boards.length(rank, k);
             let len = if len == POISONED {
@@ -264,9 +262,42 @@ impl CommInner {
                 actual: len,
             })
         });
-        if let Some(error) = disagree {
-            boards.done(k);
-            return BoardOutcome::Done(Err(self.error(error)));
+        match disagree {
+            Some(error) => Err(failed(error)),
+            None => Ok(()),
+        }
+    }
+
+    /// Allreduce on the boards: `recv = d_0 ∘ d_1 ∘ … ∘ d_{p-1}` where
+    /// `d_r` is rank r's `send` (or, in place, its `recv`).
+    pub(crate) fn board_allreduce<T: Pod>(
+        &self,
+        boards: &Boards,
+        send: Option<&[T]>,
+        recv: &mut [T],
+        op: &dyn Op<T>,
+        max: usize,
+    ) -> BoardOutcome {
+        let k = self.next_board_call();
+        let local = match send {
+            Some(send) if send.len() != recv.len() => Err(Error::BufferLength {
+                argument: Argument::RecvBuffer,
+                expected: send.len(),
+                actual: recv.len(),
+            }),
+            _ => Ok(()),
+        };
+        let operand: &[T] = send.unwrap_or(recv);
+        let shared = self.board_symmetric(
+            boards,
+            k,
+            bytemuck::cast_slice(operand),
+            local,
+            max,
+            size_of::<T>(),
+        );
+        if let Err(outcome) = shared {
+            return outcome;
         }
         boards.read(0, k, bytemuck::cast_slice_mut(recv));
         let mut scratch = vec![T::zeroed(); recv.len()];
@@ -277,9 +308,7 @@ impl CommInner {
         boards.done(k);
         BoardOutcome::Done(Ok(()))
     }
-}
 
-impl CommInner {
     /// All-to-all on the boards: every rank publishes its whole `send`
     /// (`p` blocks) and reads block `me` of every board. `local` is this
     /// rank's own check of its arguments.
@@ -292,68 +321,13 @@ impl CommInner {
         max: usize,
     ) -> BoardOutcome {
         let k = self.next_board_call();
-        let total = std::mem::size_of_val(send);
         let size = boards.len();
-        let everyone = 0..size;
-        if let Err(error) = self.board_wait(everyone.clone(), |_| boards.may_publish(k)) {
-            boards.done(k);
-            return BoardOutcome::Done(Err(self.error(error)));
+        let unit = size_of::<T>() * size;
+        let shared = self.board_symmetric(boards, k, bytemuck::cast_slice(send), local, max, unit);
+        if let Err(outcome) = shared {
+            return outcome;
         }
-        let valid = local.is_ok();
-        if !valid {
-            boards.publish(k, &[], POISONED);
-        } else if total <= max {
-            boards.publish(k, bytemuck::cast_slice(send), total as u64 | ON_BOARD);
-        } else {
-            boards.publish(k, &[], total as u64);
-            boards.done(k);
-            return BoardOutcome::Messages;
-        }
-        if let Err(error) = self.board_wait(everyone.clone(), |rank| boards.arrived(rank, k)) {
-            boards.done(k);
-            return BoardOutcome::Done(Err(self.error(error)));
-        }
-        let by_messages = everyone
-            .clone()
-            .map(|rank| (rank, boards.length(rank, k)))
-            .find(|&(_, len)| len != POISONED && len & ON_BOARD == 0);
-        if let Some((rank, len)) = by_messages {
-            boards.done(k);
-            let len = len as usize;
-            return match (valid, len == total) {
-                (true, true) | (false, _) => BoardOutcome::Messages,
-                (true, false) => BoardOutcome::Reject {
-                    count: len / size_of::<T>().max(1) / size,
-                    error: Error::CountMismatch {
-                        rank: Rank(rank as u32),
-                        expected: total,
-                        actual: len,
-                    },
-                },
-            };
-        }
-        if let Err(error) = local {
-            boards.done(k);
-            return BoardOutcome::Done(Err(self.error(error)));
-        }
-        let disagree = everyone.clone().find_map(|rank| {
-            let len = boards.length(rank, k);
-            let len = if len == POISONED {
-                0
-            } else {
-                (len & !ON_BOARD) as usize
-            };
-            (len != total).then_some(Error::CountMismatch {
-                rank: Rank(rank as u32),
-                expected: total,
-                actual: len,
-            })
-        });
-        if let Some(error) = disagree {
-            boards.done(k);
-            return BoardOutcome::Done(Err(self.error(error)));
-        }
-        let block = total / size.max(1);
+        let block = std::mem::size_of_val(send) / size.max(1);
         let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
         for (rank, chunk) in out.chunks_exact_mut(block.max(1)).enumerate().take(size) {
             boards.read_at(rank, k, boards.me() * block, chunk);
