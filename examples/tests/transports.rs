@@ -110,7 +110,10 @@ fn tcp_reduces_in_pieces_combine_in_rank_order_at_every_root() {
 /// same calls go by messages.
 #[test]
 fn board_collectives_match_a_serial_fold_and_fail_together_on_bad_arguments() {
-    let limit = [("MPR_SHM_BOARD_MAX", "2048")];
+    let limit = [
+        ("MPR_SHM_BOARD_MAX", "2048"),
+        ("MPR_SHM_BOARD_BCAST_MAX", "2048"),
+    ];
     for n in [2, 3, 4, 5] {
         let out = run_job_with(n, "auto", &limit, &[&coll_check(), "board", "straddle"]);
         assert_eq!(oks(&out), n as usize, "{out}");

@@ -134,7 +134,7 @@ fn reduce(world: &Comm) -> Result<(), String> {
 }
 
 /// Largest operand on the boards: `MPR_SHM_BOARD_MAX` in bytes, which the
-/// tests set.
+/// tests set (and `MPR_SHM_BOARD_BCAST_MAX` to the same).
 fn board_max() -> usize {
     std::env::var("MPR_SHM_BOARD_MAX")
         .ok()

@@ -277,7 +277,7 @@ impl Comm {
             })
         };
         if let Some(boards) = inner.boards(Collective::Bcast) {
-            let max = inner.rt.tuning().shm_board_max;
+            let max = inner.rt.tuning().shm_board_bcast_max;
             match inner.board_bcast(boards, buf, root, max) {
                 BoardOutcome::Done(result) => return result,
                 BoardOutcome::Messages => {}

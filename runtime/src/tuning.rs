@@ -60,8 +60,10 @@ pub(crate) struct Tuning {
     /// `usize::MAX`: never).
     pub(crate) shm_coop_min: usize,
     /// Largest operand of a collective run on the shared-memory boards
-    /// (`MPR_SHM_BOARD_MAX`; 0: never, at most the board's 8 KiB).
+    /// (`MPR_SHM_BOARD_MAX`; 0: never, at most the board's 64 KiB).
     pub(crate) shm_board_max: usize,
+    /// The same for a bcast (`MPR_SHM_BOARD_BCAST_MAX`, at most 64 KiB).
+    pub(crate) shm_board_bcast_max: usize,
 }
 
 impl Tuning {
@@ -160,6 +162,13 @@ impl Tuning {
                     DEFAULT_SHM_BOARD_MAX
                 })
                 .min(crate::transport::shm::board::CAPACITY),
+            shm_board_bcast_max: bytes("MPR_SHM_BOARD_BCAST_MAX")
+                .unwrap_or(if local_size <= 2 {
+                    DEFAULT_SHM_BOARD_BCAST_MAX_PAIR
+                } else {
+                    DEFAULT_SHM_BOARD_BCAST_MAX
+                })
+                .min(crate::transport::shm::board::CAPACITY),
         }
     }
 
@@ -182,7 +191,7 @@ const DEFAULT_EAGER_LIMIT_LONE_SHARED: usize = 64 << 10;
 /// Default data bytes of a shared-memory ring.
 const DEFAULT_SHM_RING: usize = 256 << 10;
 /// Default largest operand of a collective on the shared-memory boards
-/// (`collective/board.rs`): all the board holds. Measured 2026-11-26,
+/// (`collective/board.rs`) but bcast. Measured 2026-11-26,
 /// medians of 5 alternating runs, µs, boards against messages:
 ///
 /// | ranks | allreduce 8 B / 512 B / 2 KiB / 8 KiB | bcast 8 B / 512 B / 8 KiB | barrier |
@@ -198,6 +207,21 @@ const DEFAULT_SHM_RING: usize = 256 << 10;
 /// Between two ranks with a core each, messages win an allreduce from
 /// 2 KiB: [`DEFAULT_SHM_BOARD_MAX_PAIR`] there.
 const DEFAULT_SHM_BOARD_MAX: usize = 8192;
+/// Default largest bcast on the boards (the root copies in once, every
+/// other rank copies out at once). Measured 2026-11-26, medians of 5
+/// alternating runs, µs, boards against messages, 4 / 8 / 16 / 32 / 64 KiB:
+///
+/// | ranks | boards | messages |
+/// |---|---|---|
+/// | 2 | 0.99 / 1.75 / 2.73 / 5.24 / 9.48 | 1.33 / 1.74 / 2.25 / 2.74 / 4.07 |
+/// | 4 | 0.58 / 1.03 / 1.98 / 4.01 / 9.22 | 1.77 / 1.64 / 4.75 / 6.51 / 8.96 |
+/// | 8 | 0.71 / 1.24 / 2.30 / 4.83 / 10.07 | 3.06 / 3.50 / 7.44 / 9.29 / 14.68 |
+///
+/// Between two ranks the message's single copy wins from 16 KiB: the board
+/// copies twice, one after the other.
+const DEFAULT_SHM_BOARD_BCAST_MAX: usize = 32 << 10;
+/// Default largest bcast on the boards with two ranks or fewer (above).
+const DEFAULT_SHM_BOARD_BCAST_MAX_PAIR: usize = 4 << 10;
 /// Default board limit when the host runs two ranks or fewer (see above):
 /// at 1 KiB boards and messages tie (0.93 against 0.98 µs).
 const DEFAULT_SHM_BOARD_MAX_PAIR: usize = 1024;

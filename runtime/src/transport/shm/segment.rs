@@ -41,7 +41,7 @@ pub(crate) const BOARDS_COMPLETE: u64 = 1;
 /// The owner could not map some rank's segment (or that rank has none).
 pub(crate) const BOARDS_INCOMPLETE: u64 = 2;
 /// Bytes of each of the collective board's two buffers.
-pub(crate) const BOARD_BYTES: usize = 8192;
+pub(crate) const BOARD_BYTES: usize = 64 << 10;
 /// Offset of the board's counter page.
 const BOARD_COUNTERS: usize = HEADER_BYTES;
 /// Offset of the board's first buffer.
