@@ -204,9 +204,20 @@ const DEFAULT_SHM_RING: usize = 256 << 10;
 /// 0.32 / 0.48 / 1.51, 4 ranks 1.00 / 1.60 / 2.51 against 1.47 / 1.69 /
 /// 2.75, 8 ranks 2.13 / 2.49 / 2.81 against 3.08 / 3.15 / 3.91.
 ///
+/// Above 8 KiB, with boards of 64 KiB (same method, 16 / 32 / 64 KiB):
+///
+/// | | ranks | boards | messages |
+/// |---|---|---|---|
+/// | allreduce | 4 | 12.0 / 23.3 / 45.7 | 60.9 / 40.0 / 75.1 |
+/// | allreduce | 8 | 35.9 / 67.7 / 133 | 211 / 157 / 224 |
+/// | gather (blocks) | 4 | 2.74 / 4.56 / 9.52 | 14.6 / 10.2 / 15.9 |
+/// | gather (blocks) | 8 | 4.53 / 6.95 / 10.2 | 27.5 / 28.6 / 44.9 |
+/// | alltoall (send buffer) | 4 | 5.29 / 8.82 / 14.0 | 9.62 / 13.6 / 26.4 |
+/// | alltoall (send buffer) | 8 | 16.0 / 19.2 / 26.8 | 57.7 / 69.2 / 99.7 |
+///
 /// Between two ranks with a core each, messages win an allreduce from
 /// 2 KiB: [`DEFAULT_SHM_BOARD_MAX_PAIR`] there.
-const DEFAULT_SHM_BOARD_MAX: usize = 8192;
+const DEFAULT_SHM_BOARD_MAX: usize = 64 << 10;
 /// Default largest bcast on the boards (the root copies in once, every
 /// other rank copies out at once). Measured 2026-11-26, medians of 5
 /// alternating runs, µs, boards against messages, 4 / 8 / 16 / 32 / 64 KiB:
