@@ -93,6 +93,13 @@ impl Tuning {
         // delays the very rank it waits for (measured: `mprun -n 8 hello` on
         // 2 cores takes 15 ms with 1 ms of spin, 12 ms with 50 us).
         let default_spin = if oversubscribed { 50 } else { 1000 };
+        // A board limit: set, or the default for two ranks or for more
+        // (the boards serve only jobs whose ranks all share this host).
+        let board_limit = |name: &str, pair: usize, more: usize| {
+            bytes(name)
+                .unwrap_or(if local_size <= 2 { pair } else { more })
+                .min(crate::transport::shm::board::CAPACITY)
+        };
         let spin_us = lookup("MPR_SPIN_US")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(default_spin);
@@ -155,20 +162,16 @@ impl Tuning {
             shm_pull_max: bytes("MPR_SHM_PULL_MAX").unwrap_or(default_pull_max),
             shm_pull_max_lone: bytes("MPR_SHM_PULL_MAX_LONE").unwrap_or(default_pull_max),
             shm_coop_min: coop_min,
-            shm_board_max: bytes("MPR_SHM_BOARD_MAX")
-                .unwrap_or(if local_size <= 2 {
-                    DEFAULT_SHM_BOARD_MAX_PAIR
-                } else {
-                    DEFAULT_SHM_BOARD_MAX
-                })
-                .min(crate::transport::shm::board::CAPACITY),
-            shm_board_bcast_max: bytes("MPR_SHM_BOARD_BCAST_MAX")
-                .unwrap_or(if local_size <= 2 {
-                    DEFAULT_SHM_BOARD_BCAST_MAX_PAIR
-                } else {
-                    DEFAULT_SHM_BOARD_BCAST_MAX
-                })
-                .min(crate::transport::shm::board::CAPACITY),
+            shm_board_max: board_limit(
+                "MPR_SHM_BOARD_MAX",
+                DEFAULT_SHM_BOARD_MAX_PAIR,
+                DEFAULT_SHM_BOARD_MAX,
+            ),
+            shm_board_bcast_max: board_limit(
+                "MPR_SHM_BOARD_BCAST_MAX",
+                DEFAULT_SHM_BOARD_BCAST_MAX_PAIR,
+                DEFAULT_SHM_BOARD_BCAST_MAX,
+            ),
         }
     }
 
@@ -381,6 +384,26 @@ mod tests {
             Tuning::from_lookup(eager, false, 1).engine.eager_limit,
             8192
         );
+    }
+
+    #[test]
+    fn board_limits_depend_on_the_ranks_of_the_host_and_fit_the_board() {
+        let none = |_: &str| None;
+        let pair = Tuning::from_lookup(none, true, 2);
+        assert_eq!(
+            (pair.shm_board_max, pair.shm_board_bcast_max),
+            (1 << 10, 4 << 10)
+        );
+        let four = Tuning::from_lookup(none, true, 4);
+        assert_eq!(
+            (four.shm_board_max, four.shm_board_bcast_max),
+            (64 << 10, 32 << 10)
+        );
+        let huge = |name: &str| (name == "MPR_SHM_BOARD_MAX").then(|| "1m".to_owned());
+        let capped = Tuning::from_lookup(huge, true, 4);
+        assert_eq!(capped.shm_board_max, crate::transport::shm::board::CAPACITY);
+        let off = |name: &str| (name == "MPR_SHM_BOARD_MAX").then(|| "0".to_owned());
+        assert_eq!(Tuning::from_lookup(off, true, 4).shm_board_max, 0);
     }
 
     #[test]
