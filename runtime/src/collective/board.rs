@@ -100,6 +100,44 @@ impl CommInner {
             .map_err(|error| Error::from_op(error, |rank| self.to_comm(rank)))
     }
 
+    /// Ends call `k` on the boards with `error` (this rank is done with it).
+    fn board_failed(&self, boards: &Boards, k: u64, error: Error) -> BoardOutcome {
+        boards.done(k);
+        BoardOutcome::Done(Err(self.error(error)))
+    }
+
+    /// A rooted call `k` off the root: waits for the root's publication and
+    /// returns the length it announced on its board, or how this rank goes
+    /// on when the root moves the data by messages (with it, or playing its
+    /// schedule poisoned when `own` bytes disagree: `mismatch` of the
+    /// root's length is the error).
+    fn follow_root<T>(
+        &self,
+        boards: &Boards,
+        k: u64,
+        root: usize,
+        own: usize,
+        mismatch: impl Fn(usize) -> Error,
+    ) -> Result<usize, BoardOutcome> {
+        if let Err(error) = self.board_wait(root..root + 1, |rank| boards.arrived(rank, k)) {
+            return Err(self.board_failed(boards, k, error));
+        }
+        let published = boards.length(root, k);
+        let len = (published & !ON_BOARD) as usize;
+        if published & ON_BOARD != 0 {
+            return Ok(len);
+        }
+        boards.done(k);
+        Err(if len == own {
+            BoardOutcome::Messages
+        } else {
+            BoardOutcome::Reject {
+                count: len / size_of::<T>().max(1),
+                error: mismatch(len),
+            }
+        })
+    }
+
     /// Barrier on the boards. Two ranks look at each other's arrival; from
     /// three on, rank 0 waits for every arrival and then releases the
     /// others, so it leaves first: a rooted collective that follows (a
@@ -139,8 +177,7 @@ impl CommInner {
         let root = root as usize;
         if boards.me() == root {
             if let Err(error) = self.board_wait(0..boards.len(), |_| boards.may_publish(k)) {
-                boards.done(k);
-                return BoardOutcome::Done(Err(self.error(error)));
+                return self.board_failed(boards, k, error);
             }
             let on_board = bytes.len() <= max;
             let data: &[u8] = if on_board { bytes } else { &[] };
@@ -156,33 +193,21 @@ impl CommInner {
                 BoardOutcome::Messages
             };
         }
-        if let Err(error) = self.board_wait(root..root + 1, |rank| boards.arrived(rank, k)) {
-            boards.done(k);
-            return BoardOutcome::Done(Err(self.error(error)));
-        }
-        let published = boards.length(root, k);
-        let len = (published & !ON_BOARD) as usize;
-        let mismatch = Error::CountMismatch {
+        let own = bytes.len();
+        let mismatch = |len: usize| Error::CountMismatch {
             rank: Rank(root as u32),
-            expected: bytes.len(),
+            expected: own,
             actual: len,
         };
-        if published & ON_BOARD == 0 {
-            boards.done(k);
-            return if len == bytes.len() {
-                BoardOutcome::Messages
-            } else {
-                BoardOutcome::Reject {
-                    count: len / size_of::<T>().max(1),
-                    error: mismatch,
-                }
-            };
-        }
-        let result = if len == bytes.len() {
+        let len = match self.follow_root::<T>(boards, k, root, own, mismatch) {
+            Ok(len) => len,
+            Err(outcome) => return outcome,
+        };
+        let result = if len == own {
             boards.read(root, k, bytes);
             Ok(())
         } else {
-            Err(self.error(mismatch))
+            Err(self.error(mismatch(len)))
         };
         boards.done(k);
         BoardOutcome::Done(result)
@@ -207,10 +232,7 @@ impl CommInner {
     ) -> Result<(), BoardOutcome> {
         let bytes = operand.len();
         let everyone = 0..boards.len();
-        let failed = |error: Error| {
-            boards.done(k);
-            BoardOutcome::Done(Err(self.error(error)))
-        };
+        let failed = |error: Error| self.board_failed(boards, k, error);
         self.board_wait(everyone.clone(), |_| boards.may_publish(k))
             .map_err(failed)?;
         if local.is_err() {
@@ -357,8 +379,7 @@ impl CommInner {
         let root = root as usize;
         let size = boards.len();
         if let Err(error) = self.board_wait(0..size, |_| boards.may_publish(k)) {
-            boards.done(k);
-            return BoardOutcome::Done(Err(self.error(error)));
+            return self.board_failed(boards, k, error);
         }
         if boards.me() == root {
             if block > max {
@@ -369,13 +390,11 @@ impl CommInner {
             boards.publish(k, &[], block as u64 | ON_BOARD);
             if let Err(error) = root_valid {
                 // The others still publish and complete, as by messages.
-                boards.done(k);
-                return BoardOutcome::Done(Err(self.error(error)));
+                return self.board_failed(boards, k, error);
             }
             let waited = self.board_wait(0..size, |rank| boards.arrived(rank, k));
             if let Err(error) = waited {
-                boards.done(k);
-                return BoardOutcome::Done(Err(self.error(error)));
+                return self.board_failed(boards, k, error);
             }
             let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
             let mut result = Ok(());
@@ -399,35 +418,22 @@ impl CommInner {
             boards.done(k);
             return BoardOutcome::Done(result);
         }
-        if let Err(error) = self.board_wait(root..root + 1, |rank| boards.arrived(rank, k)) {
-            boards.done(k);
-            return BoardOutcome::Done(Err(self.error(error)));
-        }
-        let published = boards.length(root, k);
-        let expected = (published & !ON_BOARD) as usize;
-        let mismatch = Error::CountMismatch {
+        let mismatch = |expected: usize| Error::CountMismatch {
             rank: Rank(root as u32),
             expected,
             actual: block,
         };
-        if published & ON_BOARD == 0 {
-            boards.done(k);
-            return if expected == block {
-                BoardOutcome::Messages
-            } else {
-                BoardOutcome::Reject {
-                    count: expected / size_of::<T>().max(1),
-                    error: mismatch,
-                }
-            };
-        }
+        let expected = match self.follow_root::<T>(boards, k, root, block, mismatch) {
+            Ok(expected) => expected,
+            Err(outcome) => return outcome,
+        };
         let result = if expected == block {
             boards.publish(k, bytemuck::cast_slice(send), block as u64 | ON_BOARD);
             Ok(())
         } else {
             // The root reads our length and fails too.
             boards.publish(k, &[], block as u64 | ON_BOARD);
-            Err(self.error(mismatch))
+            Err(self.error(mismatch(expected)))
         };
         boards.done(k);
         BoardOutcome::Done(result)
