@@ -103,22 +103,37 @@ fn tcp_reduces_in_pieces_combine_in_rank_order_at_every_root() {
     }
 }
 
-/// Over shared memory, small barriers, bcasts and allreduces of the world
-/// run on the collective boards: results match a serial fold in rank order,
-/// and wrong or disagreeing arguments fail the call on the ranks that can
-/// tell without hanging any (also across the board limit). Over TCP the
-/// same calls go by messages.
+/// Over shared memory, small barriers, bcasts, gathers, allreduces and
+/// all-to-alls of the world run on the collective boards, and larger ones
+/// copy straight between the processes: results match a serial fold in
+/// rank order, and wrong or disagreeing arguments fail the call on the
+/// ranks that can tell without hanging any (also across the board limit).
+/// The same with direct copies off (above the limit by messages), and with
+/// ranks whose direct limits differ (modes that differ: by messages, or as
+/// the root chose). Over TCP the same calls go by messages.
 #[test]
 fn board_collectives_match_a_serial_fold_and_fail_together_on_bad_arguments() {
     let limit = [
         ("MPR_SHM_BOARD_MAX", "2048"),
         ("MPR_SHM_BOARD_BCAST_MAX", "2048"),
     ];
+    let messages = [limit[0], limit[1], ("MPR_SHM_DIRECT_MIN", "0")];
+    let check = [coll_check(), "board".to_owned(), "straddle".to_owned()];
+    let check: Vec<&str> = check.iter().map(String::as_str).collect();
     for n in [2, 3, 4, 5] {
-        let out = run_job_with(n, "auto", &limit, &[&coll_check(), "board", "straddle"]);
-        assert_eq!(oks(&out), n as usize, "{out}");
+        let out = run_job_with(n, "auto", &limit, &check);
+        assert_eq!(oks(&out), n as usize, "direct: {out}");
     }
-    let out = run_job_with(3, "tcp", &limit, &[&coll_check(), "board"]);
+    for n in [2, 4] {
+        let out = run_job_with(n, "auto", &messages, &check);
+        assert_eq!(oks(&out), n as usize, "by messages: {out}");
+    }
+    let uneven = "if [ $((MPR_RANK % 2)) = 1 ]; then export MPR_SHM_DIRECT_MIN=1m; fi; exec \"$@\"";
+    let mut args = vec!["sh", "-c", uneven, "sh"];
+    args.extend(&check);
+    let out = run_job_with(3, "auto", &limit, &args);
+    assert_eq!(oks(&out), 3, "uneven direct limits: {out}");
+    let out = run_job_with(3, "tcp", &limit, &check[..2]);
     assert_eq!(oks(&out), 3, "{out}");
 }
 
@@ -221,7 +236,13 @@ fn read(stream: &mut TcpStream, reader: &mut FrameReader) -> Message {
 #[test]
 fn a_peer_killed_with_sigkill_fails_the_receive_within_a_second_without_a_launcher() {
     let program = binary(bin_dir().join("examples").join("peer_death"));
-    let cases = [("auto", "recv"), ("tcp", "recv"), ("auto", "barrier")];
+    let cases = [
+        ("auto", "recv"),
+        ("tcp", "recv"),
+        ("auto", "barrier"),
+        ("auto", "allreduce"),
+        ("auto", "bcast"),
+    ];
     for (transport, wait) in cases {
         let (addr, server) = silent_bootstrap(2);
         let ranks: Vec<Child> = (0..2)

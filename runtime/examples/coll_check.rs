@@ -11,12 +11,14 @@
 //!
 //! `coll_check board [straddle]`: allreduce (with a separate result and in
 //! place), bcast, gather and alltoall at sizes around `MPR_SHM_BOARD_MAX` (on the
-//! shared-memory boards below it, by messages above), at every root, with
-//! barriers between, each checked against a serial fold; then ranks whose
-//! arguments are wrong or disagree: each call fails on the ranks that can
-//! tell, nobody hangs, and the next call is right. `straddle` adds
-//! disagreements across the board limit (one rank by messages, the others
-//! on the boards), which only the boards can report without hanging.
+//! shared-memory boards below it; above it copied straight between the
+//! processes, or by messages with `MPR_SHM_DIRECT_MIN=0`) and of several
+//! hundred KiB, with odd counts, at every root, with barriers between, each
+//! checked against a serial fold; then ranks whose arguments are wrong or
+//! disagree: each call fails on the ranks that can tell, nobody hangs, and
+//! the next call is right. `straddle` adds disagreements across the board
+//! limit (one rank by messages or directly, the others on the boards),
+//! which only the boards can report without hanging.
 
 use std::process::ExitCode;
 
@@ -151,7 +153,17 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
     let element = std::mem::size_of::<[u64; 2]>();
     let board_max = board_max();
     let limit = board_max / element;
-    for count in [0usize, 1, 2, 63, limit - 1, limit, limit + 1, 3 * limit] {
+    for count in [
+        0usize,
+        1,
+        2,
+        63,
+        limit - 1,
+        limit,
+        limit + 1,
+        3 * limit,
+        40_003,
+    ] {
         let mine: Vec<[u64; 2]> = (0..count).map(|i| operand(rank, i)).collect();
         let mut out = vec![[7, 7]; count];
         world
@@ -192,6 +204,7 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
         per_rank,
         per_rank + 1,
         2 * per_rank + 5,
+        20_001,
     ] {
         let send: Vec<[u64; 2]> = (0..block * size as usize)
             .map(|i| [u64::from(rank), i as u64])
@@ -210,7 +223,7 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
         })?;
     }
     // Gather of blocks around the limit, to every root.
-    for block in [0usize, 1, 5, limit - 1, limit, limit + 1] {
+    for block in [0usize, 1, 5, limit - 1, limit, limit + 1, 30_001] {
         let send: Vec<[u64; 2]> = (0..block).map(|i| [u64::from(rank), i as u64]).collect();
         for root in 0..size {
             let mut recv = vec![
@@ -255,10 +268,17 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
     // Gathers to the last rank where another rank's block is longer: the
     // root fails (that rank may: on the boards it can tell, by messages its
     // send completes), the others complete; then where the root's buffer
-    // is short: the root fails alone.
+    // is short: the root fails alone (also above the board limit, where
+    // the others must not write into it).
     let root = size - 1;
     let odd = if size > 2 { 1 } else { 0 };
-    for (block, short_root) in [(4usize, false), (limit + 4, false), (4, true)] {
+    let cases = [
+        (4usize, false),
+        (limit + 4, false),
+        (4, true),
+        (limit + 4, true),
+    ];
+    for (block, short_root) in cases {
         let mine = if rank == odd && !short_root {
             block + 1
         } else {

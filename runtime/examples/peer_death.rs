@@ -1,7 +1,9 @@
 //! Rank 1 kills itself with SIGKILL while rank 0 waits to receive from it
 //! (or, with the argument `barrier`, waits in a barrier, which on shared
-//! memory runs on the collective boards); rank 0 prints how long it took
-//! until the wait failed, and the error.
+//! memory runs on the collective boards; with `allreduce` or `bcast`, in a
+//! 1 MiB one, which on shared memory copies straight between the processes
+//! and whose root waits until its peers have copied its buffer); rank 0
+//! prints how long it took until the wait failed, and the error.
 //!
 //! Used by the transport tests, with and without a launcher that reports
 //! failed ranks: over shared memory there is no end-of-file, so the
@@ -36,11 +38,15 @@ fn main() {
         }
         0 => {
             let started = Instant::now();
-            let result = if std::env::args().nth(1).as_deref() == Some("barrier") {
-                world.barrier()
-            } else {
-                let mut buf = [0u8; 8];
-                world.recv(&mut buf, 1, 0).map(|_| ())
+            let mut large = vec![1u64; 128 << 10];
+            let result = match std::env::args().nth(1).as_deref() {
+                Some("barrier") => world.barrier(),
+                Some("allreduce") => world.allreduce_in_place(&mut large, mpr::op::Sum),
+                Some("bcast") => world.bcast(&mut large, 0),
+                _ => {
+                    let mut buf = [0u8; 8];
+                    world.recv(&mut buf, 1, 0).map(|_| ())
+                }
             };
             println!(
                 "rank 0: wait for rank 1 ended after {} ms: {result:?}",

@@ -33,8 +33,11 @@
 //! On the world communicator of a job whose ranks all share one host,
 //! barrier and small bcast, gather, allreduce and alltoall run on shared-memory
 //! *boards* (`MPR_SHM_BOARD_MAX`, see `collective/board.rs`): each rank
-//! publishes its operand in its own segment and reads the others'. There,
-//! ranks disagreeing on counts fail together even across the board limit.
+//! publishes its operand in its own segment and reads the others'. Larger
+//! operands of the same collectives publish the addresses of their buffers
+//! there instead, and ranks copy straight between the processes
+//! (`MPR_SHM_DIRECT_MIN`, see `collective/direct.rs`). There, ranks
+//! disagreeing on counts fail together even across the board limit.
 //! Everything else runs as message schedules.
 //!
 //! The algorithms live in `mpr-collectives` (see its selection table).
@@ -46,6 +49,7 @@
 mod board;
 pub(crate) mod cache;
 mod channel;
+mod direct;
 mod obj;
 
 use std::sync::atomic::{AtomicU8, Ordering};

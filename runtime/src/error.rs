@@ -123,6 +123,14 @@ pub enum Error {
     /// The root of [`Comm::bcast_obj`](crate::Comm::bcast_obj) passed no value.
     #[error("the root of bcast_obj passed no value")]
     RootValueMissing,
+    /// A rank could not do its part of a collective whose ranks copy each
+    /// other's buffers directly (shared memory), because a third rank
+    /// failed it: its part of the result is missing.
+    #[error("rank {rank} could not do its part of the collective (another rank failed it)")]
+    PeerAborted {
+        /// The rank whose part is missing.
+        rank: Rank,
+    },
     /// Every communicator context id of this rank is in use.
     #[error("no context ids are left for a new communicator")]
     ContextsExhausted,

@@ -164,9 +164,14 @@ impl Runtime {
                 tuning.shm_eager_limit_lone,
             );
         }
-        let boards = shm
-            .as_ref()
-            .and_then(|shm| shm.boards(engine.rank(), engine.size(), tuning.shm_board_max > 0));
+        let boards = shm.as_ref().and_then(|shm| {
+            shm.boards(
+                engine.rank(),
+                engine.size(),
+                tuning.shm_board_max > 0,
+                tuning.shm_direct_min > 0,
+            )
+        });
         let runtime = Arc::new(Runtime {
             boards,
             boards_agreed: std::sync::OnceLock::new(),

@@ -64,6 +64,10 @@ pub(crate) struct Tuning {
     pub(crate) shm_board_max: usize,
     /// The same for a bcast (`MPR_SHM_BOARD_BCAST_MAX`, at most 64 KiB).
     pub(crate) shm_board_bcast_max: usize,
+    /// Smallest operand above the board limits that a board collective
+    /// copies straight between the processes (`MPR_SHM_DIRECT_MIN`; 0:
+    /// never, by messages).
+    pub(crate) shm_direct_min: usize,
 }
 
 impl Tuning {
@@ -172,6 +176,7 @@ impl Tuning {
                 DEFAULT_SHM_BOARD_BCAST_MAX_PAIR,
                 DEFAULT_SHM_BOARD_BCAST_MAX,
             ),
+            shm_direct_min: bytes("MPR_SHM_DIRECT_MIN").unwrap_or(DEFAULT_SHM_DIRECT_MIN),
         }
     }
 
@@ -234,6 +239,27 @@ const DEFAULT_SHM_BOARD_MAX: usize = 64 << 10;
 /// Between two ranks the message's single copy wins from 16 KiB: the board
 /// copies twice, one after the other.
 const DEFAULT_SHM_BOARD_BCAST_MAX: usize = 32 << 10;
+/// Default smallest operand copied directly between the processes by a
+/// board collective: every one above the board limits. Measured
+/// 2026-11-26 (medians of 3-7 alternating runs, µs, messages against
+/// direct; full 4 B-1 MiB sweeps):
+///
+/// | ranks | collective | 128 KiB | 256 KiB | 512 KiB | 1 MiB |
+/// |---|---|---|---|---|---|
+/// | 4 | gather | 18.4 / 11.8 | 62.0 / 27.1 | 235 / 73.3 | 355 / 185 |
+/// | 4 | alltoall | 231 / 102 | 248 / 247 | 483 / 493 | 985 / 931 |
+/// | 4 | allreduce | 87.7 / 84.3 | 143 / 145 | 295 / 288 | 603 / 608 |
+/// | 8 | allreduce | 306 / 331 | 466 / 444 | 905 / 798 | 1 930 / 1 550 |
+/// | 8 | gather | 68.2 / 71.6 | 176 / 175 | 445 / 416 | 832 / 764 |
+/// | 8 | alltoall | 585 / 629 | 1 066 / 1 069 | 2 363 / 2 586 | 7 638 / 7 658 |
+///
+/// A 4-rank bcast of 64 KiB (above its 32 KiB board limit) took 7.0 µs
+/// directly against 9.0 by messages. With two ranks both ways are within
+/// 5% from 2 KiB to 1 MiB. Where the sizes tie, the copies are the same
+/// single copies as a message's pull (memory-bound here); the direct path
+/// saves the steps of the schedule, which cost most where more ranks than
+/// cores wait for each other.
+const DEFAULT_SHM_DIRECT_MIN: usize = 1;
 /// Default largest bcast on the boards with two ranks or fewer (above).
 const DEFAULT_SHM_BOARD_BCAST_MAX_PAIR: usize = 4 << 10;
 /// Default board limit when the host runs two ranks or fewer (see above):

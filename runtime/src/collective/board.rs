@@ -32,9 +32,49 @@ use mpr_collectives::op::Op;
 use super::forced_by_env;
 use crate::comm::CommInner;
 use crate::error::{Argument, Error};
-use crate::transport::shm::board::{Boards, ON_BOARD, POISONED};
+use crate::transport::shm::board::{Boards, IN_MEMORY, ON_BOARD, POISONED};
 use crate::types::ContextId;
 use crate::{Rank, engine};
+
+/// How a call on a board communicator moves its operand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Its bytes are published on the boards.
+    Board,
+    /// The addresses of its buffers are published, and ranks copy straight
+    /// from (or into) each other's memory (`direct.rs`).
+    Direct,
+    /// By messages, with the collective's schedule.
+    Messages,
+}
+
+impl Mode {
+    /// The length word a rank publishes for an operand of `bytes` bytes
+    /// moved this way.
+    pub(crate) fn encode(self, bytes: usize) -> u64 {
+        bytes as u64
+            | match self {
+                Mode::Board => ON_BOARD,
+                Mode::Direct => IN_MEMORY,
+                Mode::Messages => 0,
+            }
+    }
+
+    /// The bytes and mode of a published length word (`None`: poisoned).
+    pub(crate) fn decode(published: u64) -> Option<(usize, Mode)> {
+        if published == POISONED {
+            return None;
+        }
+        let mode = if published & ON_BOARD != 0 {
+            Mode::Board
+        } else if published & IN_MEMORY != 0 {
+            Mode::Direct
+        } else {
+            Mode::Messages
+        };
+        Some(((published & !(ON_BOARD | IN_MEMORY)) as usize, mode))
+    }
+}
 
 /// How a collective went on the boards.
 pub(crate) enum BoardOutcome {
@@ -68,14 +108,27 @@ impl CommInner {
         self.rt.boards()
     }
 
+    /// How an operand of `bytes` bytes moves on the boards `boards`, with
+    /// `max` the board limit of the collective.
+    pub(crate) fn board_mode(&self, boards: &Boards, bytes: usize, max: usize) -> Mode {
+        let direct_min = self.rt.tuning().shm_direct_min;
+        if bytes <= max {
+            Mode::Board
+        } else if boards.direct() && direct_min > 0 && bytes >= direct_min {
+            Mode::Direct
+        } else {
+            Mode::Messages
+        }
+    }
+
     /// The number of the next call on the boards (the same on every rank).
-    fn next_board_call(&self) -> u64 {
+    pub(crate) fn next_board_call(&self) -> u64 {
         self.board_calls.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Waits until `ready(rank)` holds for every rank in `ranks`; fails if
     /// a rank it still waits for is gone.
-    fn board_wait(
+    pub(crate) fn board_wait(
         &self,
         ranks: std::ops::Range<usize>,
         ready: impl Fn(usize) -> bool,
@@ -101,31 +154,32 @@ impl CommInner {
     }
 
     /// Ends call `k` on the boards with `error` (this rank is done with it).
-    fn board_failed(&self, boards: &Boards, k: u64, error: Error) -> BoardOutcome {
+    pub(crate) fn board_failed(&self, boards: &Boards, k: u64, error: Error) -> BoardOutcome {
         boards.done(k);
         BoardOutcome::Done(Err(self.error(error)))
     }
 
     /// A rooted call `k` off the root: waits for the root's publication and
-    /// returns the length it announced on its board, or how this rank goes
-    /// on when the root moves the data by messages (with it, or playing its
+    /// returns the length it announced on its board with how the root
+    /// moves it (on the board or directly), or how this rank goes on when
+    /// the root moves the data by messages (with it, or playing its
     /// schedule poisoned when `own` bytes disagree: `mismatch` of the
     /// root's length is the error).
-    fn follow_root<T>(
+    pub(crate) fn follow_root<T>(
         &self,
         boards: &Boards,
         k: u64,
         root: usize,
         own: usize,
         mismatch: impl Fn(usize) -> Error,
-    ) -> Result<usize, BoardOutcome> {
+    ) -> Result<(usize, Mode), BoardOutcome> {
         if let Err(error) = self.board_wait(root..root + 1, |rank| boards.arrived(rank, k)) {
             return Err(self.board_failed(boards, k, error));
         }
-        let published = boards.length(root, k);
-        let len = (published & !ON_BOARD) as usize;
-        if published & ON_BOARD != 0 {
-            return Ok(len);
+        // A root publishes no poisoned length.
+        let (len, mode) = Mode::decode(boards.length(root, k)).unwrap_or((0, Mode::Board));
+        if mode != Mode::Messages {
+            return Ok((len, mode));
         }
         boards.done(k);
         Err(if len == own {
@@ -164,7 +218,9 @@ impl CommInner {
         result.map_err(|error| self.error(error))
     }
 
-    /// Broadcast of `buf` from `root` on the boards.
+    /// Broadcast of `buf` from `root` on the boards: its bytes up to `max`,
+    /// above that straight from the root's memory (`direct.rs`) or by
+    /// messages.
     pub(crate) fn board_bcast<T: Pod>(
         &self,
         boards: &Boards,
@@ -179,18 +235,20 @@ impl CommInner {
             if let Err(error) = self.board_wait(0..boards.len(), |_| boards.may_publish(k)) {
                 return self.board_failed(boards, k, error);
             }
-            let on_board = bytes.len() <= max;
-            let data: &[u8] = if on_board { bytes } else { &[] };
-            boards.publish(
-                k,
-                data,
-                bytes.len() as u64 | if on_board { ON_BOARD } else { 0 },
-            );
-            boards.done(k);
-            return if on_board {
-                BoardOutcome::Done(Ok(()))
-            } else {
-                BoardOutcome::Messages
+            let mode = self.board_mode(boards, bytes.len(), max);
+            let length = mode.encode(bytes.len());
+            return match mode {
+                Mode::Board => {
+                    boards.publish(k, bytes, length);
+                    boards.done(k);
+                    BoardOutcome::Done(Ok(()))
+                }
+                Mode::Direct => BoardOutcome::Done(self.direct_bcast_root(boards, k, bytes)),
+                Mode::Messages => {
+                    boards.publish(k, &[], length);
+                    boards.done(k);
+                    BoardOutcome::Messages
+                }
             };
         }
         let own = bytes.len();
@@ -199,64 +257,73 @@ impl CommInner {
             expected: own,
             actual: len,
         };
-        let len = match self.follow_root::<T>(boards, k, root, own, mismatch) {
-            Ok(len) => len,
+        let (len, mode) = match self.follow_root::<T>(boards, k, root, own, mismatch) {
+            Ok(published) => published,
             Err(outcome) => return outcome,
         };
-        let result = if len == own {
-            boards.read(root, k, bytes);
-            Ok(())
-        } else {
-            Err(self.error(mismatch(len)))
-        };
+        if len != own {
+            return self.board_failed(boards, k, mismatch(len));
+        }
+        if mode == Mode::Direct {
+            return BoardOutcome::Done(self.direct_bcast_leaf(boards, k, root, bytes));
+        }
+        boards.read(root, k, bytes);
         boards.done(k);
-        BoardOutcome::Done(result)
+        BoardOutcome::Done(Ok(()))
     }
 
     /// The part every rank plays alike in call `k` of a symmetric
-    /// collective (allreduce, alltoall): publish `operand` (or its length
-    /// only, above `max`; or a poisoned length if `local` failed), wait for
-    /// every rank's publication, and decide from all of them, the same way
-    /// on every rank. `Ok` when every rank put an operand of this length on
-    /// its board: the caller reads them and then says it is done with `k`.
-    /// `unit` is the bytes of one element of the schedule's count, for a
-    /// rank that must play another rank's schedule poisoned.
+    /// collective (allreduce, alltoall) on an operand of `bytes` bytes
+    /// that moves by `mode`: publish `data` (the operand on the board, the
+    /// addresses of its buffers if direct, nothing by messages; a poisoned
+    /// length if `local` failed), wait for every rank's publication, and
+    /// decide from all of them, the same way on every rank. `Ok` with the
+    /// mode when every rank published an operand of this length to move
+    /// the same way, on the board or directly: the caller then reads and
+    /// says it is done with `k`. Ranks whose modes differ (their limits
+    /// do) all go by messages. `unit` is the bytes of one element of the
+    /// schedule's count, for a rank that must play another rank's
+    /// schedule poisoned.
+    #[allow(clippy::too_many_arguments)]
     fn board_symmetric(
         &self,
         boards: &Boards,
         k: u64,
-        operand: &[u8],
+        bytes: usize,
+        data: &[u8],
+        mode: Mode,
         local: Result<(), Error>,
-        max: usize,
         unit: usize,
-    ) -> Result<(), BoardOutcome> {
-        let bytes = operand.len();
+    ) -> Result<Mode, BoardOutcome> {
         let everyone = 0..boards.len();
         let failed = |error: Error| self.board_failed(boards, k, error);
         self.board_wait(everyone.clone(), |_| boards.may_publish(k))
             .map_err(failed)?;
         if local.is_err() {
             boards.publish(k, &[], POISONED);
-        } else if bytes <= max {
-            boards.publish(k, operand, bytes as u64 | ON_BOARD);
-        } else {
+        } else if mode == Mode::Messages {
             // By messages, at once: ranks whose counts agree all land here.
-            boards.publish(k, &[], bytes as u64);
+            boards.publish(k, &[], mode.encode(bytes));
             boards.done(k);
             return Err(BoardOutcome::Messages);
+        } else {
+            boards.publish(k, data, mode.encode(bytes));
         }
         self.board_wait(everyone.clone(), |rank| boards.arrived(rank, k))
             .map_err(failed)?;
+        let published: Vec<Option<(usize, Mode)>> = everyone
+            .clone()
+            .map(|rank| Mode::decode(boards.length(rank, k)))
+            .collect();
         // A rank that moves its data by messages waits for ours there: join
         // it (a rank with wrong arguments plays poisoned there), or play its
         // schedule poisoned if our counts disagree.
-        let by_messages = everyone
-            .clone()
-            .map(|rank| (rank, boards.length(rank, k)))
-            .find(|&(_, len)| len != POISONED && len & ON_BOARD == 0);
+        let by_messages = published.iter().enumerate().find_map(|(rank, p)| match p {
+            Some((len, Mode::Messages)) => Some((rank, *len)),
+            _ => None,
+        });
         if let Some((rank, len)) = by_messages {
             boards.done(k);
-            let len = len as usize;
             return Err(if local.is_err() || len == bytes {
                 BoardOutcome::Messages
             } else {
@@ -271,23 +338,22 @@ impl CommInner {
             });
         }
         local.map_err(failed)?;
-        let disagree = everyone.clone().find_map(|rank| {
-            let len = boards.length(rank, k);
-            let len = if len == POISONED {
-                0
-            } else {
-                (len & !ON_BOARD) as usize
-            };
+        let disagree = published.iter().enumerate().find_map(|(rank, p)| {
+            let len = p.map_or(0, |(len, _)| len);
             (len != bytes).then_some(Error::CountMismatch {
                 rank: Rank(rank as u32),
                 expected: bytes,
                 actual: len,
             })
         });
-        match disagree {
-            Some(error) => Err(failed(error)),
-            None => Ok(()),
+        if let Some(error) = disagree {
+            return Err(failed(error));
         }
+        if published.iter().any(|p| p.map(|(_, m)| m) != Some(mode)) {
+            boards.done(k);
+            return Err(BoardOutcome::Messages);
+        }
+        Ok(mode)
     }
 
     /// Allreduce on the boards: `recv = d_0 ∘ d_1 ∘ … ∘ d_{p-1}` where
@@ -310,16 +376,20 @@ impl CommInner {
             _ => Ok(()),
         };
         let operand: &[T] = send.unwrap_or(recv);
-        let shared = self.board_symmetric(
-            boards,
-            k,
-            bytemuck::cast_slice(operand),
-            local,
-            max,
-            size_of::<T>(),
-        );
-        if let Err(outcome) = shared {
-            return outcome;
+        let bytes = size_of_val(operand);
+        let mode = self.board_mode(boards, bytes, max);
+        let addresses = super::direct::addresses(&[operand.as_ptr().cast(), recv.as_ptr().cast()]);
+        let data: &[u8] = match mode {
+            Mode::Board => bytemuck::cast_slice(operand),
+            Mode::Direct => &addresses,
+            Mode::Messages => &[],
+        };
+        match self.board_symmetric(boards, k, bytes, data, mode, local, size_of::<T>()) {
+            Err(outcome) => return outcome,
+            Ok(Mode::Direct) => {
+                return BoardOutcome::Done(self.direct_allreduce(boards, k, send, recv, op));
+            }
+            Ok(_) => {}
         }
         boards.read(0, k, bytemuck::cast_slice_mut(recv));
         let mut scratch = vec![T::zeroed(); recv.len()];
@@ -332,8 +402,9 @@ impl CommInner {
     }
 
     /// All-to-all on the boards: every rank publishes its whole `send`
-    /// (`p` blocks) and reads block `me` of every board. `local` is this
-    /// rank's own check of its arguments.
+    /// (`p` blocks) and reads block `me` of every board (or, above `max`,
+    /// of every rank's `send` in its memory). `local` is this rank's own
+    /// check of its arguments.
     pub(crate) fn board_alltoall<T: Pod>(
         &self,
         boards: &Boards,
@@ -345,12 +416,24 @@ impl CommInner {
         let k = self.next_board_call();
         let size = boards.len();
         let unit = size_of::<T>() * size;
-        let shared = self.board_symmetric(boards, k, bytemuck::cast_slice(send), local, max, unit);
-        if let Err(outcome) = shared {
-            return outcome;
-        }
-        let block = std::mem::size_of_val(send) / size.max(1);
+        let bytes = size_of_val(send);
+        let mode = self.board_mode(boards, bytes, max);
+        let addresses = super::direct::addresses(&[send.as_ptr().cast()]);
+        let data: &[u8] = match mode {
+            Mode::Board => bytemuck::cast_slice(send),
+            Mode::Direct => &addresses,
+            Mode::Messages => &[],
+        };
         let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
+        match self.board_symmetric(boards, k, bytes, data, mode, local, unit) {
+            Err(outcome) => return outcome,
+            Ok(Mode::Direct) => {
+                let send = bytemuck::cast_slice(send);
+                return BoardOutcome::Done(self.direct_alltoall(boards, k, send, out));
+            }
+            Ok(_) => {}
+        }
+        let block = bytes / size.max(1);
         for (rank, chunk) in out.chunks_exact_mut(block.max(1)).enumerate().take(size) {
             boards.read_at(rank, k, boards.me() * block, chunk);
         }
@@ -361,10 +444,11 @@ impl CommInner {
 
 impl CommInner {
     /// Gather to `root` on the boards. The root publishes the block length
-    /// it expects (and whether its blocks come by board or by messages);
-    /// every other rank waits for that, then publishes its block, and the
-    /// root reads them all. `root_valid` is the root's own check of its
-    /// receive buffer (others pass `Ok`).
+    /// it expects (and whether its blocks come by board, directly into its
+    /// memory, or by messages); every other rank waits for that, then
+    /// publishes its block (or writes it into the root's `recv` and
+    /// publishes its length), and the root reads them all. `root_valid` is
+    /// the root's own check of its receive buffer (others pass `Ok`).
     pub(crate) fn board_gather<T: Pod>(
         &self,
         boards: &Boards,
@@ -375,65 +459,113 @@ impl CommInner {
         max: usize,
     ) -> BoardOutcome {
         let k = self.next_board_call();
-        let block = std::mem::size_of_val(send);
+        let block = size_of_val(send);
         let root = root as usize;
         let size = boards.len();
         if let Err(error) = self.board_wait(0..size, |_| boards.may_publish(k)) {
             return self.board_failed(boards, k, error);
         }
         if boards.me() == root {
-            if block > max {
-                boards.publish(k, &[], block as u64);
-                boards.done(k);
-                return BoardOutcome::Messages;
-            }
-            boards.publish(k, &[], block as u64 | ON_BOARD);
-            if let Err(error) = root_valid {
-                // The others still publish and complete, as by messages.
-                return self.board_failed(boards, k, error);
-            }
-            let waited = self.board_wait(0..size, |rank| boards.arrived(rank, k));
-            if let Err(error) = waited {
-                return self.board_failed(boards, k, error);
-            }
-            let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
-            let mut result = Ok(());
-            for rank in 0..size {
-                let slot = &mut out[rank * block..(rank + 1) * block];
-                if rank == root {
-                    slot.copy_from_slice(bytemuck::cast_slice(send));
-                    continue;
+            let mode = self.board_mode(boards, block, max);
+            match (mode, root_valid) {
+                (Mode::Messages, _) => {
+                    boards.publish(k, &[], mode.encode(block));
+                    boards.done(k);
+                    BoardOutcome::Messages
                 }
-                let len = boards.length(rank, k) & !ON_BOARD;
-                if len as usize == block {
-                    boards.read(rank, k, slot);
-                } else if result.is_ok() {
-                    result = Err(self.error(Error::CountMismatch {
-                        rank: Rank(rank as u32),
-                        expected: block,
-                        actual: len as usize,
-                    }));
+                (Mode::Direct, Err(error)) => {
+                    // Our buffer must not be written: every rank goes by
+                    // messages, and ours plays the schedule poisoned.
+                    boards.publish(k, &[], Mode::Messages.encode(block));
+                    boards.done(k);
+                    BoardOutcome::Reject {
+                        count: send.len(),
+                        error,
+                    }
+                }
+                (Mode::Direct, Ok(())) => {
+                    let (send, out) = (bytemuck::cast_slice(send), bytemuck::cast_slice_mut(recv));
+                    BoardOutcome::Done(self.direct_gather_root(boards, k, send, out))
+                }
+                (Mode::Board, root_valid) => {
+                    boards.publish(k, &[], mode.encode(block));
+                    if let Err(error) = root_valid {
+                        // The others still publish and complete, as by
+                        // messages.
+                        return self.board_failed(boards, k, error);
+                    }
+                    self.board_gather_root(boards, k, send, recv)
                 }
             }
-            boards.done(k);
-            return BoardOutcome::Done(result);
+        } else {
+            self.board_gather_leaf(boards, k, send, root)
         }
+    }
+
+    /// The root's part of a gather on the boards, after its publication.
+    fn board_gather_root<T: Pod>(
+        &self,
+        boards: &Boards,
+        k: u64,
+        send: &[T],
+        recv: &mut [T],
+    ) -> BoardOutcome {
+        let (size, root) = (boards.len(), boards.me());
+        let block = size_of_val(send);
+        let waited = self.board_wait(0..size, |rank| boards.arrived(rank, k));
+        if let Err(error) = waited {
+            return self.board_failed(boards, k, error);
+        }
+        let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
+        let mut result = Ok(());
+        for rank in 0..size {
+            let slot = &mut out[rank * block..(rank + 1) * block];
+            if rank == root {
+                slot.copy_from_slice(bytemuck::cast_slice(send));
+                continue;
+            }
+            let len = Mode::decode(boards.length(rank, k)).map_or(0, |(len, _)| len);
+            if len == block {
+                boards.read(rank, k, slot);
+            } else if result.is_ok() {
+                result = Err(self.error(Error::CountMismatch {
+                    rank: Rank(rank as u32),
+                    expected: block,
+                    actual: len,
+                }));
+            }
+        }
+        boards.done(k);
+        BoardOutcome::Done(result)
+    }
+
+    /// A gather on the boards off the root: follow the root's choice.
+    fn board_gather_leaf<T: Pod>(
+        &self,
+        boards: &Boards,
+        k: u64,
+        send: &[T],
+        root: usize,
+    ) -> BoardOutcome {
+        let block = size_of_val(send);
         let mismatch = |expected: usize| Error::CountMismatch {
             rank: Rank(root as u32),
             expected,
             actual: block,
         };
-        let expected = match self.follow_root::<T>(boards, k, root, block, mismatch) {
-            Ok(expected) => expected,
+        let (expected, mode) = match self.follow_root::<T>(boards, k, root, block, mismatch) {
+            Ok(published) => published,
             Err(outcome) => return outcome,
         };
-        let result = if expected == block {
-            boards.publish(k, bytemuck::cast_slice(send), block as u64 | ON_BOARD);
-            Ok(())
-        } else {
+        let result = if expected != block {
             // The root reads our length and fails too.
-            boards.publish(k, &[], block as u64 | ON_BOARD);
+            boards.publish(k, &[], mode.encode(block));
             Err(self.error(mismatch(expected)))
+        } else if mode == Mode::Direct {
+            self.direct_gather_leaf(boards, k, root, bytemuck::cast_slice(send))
+        } else {
+            boards.publish(k, bytemuck::cast_slice(send), mode.encode(block));
+            Ok(())
         };
         boards.done(k);
         BoardOutcome::Done(result)

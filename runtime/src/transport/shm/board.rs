@@ -13,10 +13,19 @@
 //! into its *done* counter. An owner writes buffer `k % 2` again (call
 //! `k + 2`) only once every peer's *done* is `>= k`: two buffers let a rank
 //! run one call ahead of the slowest reader without waiting.
+//!
+//! Operands too large for a buffer can still skip messages when every rank
+//! can read and write the others' memory (`process_vm_readv`): a rank then
+//! publishes the *addresses* of its buffers instead of their bytes
+//! ([`IN_MEMORY`]), and its peers copy straight between the processes (see
+//! `collective/direct.rs`). Such a call's owner leaves only once every
+//! peer is done with it, since its peers read its buffers, not the board.
 
 use std::os::unix::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+
+use crate::engine::PeerMemory;
 
 use super::doorbell::Ringer;
 use super::fences;
@@ -28,6 +37,11 @@ const DONE: usize = 1;
 const LENGTH: usize = 2;
 /// (`LENGTH + 1` is the second buffer's length.)
 const RELEASED: usize = 4;
+/// A direct call's midpoint (an allreduce's reduced slice is ready).
+const STAGE: usize = 5;
+
+/// Set in a [`STAGE`] value when the owner failed its part of the call.
+const STAGE_FAILED: u64 = 1 << 63;
 
 /// The length a rank publishes when its own arguments were wrong: its
 /// peers fail the call instead of waiting for it.
@@ -36,6 +50,10 @@ pub(crate) const POISONED: u64 = u64::MAX;
 /// Set in a published length when the bytes are on the board (clear: the
 /// rank moves them by messages).
 pub(crate) const ON_BOARD: u64 = 1 << 62;
+
+/// Set in a published length when the board holds the addresses of the
+/// rank's buffers, which its peers copy from (or into) directly.
+pub(crate) const IN_MEMORY: u64 = 1 << 61;
 
 /// Largest payload a board buffer holds.
 pub(crate) const CAPACITY: usize = BOARD_BYTES;
@@ -52,22 +70,37 @@ pub(crate) struct Boards {
     /// after raising its flag).
     doorbells: Vec<Option<SocketAddr>>,
     ringer: Ringer,
+    /// Every rank's memory, by world rank, if this rank can read and write
+    /// all of it.
+    memory: Option<Vec<PeerMemory>>,
+    /// Whether every rank can read and write every rank's memory: set by
+    /// [`agreed`](Self::agreed).
+    direct: std::sync::OnceLock<bool>,
 }
 
 impl Boards {
-    /// The boards of `boards.len()` ranks, this one being `me`.
+    /// The boards of `boards.len()` ranks, this one being `me`; `memory`
+    /// is every rank's memory if this rank can read and write all of it.
     pub(crate) fn new(
         me: usize,
         boards: Vec<Arc<Mapping>>,
         doorbells: Vec<Option<SocketAddr>>,
         ringer: Ringer,
+        memory: Option<Vec<PeerMemory>>,
     ) -> Boards {
         assert!(me < boards.len() && doorbells.len() == boards.len());
+        assert!(
+            memory
+                .as_ref()
+                .is_none_or(|memory| memory.len() == boards.len())
+        );
         Boards {
             me,
             boards,
             doorbells,
             ringer,
+            memory,
+            direct: std::sync::OnceLock::new(),
         }
     }
 
@@ -75,16 +108,46 @@ impl Boards {
     /// still wiring up, then the same answer on every rank. A rank that
     /// could not map a peer's segment has no boards and says so on its own
     /// board, which the others can read: they then use messages too.
+    /// Once every rank has said, also settles [`direct`](Self::direct).
     pub(crate) fn agreed(&self) -> Option<bool> {
         let mut all = true;
+        let mut direct = true;
         for board in &self.boards {
             match board.board_state().load(Ordering::Acquire) {
-                super::segment::BOARDS_COMPLETE => {}
+                super::segment::BOARDS_DIRECT => {}
+                super::segment::BOARDS_COMPLETE => direct = false,
                 super::segment::BOARDS_INCOMPLETE => all = false,
                 _ => return None,
             }
         }
+        let _ = self.direct.set(all && direct && self.memory.is_some());
         Some(all)
+    }
+
+    /// Whether every rank can read and write every rank's memory, so that
+    /// large operands may be copied directly between the processes (false
+    /// until [`agreed`](Self::agreed) has answered).
+    pub(crate) fn direct(&self) -> bool {
+        self.direct.get() == Some(&true)
+    }
+
+    /// Copies `dst.len()` bytes at `address` of `rank`'s memory into
+    /// `dst`; the error is an `errno` (`ESRCH`: the process is gone;
+    /// `EPERM` if this rank cannot read the others' memory).
+    pub(crate) fn copy_from(&self, rank: usize, address: u64, dst: &mut [u8]) -> Result<(), i32> {
+        match &self.memory {
+            Some(memory) => memory[rank].read(address, dst),
+            None => Err(nix::errno::Errno::EPERM as i32),
+        }
+    }
+
+    /// Copies `src` to `address` of `rank`'s memory, with the errors of
+    /// [`copy_from`](Self::copy_from).
+    pub(crate) fn copy_to(&self, rank: usize, address: u64, src: &[u8]) -> Result<(), i32> {
+        match &self.memory {
+            Some(memory) => memory[rank].write(address, src),
+            None => Err(nix::errno::Errno::EPERM as i32),
+        }
     }
 
     /// Ranks on the boards.
@@ -98,9 +161,7 @@ impl Boards {
         let Some(before) = k.checked_sub(2).filter(|&before| before > 0) else {
             return true;
         };
-        self.boards.iter().enumerate().all(|(rank, board)| {
-            rank == self.me || board.board_counter(DONE).load(Ordering::Acquire) >= before
-        })
+        (0..self.boards.len()).all(|rank| rank == self.me || self.is_done(rank, before))
     }
 
     /// Publishes call `k`: `data` (at most [`CAPACITY`] bytes) and the
@@ -193,6 +254,35 @@ impl Boards {
         unsafe {
             self.boards[rank].board_read((k % 2) as usize, offset, dst);
         }
+    }
+
+    /// Says this rank has passed the midpoint of direct call `k` (its part
+    /// is ready to be read), or `failed` it.
+    pub(crate) fn stage(&self, k: u64, failed: bool) {
+        let value = if failed { k | STAGE_FAILED } else { k };
+        self.boards[self.me]
+            .board_counter(STAGE)
+            .store(value, Ordering::Release);
+        self.wake_sleepers();
+    }
+
+    /// Whether `rank` has passed the midpoint of call `k` (or a later
+    /// one): `None` not yet, `Some(false)` with its part ready,
+    /// `Some(true)` if it failed call `k`.
+    pub(crate) fn staged(&self, rank: usize, k: u64) -> Option<bool> {
+        let value = self.boards[rank]
+            .board_counter(STAGE)
+            .load(Ordering::Acquire);
+        let call = value & !STAGE_FAILED;
+        (call >= k).then_some(call == k && value & STAGE_FAILED != 0)
+    }
+
+    /// Whether `rank` is done with call `k` (or a later one).
+    pub(crate) fn is_done(&self, rank: usize, k: u64) -> bool {
+        self.boards[rank]
+            .board_counter(DONE)
+            .load(Ordering::Acquire)
+            >= k
     }
 
     /// Says this rank has read everything it needs of call `k`.

@@ -430,8 +430,16 @@ impl Shm {
     /// The collective boards of the whole world, if every other rank of
     /// the `size` has a lane whose segment this rank mapped (and `enabled`).
     /// Says on this rank's own board whether it could ([`Boards::agreed`]
-    /// then tells whether every rank could).
-    pub(crate) fn boards(&self, rank: Rank, size: u32, enabled: bool) -> Option<board::Boards> {
+    /// then tells whether every rank could), and whether it can also read
+    /// the memory of every rank (if `direct`: large operands are then
+    /// copied straight between the processes, `collective/direct.rs`).
+    pub(crate) fn boards(
+        &self,
+        rank: Rank,
+        size: u32,
+        enabled: bool,
+        direct: bool,
+    ) -> Option<board::Boards> {
         if !enabled {
             self.own
                 .board_state()
@@ -453,10 +461,21 @@ impl Shm {
             .collect::<Option<Vec<_>>>();
         let ringer = Ringer::new().ok();
         let complete = segments.is_some() && ringer.is_some();
-        let state = if complete {
-            segment::BOARDS_COMPLETE
-        } else {
-            segment::BOARDS_INCOMPLETE
+        // A lane with a puller passed the probe: this rank read the peer.
+        let memory = (0..size)
+            .map(|peer| {
+                if peer == rank.0 {
+                    return Some(PeerMemory::of_process(std::process::id()));
+                }
+                let lane = self.lanes.get(peer as usize)?.as_ref()?;
+                lane.puller.as_ref().map(|_| lane.memory)
+            })
+            .collect::<Option<Vec<_>>>()
+            .filter(|_| direct);
+        let state = match (complete, memory.is_some()) {
+            (true, true) => segment::BOARDS_DIRECT,
+            (true, false) => segment::BOARDS_COMPLETE,
+            (false, _) => segment::BOARDS_INCOMPLETE,
         };
         self.own.board_state().store(state, Ordering::Release);
         let doorbells = (0..size)
@@ -472,6 +491,7 @@ impl Shm {
             segments?,
             doorbells,
             ringer?,
+            memory,
         ))
     }
 

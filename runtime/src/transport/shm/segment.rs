@@ -34,12 +34,15 @@ const HEADER_BYTES: usize = 4096;
 /// Offset of the owner's sleeping flag in the header.
 const SLEEPING_OFFSET: usize = 128;
 /// Offset of the owner's board state: 0 while it wires up, then
-/// [`BOARDS_COMPLETE`] or [`BOARDS_INCOMPLETE`].
+/// [`BOARDS_COMPLETE`], [`BOARDS_DIRECT`] or [`BOARDS_INCOMPLETE`].
 const BOARD_STATE_OFFSET: usize = 192;
 /// The owner mapped the segment of every rank of the job.
 pub(crate) const BOARDS_COMPLETE: u64 = 1;
 /// The owner could not map some rank's segment (or that rank has none).
 pub(crate) const BOARDS_INCOMPLETE: u64 = 2;
+/// As [`BOARDS_COMPLETE`], and the owner can read and write the memory of
+/// every rank of the job (`process_vm_readv`, `process_vm_writev`).
+pub(crate) const BOARDS_DIRECT: u64 = 3;
 /// Bytes of each of the collective board's two buffers.
 pub(crate) const BOARD_BYTES: usize = 64 << 10;
 /// Offset of the board's counter page.

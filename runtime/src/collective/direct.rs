@@ -1,0 +1,346 @@
+//! Large collectives of the world communicator copied straight between the
+//! processes, when every rank shares this host and may read and write the
+//! others' memory (`process_vm_readv`, `process_vm_writev`).
+//!
+//! Above the board limits an operand does not fit the boards
+//! (`transport/shm/board.rs`), but a rank can still publish the *addresses*
+//! of its buffers there. Its peers then copy what they need straight from
+//! (or into) its memory, each in its own time:
+//!
+//! - broadcast: every rank copies the root's buffer; the root leaves once
+//!   all are done;
+//! - gather: every rank writes its block into the root's receive buffer,
+//!   then publishes its length; the root leaves once all have;
+//! - all-to-all: every rank copies block `me` of every rank's send buffer;
+//! - allreduce: every rank reduces one slice (`1/p` of the operand) from
+//!   every rank's operand in rank order, so that any op gives the same
+//!   result everywhere, into its own result buffer; it marks that slice
+//!   ready (the board's *stage*), then copies the other slices from the
+//!   other ranks' result buffers.
+//!
+//! With messages, the same collectives take `log p` to `2(p - 1)` steps,
+//! each a hop that waits for its receiver to be scheduled: on a host with
+//! more ranks than cores that is most of their time. Here a rank waits for
+//! its peers at most twice (three times for allreduce) and copies each byte
+//! once. An owner of exposed buffers leaves only when every peer is done
+//! with the call (or gone): its buffers are never read or written after it
+//! returns. The measurements that set `MPR_SHM_DIRECT_MIN` are beside its
+//! default in `tuning.rs`.
+
+use bytemuck::Pod;
+use mpr_collectives::op::Op;
+
+use super::board::Mode;
+use crate::comm::CommInner;
+use crate::engine::ProtocolError;
+use crate::error::Error;
+use crate::transport::shm::board::{Boards, POISONED};
+use crate::{Rank, engine};
+
+/// The bytes a rank publishes for the addresses of its buffers.
+pub(crate) fn addresses(buffers: &[*const u8]) -> Vec<u8> {
+    buffers
+        .iter()
+        .flat_map(|&buffer| (buffer as u64).to_le_bytes())
+        .collect()
+}
+
+/// Address `index` that `rank` published for call `k`.
+fn published_address(boards: &Boards, rank: usize, k: u64, index: usize) -> u64 {
+    let mut word = [0u8; 8];
+    boards.read_at(rank, k, index * 8, &mut word);
+    u64::from_le_bytes(word)
+}
+
+/// The error of a failed copy from or to `rank`'s memory.
+fn memory_error(rank: usize, errno: i32) -> Error {
+    let rank = Rank(rank as u32);
+    if errno == nix::errno::Errno::ESRCH as i32 {
+        Error::PeerFailed { rank }
+    } else {
+        Error::Protocol {
+            rank,
+            error: ProtocolError::PullFailed { peer: rank, errno },
+        }
+    }
+}
+
+/// Slice `rank` of `count` elements split over `size` ranks.
+fn slice(rank: usize, size: usize, count: usize) -> std::ops::Range<usize> {
+    rank * count / size..(rank + 1) * count / size
+}
+
+impl CommInner {
+    /// Waits until `ready(rank)` holds or `rank` is gone, for every rank
+    /// in `ranks`; the error names the first rank gone. Unlike a plain
+    /// wait it does not give up at the first rank gone: an owner of
+    /// exposed buffers must not leave while a live peer still copies.
+    fn board_settle(
+        &self,
+        ranks: std::ops::Range<usize>,
+        ready: impl Fn(usize) -> bool,
+    ) -> Result<(), Error> {
+        if ranks.clone().all(&ready) {
+            return Ok(());
+        }
+        self.rt
+            .wait_until(|engine: &mut engine::Engine| {
+                let mut gone = None;
+                for rank in ranks.clone().filter(|&rank| !ready(rank)) {
+                    let error = engine.peer_gone_error(Rank(rank as u32))?;
+                    gone.get_or_insert(error);
+                }
+                Some(gone.map_or(Ok(()), Err))
+            })
+            .map_err(|error| Error::from_op(error, |rank| self.to_comm(rank)))
+    }
+
+    /// Runs `act(rank)` for every rank of `pending` as soon as
+    /// `ready(rank)` holds, in whatever order they become ready; the error
+    /// is the first of `act`, or that a rank still pending is gone.
+    fn board_each(
+        &self,
+        mut pending: Vec<usize>,
+        ready: impl Fn(usize) -> bool,
+        mut act: impl FnMut(usize) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut result = Ok(());
+        while !pending.is_empty() {
+            let before = pending.len();
+            pending.retain(|&rank| {
+                if !ready(rank) {
+                    return true;
+                }
+                let acted = act(rank);
+                result = std::mem::replace(&mut result, Ok(())).and(acted);
+                false
+            });
+            if pending.len() < before {
+                continue;
+            }
+            let waited = self.rt.wait_until(|engine: &mut engine::Engine| {
+                if pending.iter().any(|&rank| ready(rank)) {
+                    return Some(Ok(()));
+                }
+                let mut gone = pending
+                    .iter()
+                    .filter_map(|&rank| engine.peer_gone_error(Rank(rank as u32)));
+                gone.next().map(Err)
+            });
+            if let Err(error) = waited {
+                let error = Error::from_op(error, |rank| self.to_comm(rank));
+                return result.and(Err(error));
+            }
+        }
+        result
+    }
+
+    /// Bcast call `k` from this rank, the root, directly from `bytes`:
+    /// publish its address and leave once every rank has copied it.
+    pub(crate) fn direct_bcast_root(
+        &self,
+        boards: &Boards,
+        k: u64,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
+        let me = boards.me();
+        boards.publish(
+            k,
+            &addresses(&[bytes.as_ptr()]),
+            Mode::Direct.encode(bytes.len()),
+        );
+        let result = self.board_settle(0..boards.len(), |rank| {
+            rank == me || boards.is_done(rank, k)
+        });
+        boards.done(k);
+        result.map_err(|error| self.error(error))
+    }
+
+    /// Bcast call `k` off the root: copy the root's buffer into `bytes`
+    /// (whose length matches the root's).
+    pub(crate) fn direct_bcast_leaf(
+        &self,
+        boards: &Boards,
+        k: u64,
+        root: usize,
+        bytes: &mut [u8],
+    ) -> Result<(), Error> {
+        let address = published_address(boards, root, k, 0);
+        let result = boards
+            .copy_from(root, address, bytes)
+            .map_err(|errno| memory_error(root, errno));
+        boards.done(k);
+        result.map_err(|error| self.error(error))
+    }
+
+    /// Gather call `k` to this rank, the root, directly into `recv`:
+    /// publish its address, wait until every rank has written its block
+    /// (and published its length), and check the lengths.
+    pub(crate) fn direct_gather_root(
+        &self,
+        boards: &Boards,
+        k: u64,
+        send: &[u8],
+        recv: &mut [u8],
+    ) -> Result<(), Error> {
+        let (me, size, block) = (boards.me(), boards.len(), send.len());
+        boards.publish(k, &addresses(&[recv.as_ptr()]), Mode::Direct.encode(block));
+        let mut result = self.board_settle(0..size, |rank| boards.arrived(rank, k));
+        recv[me * block..(me + 1) * block].copy_from_slice(send);
+        for rank in (0..size).filter(|&rank| rank != me && boards.arrived(rank, k)) {
+            let error = match Mode::decode(boards.length(rank, k)) {
+                None => Error::PeerAborted {
+                    rank: Rank(rank as u32),
+                },
+                Some((len, _)) if len != block => Error::CountMismatch {
+                    rank: Rank(rank as u32),
+                    expected: block,
+                    actual: len,
+                },
+                Some(_) => continue,
+            };
+            result = result.and(Err(error));
+        }
+        boards.done(k);
+        result.map_err(|error| self.error(error))
+    }
+
+    /// Gather call `k` off the root: write `send` into the root's receive
+    /// buffer, then publish its length (poisoned if the write failed). The
+    /// caller says it is done with `k`.
+    pub(crate) fn direct_gather_leaf(
+        &self,
+        boards: &Boards,
+        k: u64,
+        root: usize,
+        send: &[u8],
+    ) -> Result<(), Error> {
+        let offset = (boards.me() * send.len()) as u64;
+        let address = published_address(boards, root, k, 0).wrapping_add(offset);
+        let result = boards
+            .copy_to(root, address, send)
+            .map_err(|errno| memory_error(root, errno));
+        let length = match result {
+            Ok(()) => Mode::Direct.encode(send.len()),
+            Err(_) => POISONED,
+        };
+        boards.publish(k, &[], length);
+        result.map_err(|error| self.error(error))
+    }
+
+    /// All-to-all call `k`, agreed direct by every rank: copy block `me` of
+    /// every rank's send buffer (starting with the next rank, so that the
+    /// ranks spread over the buffers), then leave once every rank is done
+    /// with ours.
+    pub(crate) fn direct_alltoall(
+        &self,
+        boards: &Boards,
+        k: u64,
+        send: &[u8],
+        recv: &mut [u8],
+    ) -> Result<(), Error> {
+        let (me, size) = (boards.me(), boards.len());
+        let block = send.len() / size;
+        let mut result = Ok(());
+        for step in 0..size {
+            let rank = (me + step) % size;
+            let chunk = &mut recv[rank * block..(rank + 1) * block];
+            if rank == me {
+                chunk.copy_from_slice(&send[me * block..(me + 1) * block]);
+                continue;
+            }
+            let address = published_address(boards, rank, k, 0).wrapping_add((me * block) as u64);
+            if let Err(errno) = boards.copy_from(rank, address, chunk) {
+                result = result.and(Err(memory_error(rank, errno)));
+            }
+        }
+        boards.done(k);
+        let settled = self.board_settle(0..size, |rank| boards.is_done(rank, k));
+        result.and(settled).map_err(|error| self.error(error))
+    }
+
+    /// Allreduce call `k`, agreed direct by every rank (each published the
+    /// addresses of its operand and of its `recv`): reduce this rank's
+    /// slice, mark it ready, copy the others' slices from their `recv` as
+    /// they become ready, and leave once every rank is done with ours.
+    pub(crate) fn direct_allreduce<T: Pod>(
+        &self,
+        boards: &Boards,
+        k: u64,
+        send: Option<&[T]>,
+        recv: &mut [T],
+        op: &dyn Op<T>,
+    ) -> Result<(), Error> {
+        let (me, size, count) = (boards.me(), boards.len(), recv.len());
+        let unit = size_of::<T>();
+        let mut result = self.direct_reduce_slice(boards, k, send, recv, op);
+        boards.stage(k, result.is_err());
+        if result.is_ok() {
+            let others = (1..size).map(|step| (me + step) % size).collect();
+            let ready = |rank: usize| boards.staged(rank, k).is_some();
+            result = self.board_each(others, ready, |rank| {
+                if boards.staged(rank, k) == Some(true) {
+                    return Err(Error::PeerAborted {
+                        rank: Rank(rank as u32),
+                    });
+                }
+                let range = slice(rank, size, count);
+                let offset = (range.start * unit) as u64;
+                let address = published_address(boards, rank, k, 1).wrapping_add(offset);
+                boards
+                    .copy_from(rank, address, bytemuck::cast_slice_mut(&mut recv[range]))
+                    .map_err(|errno| memory_error(rank, errno))
+            });
+        }
+        boards.done(k);
+        let settled = self.board_settle(0..size, |rank| boards.is_done(rank, k));
+        result.and(settled).map_err(|error| self.error(error))
+    }
+
+    /// This rank's slice of a direct allreduce: `recv[slice] = d_0 ∘ … ∘
+    /// d_{p-1}` over that slice of every rank's operand, in rank order.
+    fn direct_reduce_slice<T: Pod>(
+        &self,
+        boards: &Boards,
+        k: u64,
+        send: Option<&[T]>,
+        recv: &mut [T],
+        op: &dyn Op<T>,
+    ) -> Result<(), Error> {
+        let (me, size) = (boards.me(), boards.len());
+        let range = slice(me, size, recv.len());
+        let offset = (range.start * size_of::<T>()) as u64;
+        // In place, the accumulator overwrites our own operand's slice
+        // unless rank 0's comes from here.
+        let saved: Option<Vec<T>> = match send {
+            None if me != 0 => Some(recv[range.clone()].to_vec()),
+            _ => None,
+        };
+        let own: &[T] = match (send, &saved) {
+            (Some(send), _) => &send[range.clone()],
+            (None, Some(saved)) => saved,
+            (None, None) => &[],
+        };
+        let acc = &mut recv[range];
+        let mut scratch = vec![T::zeroed(); if size > 1 { acc.len() } else { 0 }];
+        for rank in 0..size {
+            if rank == me {
+                match (rank, send) {
+                    (0, None) => {}
+                    (0, Some(_)) => acc.copy_from_slice(own),
+                    _ => op.reduce(own, acc, false),
+                }
+                continue;
+            }
+            let into: &mut [T] = if rank == 0 { &mut *acc } else { &mut scratch };
+            let address = published_address(boards, rank, k, 0).wrapping_add(offset);
+            boards
+                .copy_from(rank, address, bytemuck::cast_slice_mut(into))
+                .map_err(|errno| memory_error(rank, errno))?;
+            if rank != 0 {
+                op.reduce(&scratch, acc, false);
+            }
+        }
+        Ok(())
+    }
+}
