@@ -113,9 +113,12 @@ fn tcp_reduces_in_pieces_combine_in_rank_order_at_every_root() {
 /// the root chose). Over TCP the same calls go by messages.
 #[test]
 fn board_collectives_match_a_serial_fold_and_fail_together_on_bad_arguments() {
+    // Direct copies for every operand above the limit, also with two
+    // ranks (whose defaults keep some sizes on messages).
     let limit = [
         ("MPR_SHM_BOARD_MAX", "2048"),
         ("MPR_SHM_BOARD_BCAST_MAX", "2048"),
+        ("MPR_SHM_DIRECT_MIN", "1"),
     ];
     let messages = [limit[0], limit[1], ("MPR_SHM_DIRECT_MIN", "0")];
     let check = [coll_check(), "board".to_owned(), "straddle".to_owned()];

@@ -169,7 +169,7 @@ impl Runtime {
                 engine.rank(),
                 engine.size(),
                 tuning.shm_board_max > 0,
-                tuning.shm_direct_min > 0,
+                tuning.shm_direct.any(),
             )
         });
         let runtime = Arc::new(Runtime {

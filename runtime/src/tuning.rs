@@ -64,10 +64,10 @@ pub(crate) struct Tuning {
     pub(crate) shm_board_max: usize,
     /// The same for a bcast (`MPR_SHM_BOARD_BCAST_MAX`, at most 64 KiB).
     pub(crate) shm_board_bcast_max: usize,
-    /// Smallest operand above the board limits that a board collective
-    /// copies straight between the processes (`MPR_SHM_DIRECT_MIN`; 0:
-    /// never, by messages).
-    pub(crate) shm_direct_min: usize,
+    /// Operands above the board limits that a board collective copies
+    /// straight between the processes (`MPR_SHM_DIRECT_MIN`), by
+    /// collective.
+    pub(crate) shm_direct: DirectRanges,
 }
 
 impl Tuning {
@@ -176,7 +176,7 @@ impl Tuning {
                 DEFAULT_SHM_BOARD_BCAST_MAX_PAIR,
                 DEFAULT_SHM_BOARD_BCAST_MAX,
             ),
-            shm_direct_min: bytes("MPR_SHM_DIRECT_MIN").unwrap_or(DEFAULT_SHM_DIRECT_MIN),
+            shm_direct: DirectRanges::new(bytes("MPR_SHM_DIRECT_MIN"), local_size),
         }
     }
 
@@ -239,8 +239,81 @@ const DEFAULT_SHM_BOARD_MAX: usize = 64 << 10;
 /// Between two ranks the message's single copy wins from 16 KiB: the board
 /// copies twice, one after the other.
 const DEFAULT_SHM_BOARD_BCAST_MAX: usize = 32 << 10;
+/// The operand sizes (in bytes, both ends included) that each board
+/// collective copies straight between the processes when they are above
+/// its board limit (`collective/direct.rs`); `None`: never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DirectRanges {
+    bcast: Option<(usize, usize)>,
+    gather: Option<(usize, usize)>,
+    allreduce: Option<(usize, usize)>,
+    alltoall: Option<(usize, usize)>,
+}
+
+impl DirectRanges {
+    /// `MPR_SHM_DIRECT_MIN` if set (`0`: never; otherwise every operand of
+    /// at least this size), or the defaults for a host of `local_size`
+    /// ranks (see [`DEFAULT_SHM_DIRECT_MIN`] and [`PAIR_DIRECT`]).
+    fn new(set: Option<usize>, local_size: u32) -> DirectRanges {
+        let all = |range: Option<(usize, usize)>| DirectRanges {
+            bcast: range,
+            gather: range,
+            allreduce: range,
+            alltoall: range,
+        };
+        match set {
+            Some(0) => all(None),
+            Some(min) => all(Some((min, usize::MAX))),
+            None if local_size <= 2 => PAIR_DIRECT,
+            None => all(Some((DEFAULT_SHM_DIRECT_MIN, usize::MAX))),
+        }
+    }
+
+    /// Whether `collective`'s operand of `bytes` bytes goes directly.
+    pub(crate) fn contains(&self, collective: mpr_collectives::Collective, bytes: usize) -> bool {
+        use mpr_collectives::Collective;
+        let range = match collective {
+            Collective::Bcast => self.bcast,
+            Collective::Gather => self.gather,
+            Collective::Allreduce => self.allreduce,
+            Collective::Alltoall => self.alltoall,
+            _ => None,
+        };
+        range.is_some_and(|(min, max)| (min..=max).contains(&bytes))
+    }
+
+    /// Whether any operand goes directly.
+    pub(crate) fn any(&self) -> bool {
+        [self.bcast, self.gather, self.allreduce, self.alltoall]
+            .iter()
+            .any(Option::is_some)
+    }
+}
+
+/// Default direct ranges with two ranks on the host, each on its own core
+/// (medians of 5 alternating runs, µs, messages against direct, 2026-11-26):
+///
+/// | collective | 2 KiB | 8 KiB | 32 KiB | 128 KiB | 256 KiB | 1 MiB |
+/// |---|---|---|---|---|---|---|
+/// | allreduce | 1.35 / 3.37 | 2.43 / 4.27 | 4.44 / 7.89 | 11.0 / 21.1 | 24.4 / 35.2 | 201 / 223 |
+/// | alltoall | 1.35 / 1.88 | 2.41 / 2.19 | 4.31 / 3.86 | 9.88 / 9.38 | 24.0 / 18.6 | 253 / 225 |
+/// | bcast | 0.85 / 0.89 | 1.54 / 1.00 | 2.74 / 2.14 | 6.64 / 5.78 | 8.66 / 11.3 | 35.5 / 70.6 |
+///
+/// Each direct call costs three system calls and two or three waits for
+/// the peer, which a small operand does not repay; a message's pull does
+/// the same copy with less. From 256 KiB a message's pull is copied by
+/// both ranks at once (`MPR_SHM_COOP_MIN`), which a direct bcast cannot
+/// do. (Gather stays off the boards with two ranks: `collective.rs`.)
+const PAIR_DIRECT: DirectRanges = DirectRanges {
+    bcast: Some((8 << 10, 128 << 10)),
+    gather: Some((1, usize::MAX)),
+    allreduce: None,
+    alltoall: Some((8 << 10, usize::MAX)),
+};
+
 /// Default smallest operand copied directly between the processes by a
-/// board collective: every one above the board limits. Measured
+/// board collective, from three ranks on: every one above the board
+/// limits. Measured
 /// 2026-11-26 (medians of 3-7 alternating runs, µs, messages against
 /// direct; full 4 B-1 MiB sweeps):
 ///
@@ -393,6 +466,30 @@ mod tests {
         assert_eq!(parse_bytes(" 1g "), Some(1 << 30));
         assert_eq!(parse_bytes("x"), None);
         assert_eq!(parse_bytes("12q"), None);
+    }
+
+    #[test]
+    fn direct_ranges_depend_on_the_ranks_of_the_host_unless_set() {
+        use mpr_collectives::Collective::{Allreduce, Alltoall, Barrier, Bcast, Gather};
+        let none = |_: &str| None;
+        let pair = Tuning::from_lookup(none, true, 2).shm_direct;
+        assert!(pair.any());
+        assert!(!pair.contains(Allreduce, 1 << 20));
+        assert!(!pair.contains(Bcast, 4 << 10) && pair.contains(Bcast, 8 << 10));
+        assert!(pair.contains(Bcast, 128 << 10) && !pair.contains(Bcast, 256 << 10));
+        assert!(!pair.contains(Alltoall, 2 << 10) && pair.contains(Alltoall, 1 << 30));
+        let four = Tuning::from_lookup(none, true, 4).shm_direct;
+        for collective in [Bcast, Gather, Allreduce, Alltoall] {
+            assert!(four.contains(collective, 65 << 10), "{collective:?}");
+        }
+        assert!(!four.contains(Barrier, 1));
+        let set = |value: &'static str| {
+            move |name: &str| (name == "MPR_SHM_DIRECT_MIN").then(|| value.to_owned())
+        };
+        let min = Tuning::from_lookup(set("1m"), true, 2).shm_direct;
+        assert!(min.contains(Allreduce, 1 << 20) && !min.contains(Alltoall, 512 << 10));
+        let off = Tuning::from_lookup(set("0"), true, 4).shm_direct;
+        assert!(!off.any() && !off.contains(Alltoall, 1 << 20));
     }
 
     #[test]

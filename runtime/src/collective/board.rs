@@ -108,13 +108,18 @@ impl CommInner {
         self.rt.boards()
     }
 
-    /// How an operand of `bytes` bytes moves on the boards `boards`, with
-    /// `max` the board limit of the collective.
-    pub(crate) fn board_mode(&self, boards: &Boards, bytes: usize, max: usize) -> Mode {
-        let direct_min = self.rt.tuning().shm_direct_min;
+    /// How an operand of `bytes` bytes of `collective` moves on the boards
+    /// `boards`, with `max` the board limit of the collective.
+    pub(crate) fn board_mode(
+        &self,
+        boards: &Boards,
+        collective: Collective,
+        bytes: usize,
+        max: usize,
+    ) -> Mode {
         if bytes <= max {
             Mode::Board
-        } else if boards.direct() && direct_min > 0 && bytes >= direct_min {
+        } else if boards.direct() && self.rt.tuning().shm_direct.contains(collective, bytes) {
             Mode::Direct
         } else {
             Mode::Messages
@@ -235,7 +240,7 @@ impl CommInner {
             if let Err(error) = self.board_wait(0..boards.len(), |_| boards.may_publish(k)) {
                 return self.board_failed(boards, k, error);
             }
-            let mode = self.board_mode(boards, bytes.len(), max);
+            let mode = self.board_mode(boards, Collective::Bcast, bytes.len(), max);
             let length = mode.encode(bytes.len());
             return match mode {
                 Mode::Board => {
@@ -377,7 +382,7 @@ impl CommInner {
         };
         let operand: &[T] = send.unwrap_or(recv);
         let bytes = size_of_val(operand);
-        let mode = self.board_mode(boards, bytes, max);
+        let mode = self.board_mode(boards, Collective::Allreduce, bytes, max);
         let addresses = super::direct::addresses(&[operand.as_ptr().cast(), recv.as_ptr().cast()]);
         let data: &[u8] = match mode {
             Mode::Board => bytemuck::cast_slice(operand),
@@ -417,7 +422,7 @@ impl CommInner {
         let size = boards.len();
         let unit = size_of::<T>() * size;
         let bytes = size_of_val(send);
-        let mode = self.board_mode(boards, bytes, max);
+        let mode = self.board_mode(boards, Collective::Alltoall, bytes, max);
         let addresses = super::direct::addresses(&[send.as_ptr().cast()]);
         let data: &[u8] = match mode {
             Mode::Board => bytemuck::cast_slice(send),
@@ -466,7 +471,7 @@ impl CommInner {
             return self.board_failed(boards, k, error);
         }
         if boards.me() == root {
-            let mode = self.board_mode(boards, block, max);
+            let mode = self.board_mode(boards, Collective::Gather, block, max);
             match (mode, root_valid) {
                 (Mode::Messages, _) => {
                     boards.publish(k, &[], mode.encode(block));
