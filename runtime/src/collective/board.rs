@@ -282,13 +282,7 @@ impl CommInner {
     /// that moves by `mode`: publish `data` (the operand on the board, the
     /// addresses of its buffers if direct, nothing by messages; a poisoned
     /// length if `local` failed), wait for every rank's publication, and
-    /// decide from all of them, the same way on every rank. `Ok` with the
-    /// mode when every rank published an operand of this length to move
-    /// the same way, on the board or directly: the caller then reads and
-    /// says it is done with `k`. Ranks whose modes differ (their limits
-    /// do) all go by messages. `unit` is the bytes of one element of the
-    /// schedule's count, for a rank that must play another rank's
-    /// schedule poisoned.
+    /// decide from all of them ([`board_decide`](Self::board_decide)).
     #[allow(clippy::too_many_arguments)]
     fn board_symmetric(
         &self,
@@ -314,10 +308,30 @@ impl CommInner {
         } else {
             boards.publish(k, data, mode.encode(bytes));
         }
-        self.board_wait(everyone.clone(), |rank| boards.arrived(rank, k))
+        self.board_wait(everyone, |rank| boards.arrived(rank, k))
             .map_err(failed)?;
-        let published: Vec<Option<(usize, Mode)>> = everyone
-            .clone()
+        self.board_decide(boards, k, bytes, mode, local, unit)
+    }
+
+    /// Decides call `k` of a symmetric collective once every rank has
+    /// published, the same way on every rank. `Ok` with the mode when
+    /// every rank published an operand of `bytes` bytes to move the same
+    /// way, on the board or directly: the caller then reads and says it is
+    /// done with `k`. Ranks whose modes differ (their limits do) all go by
+    /// messages; a rank that moves its data by messages is joined there,
+    /// or its schedule played poisoned (counts that disagree, `unit` bytes
+    /// per element of its count); other disagreements fail the call.
+    pub(crate) fn board_decide(
+        &self,
+        boards: &Boards,
+        k: u64,
+        bytes: usize,
+        mode: Mode,
+        local: Result<(), Error>,
+        unit: usize,
+    ) -> Result<Mode, BoardOutcome> {
+        let failed = |error: Error| self.board_failed(boards, k, error);
+        let published: Vec<Option<(usize, Mode)>> = (0..boards.len())
             .map(|rank| Mode::decode(boards.length(rank, k)))
             .collect();
         // A rank that moves its data by messages waits for ours there: join
@@ -430,13 +444,12 @@ impl CommInner {
             Mode::Messages => &[],
         };
         let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
-        match self.board_symmetric(boards, k, bytes, data, mode, local, unit) {
-            Err(outcome) => return outcome,
-            Ok(Mode::Direct) => {
-                let send = bytemuck::cast_slice(send);
-                return BoardOutcome::Done(self.direct_alltoall(boards, k, send, out));
-            }
-            Ok(_) => {}
+        if mode == Mode::Direct && local.is_ok() {
+            let send = bytemuck::cast_slice(send);
+            return self.direct_alltoall(boards, k, send, out, unit);
+        }
+        if let Err(outcome) = self.board_symmetric(boards, k, bytes, data, mode, local, unit) {
+            return outcome;
         }
         let block = bytes / size.max(1);
         for (rank, chunk) in out.chunks_exact_mut(block.max(1)).enumerate().take(size) {

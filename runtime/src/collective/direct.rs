@@ -30,7 +30,7 @@
 use bytemuck::Pod;
 use mpr_collectives::op::Op;
 
-use super::board::Mode;
+use super::board::{BoardOutcome, Mode};
 use crate::comm::CommInner;
 use crate::engine::ProtocolError;
 use crate::error::Error;
@@ -228,35 +228,64 @@ impl CommInner {
         result.map_err(|error| self.error(error))
     }
 
-    /// All-to-all call `k`, agreed direct by every rank: copy block `me` of
-    /// every rank's send buffer (starting with the next rank, so that the
-    /// ranks spread over the buffers), then leave once every rank is done
-    /// with ours.
+    /// All-to-all call `k` of `send` into `recv`, which this rank moves
+    /// directly (its arguments are right): publish the address of `send`,
+    /// then copy block `me` of each rank's send buffer as soon as that rank
+    /// has published the same length to move directly (starting with the
+    /// next rank, so that the ranks spread over the buffers), and decide
+    /// the call once every rank has published, as for any symmetric call
+    /// ([`board_decide`](CommInner::board_decide)): copies made before a
+    /// call falls back to messages are overwritten there, and are
+    /// discarded with a failed one. A rank leaves once every rank has
+    /// copied its block (each says so for each owner), not when all are
+    /// done with everything. `unit` is the bytes of one element of the
+    /// schedule's count.
     pub(crate) fn direct_alltoall(
         &self,
         boards: &Boards,
         k: u64,
         send: &[u8],
         recv: &mut [u8],
-    ) -> Result<(), Error> {
+        unit: usize,
+    ) -> BoardOutcome {
         let (me, size) = (boards.me(), boards.len());
         let block = send.len() / size;
-        let mut result = Ok(());
-        for step in 0..size {
-            let rank = (me + step) % size;
-            let chunk = &mut recv[rank * block..(rank + 1) * block];
-            if rank == me {
-                chunk.copy_from_slice(&send[me * block..(me + 1) * block]);
-                continue;
-            }
-            let address = published_address(boards, rank, k, 0).wrapping_add((me * block) as u64);
-            if let Err(errno) = boards.copy_from(rank, address, chunk) {
-                result = result.and(Err(memory_error(rank, errno)));
-            }
+        if let Err(error) = self.board_wait(0..size, |_| boards.may_publish(k)) {
+            return self.board_failed(boards, k, error);
+        }
+        let length = Mode::Direct.encode(send.len());
+        boards.publish(k, &addresses(&[send.as_ptr()]), length);
+        recv[me * block..(me + 1) * block].copy_from_slice(&send[me * block..(me + 1) * block]);
+        let others = (1..size).map(|step| (me + step) % size).collect();
+        let mut copied = Ok(());
+        let arrived = self.board_each(
+            others,
+            |rank| boards.arrived(rank, k),
+            |rank| {
+                if boards.length(rank, k) != length {
+                    return Ok(()); // The decision below fails or falls back.
+                }
+                let address =
+                    published_address(boards, rank, k, 0).wrapping_add((me * block) as u64);
+                let chunk = &mut recv[rank * block..(rank + 1) * block];
+                if let Err(errno) = boards.copy_from(rank, address, chunk) {
+                    copied =
+                        std::mem::replace(&mut copied, Ok(())).and(Err(memory_error(rank, errno)));
+                }
+                boards.copied_from(rank, k);
+                Ok(())
+            },
+        );
+        if let Err(error) = arrived {
+            return self.board_failed(boards, k, error);
+        }
+        let unit = unit.max(1);
+        if let Err(outcome) = self.board_decide(boards, k, send.len(), Mode::Direct, Ok(()), unit) {
+            return outcome;
         }
         boards.done(k);
-        let settled = self.board_settle(0..size, |rank| boards.is_done(rank, k));
-        result.and(settled).map_err(|error| self.error(error))
+        let settled = self.board_settle(0..size, |rank| rank == me || boards.has_copied(rank, k));
+        BoardOutcome::Done(copied.and(settled).map_err(|error| self.error(error)))
     }
 
     /// Allreduce call `k`, agreed direct by every rank (each published the

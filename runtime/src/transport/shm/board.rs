@@ -29,7 +29,7 @@ use crate::engine::PeerMemory;
 
 use super::doorbell::Ringer;
 use super::fences;
-use super::segment::{BOARD_BYTES, Mapping};
+use super::segment::{BOARD_BYTES, BOARD_PEERS, Mapping};
 
 /// Counter indexes in a board's counter page.
 const ARRIVED: usize = 0;
@@ -275,6 +275,34 @@ impl Boards {
             .load(Ordering::Acquire);
         let call = value & !STAGE_FAILED;
         (call >= k).then_some(call == k && value & STAGE_FAILED != 0)
+    }
+
+    /// Says this rank has copied everything it needs of `owner`'s buffers
+    /// in direct call `k` (with more ranks than per-peer counters, only
+    /// [`done`](Self::done) says it).
+    pub(crate) fn copied_from(&self, owner: usize, k: u64) {
+        if self.boards.len() <= BOARD_PEERS {
+            self.boards[self.me]
+                .board_peer_counter(owner)
+                .store(k, Ordering::Release);
+            // The owner may sleep until its buffers are free.
+            fences::light();
+            if let Some(address) = &self.doorbells[owner] {
+                super::wake_if_sleeping(&self.boards[owner], &self.ringer, address);
+            }
+        }
+    }
+
+    /// Whether `reader` has copied everything it needs of this rank's
+    /// buffers in direct call `k` (see [`copied_from`](Self::copied_from);
+    /// a reader that is [`done`](Self::done) has too).
+    pub(crate) fn has_copied(&self, reader: usize, k: u64) -> bool {
+        self.is_done(reader, k)
+            || (self.boards.len() <= BOARD_PEERS
+                && self.boards[reader]
+                    .board_peer_counter(self.me)
+                    .load(Ordering::Acquire)
+                    >= k)
     }
 
     /// Whether `rank` is done with call `k` (or a later one).

@@ -49,6 +49,11 @@ pub(crate) const BOARD_BYTES: usize = 64 << 10;
 const BOARD_COUNTERS: usize = HEADER_BYTES;
 /// Offset of the board's first buffer.
 const BOARD_DATA: usize = BOARD_COUNTERS + 4096;
+/// Offset of the per-peer counters in the counter page (before it: one
+/// counter per cache line).
+const BOARD_PEER_COUNTERS: usize = 1024;
+/// Ranks with a per-peer counter on each board.
+pub(crate) const BOARD_PEERS: usize = (4096 - BOARD_PEER_COUNTERS) / 8;
 /// Bytes before the first slot.
 const FRONT_BYTES: usize = BOARD_DATA + 2 * BOARD_BYTES;
 /// Bytes reserved for a ring's control block at the start of its slot.
@@ -169,10 +174,26 @@ impl Mapping {
     /// Counter `index` of the collective board (each on its own cache
     /// line; see `board.rs`).
     pub(crate) fn board_counter(&self, index: usize) -> &std::sync::atomic::AtomicU64 {
-        assert!(index < 4096 / 64);
+        assert!(index < BOARD_PEER_COUNTERS / 64);
         // SAFETY: in bounds of the board's counter page, 64-aligned, and
         // only ever accessed atomically.
         unsafe { &*self.base.as_ptr().add(BOARD_COUNTERS + index * 64).cast() }
+    }
+
+    /// Per-peer counter `index` of the collective board (packed, eight to a
+    /// cache line, after the counters of [`board_counter`](Self::board_counter)).
+    pub(crate) fn board_peer_counter(&self, index: usize) -> &std::sync::atomic::AtomicU64 {
+        assert!(index < BOARD_PEERS);
+        // SAFETY: in bounds of the board's counter page (BOARD_PEER_COUNTERS
+        // + 8 * BOARD_PEERS = 4096), 8-aligned, and only ever accessed
+        // atomically.
+        unsafe {
+            &*self
+                .base
+                .as_ptr()
+                .add(BOARD_COUNTERS + BOARD_PEER_COUNTERS + index * 8)
+                .cast()
+        }
     }
 
     /// Copies `src` into board buffer `buffer` (0 or 1).
