@@ -9,7 +9,10 @@
  * iterations up to 8 KiB, 10+1000 above. Bandwidth: window of 64
  * non-blocking sends then a 4-byte ack, 10+100 / 2+20 iterations, MB = 1e6;
  * the receiver posts its window in batches that fit --recv-footprint bytes
- * (default 1 MiB; 0: the whole window, each message in its own slice). */
+ * (default 1 MiB; 0: the whole window, each message in its own slice).
+ * Collectives with -f also print the minimum and maximum over ranks and the
+ * iteration time: rank 0's wall time of the timed loop (collective and the
+ * barrier after it) per iteration. */
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,8 +49,8 @@ static int run_collective(const char *bench, size_t min, size_t max, int csv, in
     memset(sbuf, 1, cap);
     memset(rbuf, 0, cap);
     if (rank == 0) {
-        if (csv) printf("size,avglatencyus%s\n", full ? ",minlatencyus,maxlatencyus" : "");
-        else printf("# mpi_bench %s (%d ranks)\n# Size     %18s%s\n", bench, size, "Avg Latency(us)", full ? "   Min Latency(us)   Max Latency(us)" : "");
+        if (csv) printf("size,avglatencyus%s\n", full ? ",minlatencyus,maxlatencyus,iterationus" : "");
+        else printf("# mpi_bench %s (%d ranks)\n# Size     %18s%s\n", bench, size, "Avg Latency(us)", full ? "   Min Latency(us)   Max Latency(us)     Iteration(us)" : "");
     }
     size_t first = kind == 7 ? 0 : (min ? min : 1);
     if (kind == 1 || kind == 2 || kind == 8) first = first < 4 ? 4 : first;
@@ -60,10 +63,11 @@ static int run_collective(const char *bench, size_t min, size_t max, int csv, in
         int fcount = (int)(s / 4);
         int *counts = malloc(sizeof(int) * size);
         for (int i = 0; i < size; i++) counts[i] = fcount / size > 0 ? fcount / size : 1;
-        double total = 0;
+        double total = 0, loop0 = MPI_Wtime();
         MPI_Barrier(MPI_COMM_WORLD);
         for (int i = 0; i < warm + iters; i++) {
             double t0 = MPI_Wtime();
+            if (i == warm) loop0 = t0; /* -f: wall time per iteration, barrier included */
             switch (kind) {
             case 0: MPI_Bcast(sbuf, count, MPI_CHAR, 0, MPI_COMM_WORLD); break;
             case 1: MPI_Allreduce(sbuf, rbuf, fcount, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); break;
@@ -80,6 +84,7 @@ static int run_collective(const char *bench, size_t min, size_t max, int csv, in
             if (kind != 7) MPI_Barrier(MPI_COMM_WORLD);
         }
         free(counts);
+        double iteration = (MPI_Wtime() - loop0) * 1e6 / iters;
         double mine = total * 1e6 / iters, avg, lo, hi;
         MPI_Reduce(&mine, &avg, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
         MPI_Reduce(&mine, &lo, 1, MPI_DOUBLE, MPI_MIN, 0, MPI_COMM_WORLD);
@@ -87,10 +92,10 @@ static int run_collective(const char *bench, size_t min, size_t max, int csv, in
         avg /= size;
         if (rank == 0) {
             if (csv) {
-                if (full) printf("%zu,%.3f,%.3f,%.3f\n", s, avg, lo, hi);
+                if (full) printf("%zu,%.3f,%.3f,%.3f,%.3f\n", s, avg, lo, hi, iteration);
                 else printf("%zu,%.3f\n", s, avg);
             } else {
-                if (full) printf("%-12zu%18.2f%18.2f%18.2f\n", s, avg, lo, hi);
+                if (full) printf("%-12zu%18.2f%18.2f%18.2f%18.2f\n", s, avg, lo, hi, iteration);
                 else printf("%-12zu%18.2f\n", s, avg);
             }
         }

@@ -126,7 +126,10 @@ pub(crate) struct Options {
     /// Shorthand for `--format json`.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Collectives: also report the minimum and maximum latency over ranks.
+    /// Collectives: also report the minimum and maximum latency over ranks,
+    /// and the iteration time: rank 0's wall time of the timed loop
+    /// (collective and the barrier after it) per iteration, which counts
+    /// the time ranks wait for the slowest to leave.
     #[arg(short = 'f', long = "full")]
     pub(crate) full: bool,
 }

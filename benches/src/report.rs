@@ -62,14 +62,20 @@ pub(crate) fn header(format: Format, title: &str, metric: Metric) {
 }
 
 /// Prints the header of a result table, with min/max columns if `extremes`
-/// (collectives with `-f`, as OSU's full output).
+/// (collectives with `-f`, as OSU's full output), and the iteration time
+/// (rank 0's wall time of the timed loop, collective and barrier, per
+/// iteration: it counts the time ranks wait for the slowest, which the
+/// average over ranks leaves out).
 pub(crate) fn header_with_extremes(format: Format, title: &str, metric: Metric, extremes: bool) {
     let column = metric.column();
     match format {
         Format::Table => {
             println!("# mpr-bench {title}");
             let more = if extremes {
-                format!("{:>18}{:>18}", "Min Latency(us)", "Max Latency(us)")
+                format!(
+                    "{:>18}{:>18}{:>18}",
+                    "Min Latency(us)", "Max Latency(us)", "Iteration(us)"
+                )
             } else {
                 String::new()
             };
@@ -79,7 +85,7 @@ pub(crate) fn header_with_extremes(format: Format, title: &str, metric: Metric, 
             "size,{}{}",
             metric.csv_name(),
             if extremes {
-                ",minlatencyus,maxlatencyus"
+                ",minlatencyus,maxlatencyus,iterationus"
             } else {
                 ""
             }
@@ -100,22 +106,24 @@ pub(crate) fn row(format: Format, size: usize, value: f64, first: bool) {
     }
 }
 
-/// Prints one row, with the minimum and maximum if given.
+/// Prints one row, with the minimum, maximum and iteration time if given.
 pub(crate) fn row_with_extremes(
     format: Format,
     size: usize,
     value: f64,
-    extremes: Option<(f64, f64)>,
+    extremes: Option<(f64, f64, f64)>,
     first: bool,
 ) {
-    let Some((low, high)) = extremes else {
+    let Some((low, high, iteration)) = extremes else {
         return row(format, size, value, first);
     };
     match format {
-        Format::Table => println!("{size:<12}{value:>18.2}{low:>18.2}{high:>18.2}"),
-        Format::Csv => println!("{size},{value:.3},{low:.3},{high:.3}"),
+        Format::Table => {
+            println!("{size:<12}{value:>18.2}{low:>18.2}{high:>18.2}{iteration:>18.2}")
+        }
+        Format::Csv => println!("{size},{value:.3},{low:.3},{high:.3},{iteration:.3}"),
         Format::Json => print!(
-            "{}{{\"size\":{size},\"value\":{value:.3},\"min\":{low:.3},\"max\":{high:.3}}}",
+            "{}{{\"size\":{size},\"value\":{value:.3},\"min\":{low:.3},\"max\":{high:.3},\"iteration\":{iteration:.3}}}",
             if first { "" } else { "," }
         ),
     }
