@@ -338,6 +338,28 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
             "an alltoall with disagreeing blocks succeeded".into()
         })?;
         good(5)?;
+        // Gathers to the last rank where one rank's block is on the other
+        // side of the limit from the root's: the root fails, the others
+        // complete (that rank may fail).
+        let root = size - 1;
+        let odd = if size > 2 { 1 } else { 0 };
+        for (small, large) in [(4usize, limit + 4), (limit + 4, 4)] {
+            let block = if rank == odd { large } else { small };
+            let send = vec![[5u64, 5]; block];
+            let mut recv = vec![
+                [0, 0];
+                if rank == root {
+                    small * size as usize
+                } else {
+                    0
+                }
+            ];
+            let result = world.gather(&send, &mut recv, root);
+            check(rank == odd || result.is_err() == (rank == root), || {
+                format!("a straddling gather of {small} and {large}: {result:?}")
+            })?;
+            good(5)?;
+        }
         // The root's bcast goes by messages, rank 1 expects a board one.
         let bytes = if rank == 1 { 100 } else { 3 * board_max };
         let mut buf = vec![1u8; bytes];

@@ -50,6 +50,7 @@ mod board;
 pub(crate) mod cache;
 mod channel;
 mod direct;
+mod gather;
 mod obj;
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -402,12 +403,7 @@ impl Comm {
                 Ok(())
             }
         };
-        // Between two ranks the board gather loses (2 B-256 B blocks:
-        // 0.37-0.41 µs against 0.31-0.33 by messages, measured 2026-11-26):
-        // the sender waits for the root's publication, a hop that messages
-        // do not need. From three ranks on, the board barrier releases rank
-        // 0 first and the root's publication is there when the others come.
-        if let Some(boards) = inner.boards(Collective::Gather).filter(|b| b.len() > 2) {
+        if let Some(boards) = inner.boards(Collective::Gather) {
             let max = inner.rt.tuning().shm_board_max;
             match inner.board_gather(boards, send, recv, root, check(), max) {
                 BoardOutcome::Done(result) => return result,

@@ -75,7 +75,7 @@ impl CommInner {
     /// in `ranks`; the error names the first rank gone. Unlike a plain
     /// wait it does not give up at the first rank gone: an owner of
     /// exposed buffers must not leave while a live peer still copies.
-    fn board_settle(
+    pub(crate) fn board_settle(
         &self,
         ranks: std::ops::Range<usize>,
         ready: impl Fn(usize) -> bool,
@@ -183,26 +183,9 @@ impl CommInner {
         send: &[u8],
         recv: &mut [u8],
     ) -> Result<(), Error> {
-        let (me, size, block) = (boards.me(), boards.len(), send.len());
-        boards.publish(k, &addresses(&[recv.as_ptr()]), Mode::Direct.encode(block));
-        let mut result = self.board_settle(0..size, |rank| boards.arrived(rank, k));
-        recv[me * block..(me + 1) * block].copy_from_slice(send);
-        for rank in (0..size).filter(|&rank| rank != me && boards.arrived(rank, k)) {
-            let error = match Mode::decode(boards.length(rank, k)) {
-                None => Error::PeerAborted {
-                    rank: Rank(rank as u32),
-                },
-                Some((len, _)) if len != block => Error::CountMismatch {
-                    rank: Rank(rank as u32),
-                    expected: block,
-                    actual: len,
-                },
-                Some(_) => continue,
-            };
-            result = result.and(Err(error));
-        }
-        boards.done(k);
-        result.map_err(|error| self.error(error))
+        let length = Mode::Direct.encode(send.len());
+        boards.publish(k, &addresses(&[recv.as_ptr()]), length);
+        self.gather_root_collect(boards, k, send, recv, true)
     }
 
     /// Gather call `k` off the root: write `send` into the root's receive
