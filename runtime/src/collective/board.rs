@@ -1,5 +1,5 @@
 //! Small collectives on the shared-memory boards (`transport/shm/board.rs`)
-//! instead of messages: barrier, broadcast, allreduce and all-to-all of the
+//! instead of messages: barrier, broadcast, gather, allreduce and all-to-all of the
 //! world communicator when every rank shares this host's memory.
 //!
 //! Each rank publishes its operand (or just its arrival) on its own board
@@ -7,14 +7,16 @@
 //! publication and one look per rank, an allreduce one publication and p
 //! reads, combined in rank order (so any op, commutative or not, gives the
 //! same result on every rank), a broadcast one publication by the root, a
-//! gather one publication per rank (after the root's, which says what it
-//! expects), an all-to-all one publication of the whole send buffer and
-//! one read of a block from each board.
+//! gather one publication per rank (`gather.rs`), an all-to-all one
+//! publication of the whole send buffer and one read of a block from each
+//! board.
 //! There is no matching, no ring and no copy to or from a queue. The
 //! measurements that set the limit are beside `DEFAULT_SHM_BOARD_MAX` in
 //! `tuning.rs`.
 //!
-//! Operands above `MPR_SHM_BOARD_MAX` bytes still go by messages, but every
+//! Operands above `MPR_SHM_BOARD_MAX` bytes publish the addresses of their
+//! buffers instead, and ranks copy straight between the processes
+//! (`direct.rs`), or go by messages (`MPR_SHM_DIRECT_MIN`); every
 //! call on a board communicator publishes its length, so that ranks can
 //! tell what the others chose: a rank whose arguments are wrong publishes a
 //! poisoned length and its peers fail the call with it
