@@ -333,14 +333,13 @@ impl CommInner {
         unit: usize,
     ) -> Result<Mode, BoardOutcome> {
         let failed = |error: Error| self.board_failed(boards, k, error);
-        let published: Vec<Option<(usize, Mode)>> = (0..boards.len())
-            .map(|rank| Mode::decode(boards.length(rank, k)))
-            .collect();
+        // Decoded again at each look: no allocation on the small path.
+        let published = || (0..boards.len()).map(|rank| Mode::decode(boards.length(rank, k)));
         // A rank that moves its data by messages waits for ours there: join
         // it (a rank with wrong arguments plays poisoned there), or play its
         // schedule poisoned if our counts disagree.
-        let by_messages = published.iter().enumerate().find_map(|(rank, p)| match p {
-            Some((len, Mode::Messages)) => Some((rank, *len)),
+        let by_messages = published().enumerate().find_map(|(rank, p)| match p {
+            Some((len, Mode::Messages)) => Some((rank, len)),
             _ => None,
         });
         if let Some((rank, len)) = by_messages {
@@ -359,7 +358,7 @@ impl CommInner {
             });
         }
         local.map_err(failed)?;
-        let disagree = published.iter().enumerate().find_map(|(rank, p)| {
+        let disagree = published().enumerate().find_map(|(rank, p)| {
             let len = p.map_or(0, |(len, _)| len);
             (len != bytes).then_some(Error::CountMismatch {
                 rank: Rank(rank as u32),
@@ -370,7 +369,7 @@ impl CommInner {
         if let Some(error) = disagree {
             return Err(failed(error));
         }
-        if published.iter().any(|p| p.map(|(_, m)| m) != Some(mode)) {
+        if published().any(|p| p.map(|(_, m)| m) != Some(mode)) {
             boards.done(k);
             return Err(BoardOutcome::Messages);
         }
@@ -413,7 +412,8 @@ impl CommInner {
             Ok(_) => {}
         }
         boards.read(0, k, bytemuck::cast_slice_mut(recv));
-        let mut scratch = vec![T::zeroed(); recv.len()];
+        // On the stack for small operands: this is the latency path.
+        let mut scratch: smallvec::SmallVec<[T; 16]> = smallvec::smallvec![T::zeroed(); recv.len()];
         for rank in 1..boards.len() {
             boards.read(rank, k, bytemuck::cast_slice_mut(&mut scratch));
             op.reduce(&scratch, recv, false);

@@ -37,8 +37,9 @@ use crate::error::Error;
 use crate::transport::shm::board::{Boards, POISONED};
 use crate::{Rank, engine};
 
-/// The bytes a rank publishes for the addresses of its buffers.
-pub(crate) fn addresses(buffers: &[*const u8]) -> Vec<u8> {
+/// The bytes a rank publishes for the addresses of its buffers (at most
+/// two), without allocating: every board call computes them.
+pub(crate) fn addresses(buffers: &[*const u8]) -> smallvec::SmallVec<[u8; 16]> {
     buffers
         .iter()
         .flat_map(|&buffer| (buffer as u64).to_le_bytes())
