@@ -690,7 +690,7 @@ impl Comm {
                 .and_then(|()| expect_len(Argument::RecvBuffer, send.len(), recv_len))
         };
         if let Some(boards) = inner.boards(Collective::Alltoall) {
-            let max = inner.rt.tuning().shm_board_max;
+            let max = inner.rt.tuning().shm_board_alltoall_max;
             match inner.board_alltoall(boards, send, recv, check(), max) {
                 BoardOutcome::Done(result) => return result,
                 BoardOutcome::Messages => {}

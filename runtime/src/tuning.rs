@@ -64,6 +64,9 @@ pub(crate) struct Tuning {
     pub(crate) shm_board_max: usize,
     /// The same for a bcast (`MPR_SHM_BOARD_BCAST_MAX`, at most 64 KiB).
     pub(crate) shm_board_bcast_max: usize,
+    /// The same for an alltoall's whole send buffer (`MPR_SHM_BOARD_MAX`
+    /// too, whose default differs between two ranks).
+    pub(crate) shm_board_alltoall_max: usize,
     /// Operands above the board limits that a board collective copies
     /// straight between the processes (`MPR_SHM_DIRECT_MIN`), by
     /// collective.
@@ -175,6 +178,11 @@ impl Tuning {
                 "MPR_SHM_BOARD_BCAST_MAX",
                 DEFAULT_SHM_BOARD_BCAST_MAX_PAIR,
                 DEFAULT_SHM_BOARD_BCAST_MAX,
+            ),
+            shm_board_alltoall_max: board_limit(
+                "MPR_SHM_BOARD_MAX",
+                DEFAULT_SHM_BOARD_ALLTOALL_MAX_PAIR,
+                DEFAULT_SHM_BOARD_MAX,
             ),
             shm_direct: DirectRanges::new(bytes("MPR_SHM_DIRECT_MIN"), local_size),
         }
@@ -339,6 +347,13 @@ const PAIR_DIRECT: DirectRanges = DirectRanges {
 const DEFAULT_SHM_DIRECT_MIN: usize = 1;
 /// Default largest bcast on the boards with two ranks or fewer (above).
 const DEFAULT_SHM_BOARD_BCAST_MAX_PAIR: usize = 4 << 10;
+/// Default board limit of an alltoall's whole send buffer when the host
+/// runs two ranks or fewer: the board wins up to 8 KiB there (medians of 9
+/// alternating runs, µs, 1 / 2 / 4 KiB blocks, board limit 8 KiB against
+/// 1 KiB: 0.85 / 0.94 / 1.47 against 1.36 / 1.37 / 1.77; 8 KiB blocks,
+/// off the board either way, 1.93 / 1.87), where an allreduce already
+/// loses from 2 KiB (1.61 against 1.46).
+const DEFAULT_SHM_BOARD_ALLTOALL_MAX_PAIR: usize = 8 << 10;
 /// Default board limit when the host runs two ranks or fewer (see above):
 /// at 1 KiB boards and messages tie (0.93 against 0.98 µs).
 const DEFAULT_SHM_BOARD_MAX_PAIR: usize = 1024;
@@ -519,19 +534,32 @@ mod tests {
         let none = |_: &str| None;
         let pair = Tuning::from_lookup(none, true, 2);
         assert_eq!(
-            (pair.shm_board_max, pair.shm_board_bcast_max),
-            (1 << 10, 4 << 10)
+            (
+                pair.shm_board_max,
+                pair.shm_board_bcast_max,
+                pair.shm_board_alltoall_max
+            ),
+            (1 << 10, 4 << 10, 8 << 10)
         );
         let four = Tuning::from_lookup(none, true, 4);
         assert_eq!(
-            (four.shm_board_max, four.shm_board_bcast_max),
-            (64 << 10, 32 << 10)
+            (
+                four.shm_board_max,
+                four.shm_board_bcast_max,
+                four.shm_board_alltoall_max
+            ),
+            (64 << 10, 32 << 10, 64 << 10)
         );
         let huge = |name: &str| (name == "MPR_SHM_BOARD_MAX").then(|| "1m".to_owned());
-        let capped = Tuning::from_lookup(huge, true, 4);
+        let capped = Tuning::from_lookup(huge, true, 2);
         assert_eq!(capped.shm_board_max, crate::transport::shm::board::CAPACITY);
+        assert_eq!(
+            capped.shm_board_alltoall_max,
+            crate::transport::shm::board::CAPACITY
+        );
         let off = |name: &str| (name == "MPR_SHM_BOARD_MAX").then(|| "0".to_owned());
-        assert_eq!(Tuning::from_lookup(off, true, 4).shm_board_max, 0);
+        let off = Tuning::from_lookup(off, true, 4);
+        assert_eq!((off.shm_board_max, off.shm_board_alltoall_max), (0, 0));
     }
 
     #[test]
