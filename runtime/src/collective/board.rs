@@ -140,22 +140,46 @@ impl CommInner {
         ranks: std::ops::Range<usize>,
         ready: impl Fn(usize) -> bool,
     ) -> Result<(), Error> {
+        self.board_wait_until(ranks, ready, false)
+    }
+
+    /// Waits until `ready(rank)` holds or `rank` is gone, for every rank
+    /// in `ranks`; the error names the first rank gone. Unlike
+    /// [`board_wait`](Self::board_wait) it does not give up at the first
+    /// rank gone: an owner of exposed buffers (`direct.rs`) must not leave
+    /// while a live peer still copies.
+    pub(crate) fn board_settle(
+        &self,
+        ranks: std::ops::Range<usize>,
+        ready: impl Fn(usize) -> bool,
+    ) -> Result<(), Error> {
+        self.board_wait_until(ranks, ready, true)
+    }
+
+    /// [`board_wait`](Self::board_wait), or with `settle`
+    /// [`board_settle`](Self::board_settle).
+    fn board_wait_until(
+        &self,
+        ranks: std::ops::Range<usize>,
+        ready: impl Fn(usize) -> bool,
+        settle: bool,
+    ) -> Result<(), Error> {
         if ranks.clone().all(&ready) {
             return Ok(());
         }
         self.rt
             .wait_until(|engine: &mut engine::Engine| {
-                let mut all = true;
-                for rank in ranks.clone() {
-                    if ready(rank) {
-                        continue;
-                    }
-                    all = false;
-                    if let Some(error) = engine.peer_gone_error(Rank(rank as u32)) {
-                        return Some(Err(error));
+                let (mut gone, mut awaited) = (None, false);
+                for rank in ranks.clone().filter(|&rank| !ready(rank)) {
+                    match engine.peer_gone_error(Rank(rank as u32)) {
+                        Some(error) if !settle => return Some(Err(error)),
+                        Some(error) => {
+                            gone.get_or_insert(error);
+                        }
+                        None => awaited = true,
                     }
                 }
-                all.then_some(Ok(()))
+                (!awaited).then(|| gone.map_or(Ok(()), Err))
             })
             .map_err(|error| Error::from_op(error, |rank| self.to_comm(rank)))
     }

@@ -72,30 +72,6 @@ fn slice(rank: usize, size: usize, count: usize) -> std::ops::Range<usize> {
 }
 
 impl CommInner {
-    /// Waits until `ready(rank)` holds or `rank` is gone, for every rank
-    /// in `ranks`; the error names the first rank gone. Unlike a plain
-    /// wait it does not give up at the first rank gone: an owner of
-    /// exposed buffers must not leave while a live peer still copies.
-    pub(crate) fn board_settle(
-        &self,
-        ranks: std::ops::Range<usize>,
-        ready: impl Fn(usize) -> bool,
-    ) -> Result<(), Error> {
-        if ranks.clone().all(&ready) {
-            return Ok(());
-        }
-        self.rt
-            .wait_until(|engine: &mut engine::Engine| {
-                let mut gone = None;
-                for rank in ranks.clone().filter(|&rank| !ready(rank)) {
-                    let error = engine.peer_gone_error(Rank(rank as u32))?;
-                    gone.get_or_insert(error);
-                }
-                Some(gone.map_or(Ok(()), Err))
-            })
-            .map_err(|error| Error::from_op(error, |rank| self.to_comm(rank)))
-    }
-
     /// Runs `act(rank)` for every rank of `pending` as soon as
     /// `ready(rank)` holds, in whatever order they become ready; the error
     /// is the first of `act`, or that a rank still pending is gone.
