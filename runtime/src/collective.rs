@@ -404,7 +404,7 @@ impl Comm {
             }
         };
         if let Some(boards) = inner.boards(Collective::Gather) {
-            let max = inner.rt.tuning().shm_board_max;
+            let max = inner.rt.tuning().shm_board_gather_max;
             match inner.board_gather(boards, send, recv, root, check(), max) {
                 BoardOutcome::Done(result) => return result,
                 BoardOutcome::Messages => {}
