@@ -245,6 +245,8 @@ fn a_peer_killed_with_sigkill_fails_the_receive_within_a_second_without_a_launch
         ("auto", "barrier"),
         ("auto", "allreduce"),
         ("auto", "bcast"),
+        ("auto", "alltoall"),
+        ("auto", "gather"),
     ];
     for (transport, wait) in cases {
         let (addr, server) = silent_bootstrap(2);

@@ -1,8 +1,9 @@
 //! Rank 1 kills itself with SIGKILL while rank 0 waits to receive from it
 //! (or, with the argument `barrier`, waits in a barrier, which on shared
-//! memory runs on the collective boards; with `allreduce` or `bcast`, in a
-//! 1 MiB one, which on shared memory copies straight between the processes
-//! and whose root waits until its peers have copied its buffer); rank 0
+//! memory runs on the collective boards; with `allreduce`, `bcast`,
+//! `alltoall` or `gather`, in a 1 MiB one, which on shared memory copies
+//! straight between the processes, and whose ranks wait for their peers'
+//! publications or until their peers have copied their buffers); rank 0
 //! prints how long it took until the wait failed, and the error.
 //!
 //! Used by the transport tests, with and without a launcher that reports
@@ -43,6 +44,14 @@ fn main() {
                 Some("barrier") => world.barrier(),
                 Some("allreduce") => world.allreduce_in_place(&mut large, mpr::op::Sum),
                 Some("bcast") => world.bcast(&mut large, 0),
+                Some("alltoall") => {
+                    let send = large.clone();
+                    world.alltoall(&send, &mut large)
+                }
+                Some("gather") => {
+                    let send = vec![1u64; large.len() / 2];
+                    world.gather(&send, &mut large, 0)
+                }
                 _ => {
                     let mut buf = [0u8; 8];
                     world.recv(&mut buf, 1, 0).map(|_| ())
