@@ -196,7 +196,7 @@ impl CommInner {
     /// the root moves the data by messages (with it, or playing its
     /// schedule poisoned when `own` bytes disagree: `mismatch` of the
     /// root's length is the error).
-    pub(crate) fn follow_root<T>(
+    fn follow_root<T>(
         &self,
         boards: &Boards,
         k: u64,
