@@ -35,15 +35,17 @@ static void parse_range(const char *text, size_t *min, size_t *max) {
  * calls (not timed); per-rank average, then average/min/max over ranks.
  * Sizes: bytes per rank for gather/scatter/allgather/alltoall (per-rank
  * block), whole buffer for bcast/reduce/allreduce/reduce_scatter. */
-static int run_collective(const char *bench, size_t min, size_t max, int csv, int full, int small_iters) {
+static int run_collective(const char *bench, size_t min, size_t max, int csv, int full, int small_iters, int dup) {
     int rank, size;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
     int kind;
     const char *names[] = {"bcast", "allreduce", "reduce", "gather", "scatter", "allgather", "alltoall", "barrier", "reduce_scatter"};
     for (kind = 0; kind < 9; kind++)
         if (strcmp(bench, names[kind]) == 0) break;
     if (kind == 9) return 0;
+    MPI_Comm comm = MPI_COMM_WORLD;
+    if (dup) MPI_Comm_dup(MPI_COMM_WORLD, &comm);
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
     size_t cap = (max ? max : 1) * (size_t)size;
     char *sbuf = malloc(cap), *rbuf = malloc(cap);
     memset(sbuf, 1, cap);
@@ -64,31 +66,31 @@ static int run_collective(const char *bench, size_t min, size_t max, int csv, in
         int *counts = malloc(sizeof(int) * size);
         for (int i = 0; i < size; i++) counts[i] = fcount / size > 0 ? fcount / size : 1;
         double total = 0, loop0 = MPI_Wtime();
-        MPI_Barrier(MPI_COMM_WORLD);
+        MPI_Barrier(comm);
         for (int i = 0; i < warm + iters; i++) {
             double t0 = MPI_Wtime();
             if (i == warm) loop0 = t0; /* -f: wall time per iteration, barrier included */
             switch (kind) {
-            case 0: MPI_Bcast(sbuf, count, MPI_CHAR, 0, MPI_COMM_WORLD); break;
-            case 1: MPI_Allreduce(sbuf, rbuf, fcount, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); break;
-            case 2: MPI_Reduce(sbuf, rbuf, fcount, MPI_FLOAT, MPI_SUM, 0, MPI_COMM_WORLD); break;
-            case 3: MPI_Gather(sbuf, count, MPI_CHAR, rbuf, count, MPI_CHAR, 0, MPI_COMM_WORLD); break;
-            case 4: MPI_Scatter(sbuf, count, MPI_CHAR, rbuf, count, MPI_CHAR, 0, MPI_COMM_WORLD); break;
-            case 5: MPI_Allgather(sbuf, count, MPI_CHAR, rbuf, count, MPI_CHAR, MPI_COMM_WORLD); break;
-            case 6: MPI_Alltoall(sbuf, count, MPI_CHAR, rbuf, count, MPI_CHAR, MPI_COMM_WORLD); break;
-            case 7: MPI_Barrier(MPI_COMM_WORLD); break;
-            case 8: MPI_Reduce_scatter(sbuf, rbuf, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); break;
+            case 0: MPI_Bcast(sbuf, count, MPI_CHAR, 0, comm); break;
+            case 1: MPI_Allreduce(sbuf, rbuf, fcount, MPI_FLOAT, MPI_SUM, comm); break;
+            case 2: MPI_Reduce(sbuf, rbuf, fcount, MPI_FLOAT, MPI_SUM, 0, comm); break;
+            case 3: MPI_Gather(sbuf, count, MPI_CHAR, rbuf, count, MPI_CHAR, 0, comm); break;
+            case 4: MPI_Scatter(sbuf, count, MPI_CHAR, rbuf, count, MPI_CHAR, 0, comm); break;
+            case 5: MPI_Allgather(sbuf, count, MPI_CHAR, rbuf, count, MPI_CHAR, comm); break;
+            case 6: MPI_Alltoall(sbuf, count, MPI_CHAR, rbuf, count, MPI_CHAR, comm); break;
+            case 7: MPI_Barrier(comm); break;
+            case 8: MPI_Reduce_scatter(sbuf, rbuf, counts, MPI_FLOAT, MPI_SUM, comm); break;
             }
             double t = MPI_Wtime() - t0;
             if (i >= warm) total += t;
-            if (kind != 7) MPI_Barrier(MPI_COMM_WORLD);
+            if (kind != 7) MPI_Barrier(comm);
         }
         free(counts);
         double iteration = (MPI_Wtime() - loop0) * 1e6 / iters;
         double mine = total * 1e6 / iters, avg, lo, hi;
-        MPI_Reduce(&mine, &avg, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
-        MPI_Reduce(&mine, &lo, 1, MPI_DOUBLE, MPI_MIN, 0, MPI_COMM_WORLD);
-        MPI_Reduce(&mine, &hi, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+        MPI_Reduce(&mine, &avg, 1, MPI_DOUBLE, MPI_SUM, 0, comm);
+        MPI_Reduce(&mine, &lo, 1, MPI_DOUBLE, MPI_MIN, 0, comm);
+        MPI_Reduce(&mine, &hi, 1, MPI_DOUBLE, MPI_MAX, 0, comm);
         avg /= size;
         if (rank == 0) {
             if (csv) {
@@ -103,6 +105,7 @@ static int run_collective(const char *bench, size_t min, size_t max, int csv, in
     }
     free(sbuf);
     free(rbuf);
+    if (dup) MPI_Comm_free(&comm);
     return 1;
 }
 
@@ -112,20 +115,21 @@ int main(int argc, char **argv) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     if (argc < 2) {
-        if (rank == 0) fprintf(stderr, "usage: mpirun -n N mpi_bench latency|bw|bibw|bcast|allreduce|reduce|gather|scatter|allgather|alltoall|barrier|reduce_scatter [-m min:max] [--csv] [-f]\n");
+        if (rank == 0) fprintf(stderr, "usage: mpirun -n N mpi_bench latency|bw|bibw|bcast|allreduce|reduce|gather|scatter|allgather|alltoall|barrier|reduce_scatter [-m min:max] [--csv] [-f] [--dup]\n");
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
     const char *bench = argv[1];
     {
         size_t cmin = 1, cmax = 1 << 20;
-        int ccsv = 0, full = 0, citers = 0;
+        int ccsv = 0, full = 0, citers = 0, dup = 0;
         for (int i = 2; i < argc; i++) {
             if (strcmp(argv[i], "-m") == 0 && i + 1 < argc) parse_range(argv[++i], &cmin, &cmax);
             else if (strcmp(argv[i], "--csv") == 0) ccsv = 1;
             else if (strcmp(argv[i], "-f") == 0) full = 1;
+            else if (strcmp(argv[i], "--dup") == 0) dup = 1;
             else if (strcmp(argv[i], "-i") == 0 && i + 1 < argc) citers = atoi(argv[++i]);
         }
-        if (run_collective(bench, cmin, cmax, ccsv, full, citers)) {
+        if (run_collective(bench, cmin, cmax, ccsv, full, citers, dup)) {
             MPI_Finalize();
             return 0;
         }

@@ -49,6 +49,9 @@ fn main() -> ExitCode {
         Benchmark::Bw => p2p::bandwidth(world, &options, false),
         Benchmark::Bibw => p2p::bandwidth(world, &options, true),
         Benchmark::MbwMr => p2p::multi_bandwidth(world, &options),
+        collective if options.dup => world
+            .dup()
+            .and_then(|comm| coll::run(&comm, &options, collective)),
         collective => coll::run(world, &options, collective),
     };
     match result {

@@ -132,6 +132,11 @@ pub(crate) struct Options {
     /// the time ranks wait for the slowest to leave.
     #[arg(short = 'f', long = "full")]
     pub(crate) full: bool,
+    /// Collectives: run on a duplicate of the world communicator
+    /// (`Comm::dup`) instead of the world itself, to measure collectives
+    /// on a derived communicator.
+    #[arg(long)]
+    pub(crate) dup: bool,
 }
 
 /// Tools that need no launcher.

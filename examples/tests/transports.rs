@@ -140,6 +140,27 @@ fn board_collectives_match_a_serial_fold_and_fail_together_on_bad_arguments() {
     assert_eq!(oks(&out), 3, "{out}");
 }
 
+/// Communicators made from the world (dup, split) run on boards of their
+/// own: the same checks on a duplicate, on two halves at once, and after
+/// many communicators were made and dropped while more were alive than
+/// there are boards; by messages over TCP.
+#[test]
+fn derived_communicators_run_the_board_checks_on_boards_of_their_own() {
+    let limit = [
+        ("MPR_SHM_BOARD_MAX", "2048"),
+        ("MPR_SHM_BOARD_BCAST_MAX", "2048"),
+        ("MPR_SHM_DIRECT_MIN", "1"),
+    ];
+    let check = [coll_check(), "comms".to_owned(), "straddle".to_owned()];
+    let check: Vec<&str> = check.iter().map(String::as_str).collect();
+    for n in [3, 4, 5] {
+        let out = run_job_with(n, "auto", &limit, &check);
+        assert_eq!(oks(&out), n as usize, "{n} ranks: {out}");
+    }
+    let out = run_job_with(4, "tcp", &limit, &check[..2]);
+    assert_eq!(oks(&out), 4, "over TCP: {out}");
+}
+
 #[test]
 fn shared_memory_carries_floods_and_large_messages() {
     let out = run_job(8, "auto", &[&stress(), "flood", "50000"]);

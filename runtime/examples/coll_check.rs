@@ -19,6 +19,14 @@
 //! the next call is right. `straddle` adds disagreements across the board
 //! limit (one rank by messages or directly, the others on the boards),
 //! which only the boards can report without hanging.
+//!
+//! `coll_check comms [straddle]`: the `board` checks on communicators made
+//! from the world, which have boards of their own: on a duplicate, then on
+//! both halves of a split at once (different sizes, so different calls
+//! run side by side), then on a duplicate made after many communicators
+//! were made and dropped (their boards reused) while more are alive than
+//! there are boards (the extra ones by messages), interleaved with the
+//! world's own calls.
 
 use std::process::ExitCode;
 
@@ -38,6 +46,10 @@ fn main() -> ExitCode {
     let result = match mode.as_str() {
         "reduce" => reduce(world),
         "board" => board(
+            world,
+            std::env::args().nth(2).as_deref() == Some("straddle"),
+        ),
+        "comms" => comms(
             world,
             std::env::args().nth(2).as_deref() == Some("straddle"),
         ),
@@ -149,6 +161,9 @@ fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
 }
 
 fn board(world: &Comm, straddle: bool) -> Result<(), String> {
+    if world.size() < 2 {
+        return Ok(());
+    }
     let (rank, size) = (world.rank(), world.size());
     let element = std::mem::size_of::<[u64; 2]>();
     let board_max = board_max();
@@ -371,4 +386,54 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
     }
     world.barrier().map_err(|e| e.to_string())?;
     Ok(())
+}
+
+fn comms(world: &Comm, straddle: bool) -> Result<(), String> {
+    let fail = |error: mpr::Error| error.to_string();
+    let rank = world.rank();
+    let copy = world.dup().map_err(fail)?;
+    board(&copy, straddle)?;
+    // Halves of 1 and 2, or 2 and 3 ranks, ... each checking on its own.
+    let half = world
+        .split(Some(u32::from(rank < world.size() / 2)), 0)
+        .map_err(fail)?
+        .ok_or("no half")?;
+    board(&half, straddle)?;
+    world.barrier().map_err(fail)?;
+    // Made and dropped: more communicators than boards, each used once.
+    for round in 0..20u32 {
+        let comm = world
+            .split(Some(round % 3), -(rank as i32))
+            .map_err(fail)?
+            .ok_or("no communicator")?;
+        let count = (round as usize * 37) % 300;
+        let mine: Vec<[u64; 2]> = (0..count).map(|i| operand(comm.rank(), i)).collect();
+        let mut out = vec![[0, 0]; count];
+        comm.allreduce(&mine, &mut out, affine).map_err(fail)?;
+        check(out == fold(affine, comm.size(), count), || {
+            format!("allreduce of {count} on communicator {round}")
+        })?;
+    }
+    // More alive at once than there are boards, used in reverse order,
+    // each call between calls of the world.
+    let alive = (0..12)
+        .map(|_| world.dup())
+        .collect::<Result<Vec<Comm>, _>>()
+        .map_err(fail)?;
+    for (index, comm) in alive.iter().enumerate().rev() {
+        let count = 5 + index * 101;
+        let mine: Vec<[u64; 2]> = (0..count).map(|i| operand(rank, i)).collect();
+        let mut out = vec![[0, 0]; count];
+        comm.allreduce(&mine, &mut out, affine).map_err(fail)?;
+        check(out == fold(affine, world.size(), count), || {
+            format!("allreduce of {count} on communicator {index} of many")
+        })?;
+        let mut word = [rank];
+        world.allreduce_in_place(&mut word, op::Sum).map_err(fail)?;
+        let size = world.size();
+        check(word == [size * (size - 1) / 2], || "the world's sum".into())?;
+    }
+    drop(alive);
+    let again = world.dup().map_err(fail)?;
+    board(&again, false)
 }

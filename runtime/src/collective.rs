@@ -47,6 +47,7 @@
 //! the default choice.
 
 mod board;
+pub(crate) mod board_number;
 pub(crate) mod cache;
 mod channel;
 mod direct;

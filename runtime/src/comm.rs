@@ -152,6 +152,10 @@ pub(crate) struct CommInner {
     shares_memory: std::sync::OnceLock<bool>,
     /// Calls made on the collective boards (`collective/board.rs`).
     pub(crate) board_calls: std::sync::atomic::AtomicU64,
+    /// The boards of a communicator made from the world, if it has a
+    /// board of its own (`collective/board_number.rs`); the world's are
+    /// the runtime's.
+    pub(crate) boards: Option<crate::transport::shm::board::Boards>,
 }
 
 impl CommInner {
@@ -182,6 +186,7 @@ impl CommInner {
             schedules: Default::default(),
             shares_memory: Default::default(),
             board_calls: Default::default(),
+            boards: None,
         }
     }
 
@@ -251,6 +256,7 @@ impl Comm {
                 schedules: Default::default(),
                 shares_memory: Default::default(),
                 board_calls: Default::default(),
+                boards: None,
             }),
         }
     }

@@ -120,6 +120,9 @@ pub(crate) struct Runtime {
     boards: Option<Boards>,
     /// Whether every rank has its boards (decided at the first use).
     boards_agreed: std::sync::OnceLock<bool>,
+    /// Which boards this rank's communicators use
+    /// (`collective/board_number.rs`).
+    board_numbers: Mutex<crate::collective::board_number::BoardNumbers>,
     rank: Rank,
     size: u32,
     state: Mutex<State>,
@@ -175,6 +178,7 @@ impl Runtime {
         let runtime = Arc::new(Runtime {
             boards,
             boards_agreed: std::sync::OnceLock::new(),
+            board_numbers: Mutex::default(),
             rank: engine.rank(),
             size: engine.size(),
             state: Mutex::new(State {
@@ -222,6 +226,15 @@ impl Runtime {
             })
         });
         agreed.then_some(boards)
+    }
+
+    /// The board numbers of this rank's communicators.
+    pub(crate) fn board_numbers(
+        &self,
+    ) -> MutexGuard<'_, crate::collective::board_number::BoardNumbers> {
+        self.board_numbers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The tunables.

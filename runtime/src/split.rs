@@ -81,13 +81,10 @@ impl Comm {
     pub fn dup(&self) -> Result<Comm, Error> {
         let inner = &*self.inner;
         let contexts = inner.new_contexts()?;
+        let mut copy = CommInner::derived(inner, contexts, inner.rank, inner.group.clone());
+        copy.claim_boards()?;
         Ok(Comm {
-            inner: Arc::new(CommInner::derived(
-                inner,
-                contexts,
-                inner.rank,
-                inner.group.clone(),
-            )),
+            inner: Arc::new(copy),
         })
     }
 
@@ -145,8 +142,10 @@ impl Comm {
             .map(|&(_, r)| inner.to_world(Rank(r)))
             .collect::<Result<Vec<Rank>, Error>>()?;
         let group = Group::from_members(world, inner.rt.size());
+        let mut part = CommInner::derived(inner, contexts, Rank(rank), group);
+        part.claim_boards()?;
         Ok(Some(Comm {
-            inner: Arc::new(CommInner::derived(inner, contexts, Rank(rank), group)),
+            inner: Arc::new(part),
         }))
     }
 }

@@ -1,6 +1,6 @@
 //! Small collectives on the shared-memory boards (`transport/shm/board.rs`)
-//! instead of messages: barrier, broadcast, gather, allreduce and all-to-all of the
-//! world communicator when every rank shares this host's memory.
+//! instead of messages: barrier, broadcast, gather, allreduce and
+//! all-to-all, when every rank of the job shares this host's memory.
 //!
 //! Each rank publishes its operand (or just its arrival) on its own board
 //! and reads what it needs from the others' boards: a barrier is one
@@ -21,9 +21,11 @@
 //! tell what the others chose: a rank whose arguments are wrong publishes a
 //! poisoned length and its peers fail the call with it
 //! ([`Error::CountMismatch`]) instead of waiting; ranks whose counts
-//! disagree fail the same way. Only the world communicator uses the boards,
-//! and only while no algorithm is forced for the collective
-//! (`MPR_COLL_<NAME>` or [`Comm::set_algorithm`](crate::Comm::set_algorithm)).
+//! disagree fail the same way. The world communicator uses the boards, and
+//! so do the communicators made from it while a board is free for them
+//! (`board_number.rs`); none does while an algorithm is forced for the
+//! collective (`MPR_COLL_<NAME>` or
+//! [`Comm::set_algorithm`](crate::Comm::set_algorithm)).
 
 use std::sync::atomic::Ordering;
 
@@ -97,9 +99,6 @@ pub(crate) enum BoardOutcome {
 impl CommInner {
     /// The boards, if this communicator runs `collective` on them.
     pub(crate) fn boards(&self, collective: Collective) -> Option<&Boards> {
-        if self.coll != ContextId::WORLD_COLL {
-            return None;
-        }
         let forced = self
             .forced
             .get(collective)
@@ -107,7 +106,11 @@ impl CommInner {
         if forced.is_some() {
             return None;
         }
-        self.rt.boards()
+        if self.coll == ContextId::WORLD_COLL {
+            self.rt.boards()
+        } else {
+            self.boards.as_ref()
+        }
     }
 
     /// How an operand of `bytes` bytes of `collective` moves on the boards
@@ -129,8 +132,8 @@ impl CommInner {
     }
 
     /// The number of the next call on the boards (the same on every rank).
-    pub(crate) fn next_board_call(&self) -> u64 {
-        self.board_calls.fetch_add(1, Ordering::Relaxed) + 1
+    pub(crate) fn next_board_call(&self, boards: &Boards) -> u64 {
+        boards.base() + self.board_calls.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Waits until `ready(rank)` holds for every rank in `ranks`; fails if
@@ -171,7 +174,7 @@ impl CommInner {
             .wait_until(|engine: &mut engine::Engine| {
                 let (mut gone, mut awaited) = (None, false);
                 for rank in ranks.clone().filter(|&rank| !ready(rank)) {
-                    match engine.peer_gone_error(Rank(rank as u32)) {
+                    match engine.peer_gone_error(self.group.members()[rank]) {
                         Some(error) if !settle => return Some(Err(error)),
                         Some(error) => {
                             gone.get_or_insert(error);
@@ -232,7 +235,7 @@ impl CommInner {
     /// 4 ranks, µs: 8 B bcast after it 0.80 on the boards against 0.38 by
     /// messages when every rank left at once.
     pub(crate) fn board_barrier(&self, boards: &Boards) -> Result<(), Error> {
-        let k = self.next_board_call();
+        let k = self.next_board_call(boards);
         let size = boards.len();
         let result = if size <= 2 {
             boards.arrive(k);
@@ -259,7 +262,7 @@ impl CommInner {
         root: u32,
         max: usize,
     ) -> BoardOutcome {
-        let k = self.next_board_call();
+        let k = self.next_board_call(boards);
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(buf);
         let root = root as usize;
         if boards.me() == root {
@@ -410,7 +413,7 @@ impl CommInner {
         op: &dyn Op<T>,
         max: usize,
     ) -> BoardOutcome {
-        let k = self.next_board_call();
+        let k = self.next_board_call(boards);
         let local = match send {
             Some(send) if send.len() != recv.len() => Err(Error::BufferLength {
                 argument: Argument::RecvBuffer,
@@ -458,7 +461,7 @@ impl CommInner {
         local: Result<(), Error>,
         max: usize,
     ) -> BoardOutcome {
-        let k = self.next_board_call();
+        let k = self.next_board_call(boards);
         let size = boards.len();
         let unit = size_of::<T>() * size;
         let bytes = size_of_val(send);

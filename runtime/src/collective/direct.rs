@@ -101,7 +101,7 @@ impl CommInner {
                 }
                 let mut gone = pending
                     .iter()
-                    .filter_map(|&rank| engine.peer_gone_error(Rank(rank as u32)));
+                    .filter_map(|&rank| engine.peer_gone_error(self.group.members()[rank]));
                 gone.next().map(Err)
             });
             if let Err(error) = waited {

@@ -42,7 +42,7 @@ impl CommInner {
         root_valid: Result<(), Error>,
         max: usize,
     ) -> BoardOutcome {
-        let k = self.next_board_call();
+        let k = self.next_board_call(boards);
         let block = size_of_val(send);
         let root = root as usize;
         if let Err(error) = self.board_wait(0..boards.len(), |_| boards.may_publish(k)) {

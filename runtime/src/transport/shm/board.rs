@@ -14,6 +14,13 @@
 //! `k + 2`) only once every peer's *done* is `>= k`: two buffers let a rank
 //! run one call ahead of the slowest reader without waiting.
 //!
+//! Each segment holds several boards (`segment::BOARDS`): board 0 serves
+//! the world communicator, the others the communicators made from it
+//! (`collective/board_number.rs` hands them out). A communicator's first
+//! call is numbered past every call its members ever made on that board
+//! (its *base*), so every counter only grows and no stale value from an
+//! earlier communicator can pass for a new call.
+//!
 //! Operands too large for a buffer can still skip messages when every rank
 //! can read and write the others' memory (`process_vm_readv`): a rank then
 //! publishes the *addresses* of its buffers instead of their bytes
@@ -58,20 +65,27 @@ pub(crate) const IN_MEMORY: u64 = 1 << 61;
 /// Largest payload a board buffer holds.
 pub(crate) const CAPACITY: usize = BOARD_BYTES;
 
-/// The boards of every rank of the world, as one rank sees them.
+/// The boards of one communicator's ranks, as one rank sees them (the
+/// world's, or a derived communicator's: see [`derived`](Self::derived)).
 #[derive(Debug)]
 pub(crate) struct Boards {
-    /// This rank's index in `boards`.
+    /// This rank's index in `boards` (its rank in the communicator).
     me: usize,
-    /// Every rank's segment, by world rank (this rank's own included).
+    /// Which board of each segment the communicator uses (0: the world).
+    number: usize,
+    /// Calls numbered up to `base` were made on this board number before
+    /// the communicator existed: its calls are `base + 1`, `base + 2`, ...
+    base: u64,
+    /// Every rank's segment, by communicator rank (this rank's own
+    /// included).
     boards: Vec<Arc<Mapping>>,
     /// Every peer's doorbell, rung after a publication if the peer said it
     /// sleeps (the handshake of `mod.rs`: it looks at the boards again
     /// after raising its flag).
     doorbells: Vec<Option<SocketAddr>>,
-    ringer: Ringer,
-    /// Every rank's memory, by world rank, if this rank can read and write
-    /// all of it.
+    ringer: Arc<Ringer>,
+    /// Every rank's memory, by communicator rank, if this rank can read
+    /// and write all of it.
     memory: Option<Vec<PeerMemory>>,
     /// Whether every rank can read and write every rank's memory: set by
     /// [`agreed`](Self::agreed).
@@ -96,12 +110,63 @@ impl Boards {
         );
         Boards {
             me,
+            number: 0,
+            base: 0,
             boards,
             doorbells,
-            ringer,
+            ringer: Arc::new(ringer),
             memory,
             direct: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The boards of a communicator made from the world: `members` are its
+    /// ranks' world ranks (indexes into these world boards), this rank is
+    /// `me` among them, and it uses board `number`, whose calls up to
+    /// `base` all its members have made before. Call only once
+    /// [`agreed`](Self::agreed) answered.
+    pub(crate) fn derived(&self, members: &[usize], me: usize, number: usize, base: u64) -> Boards {
+        assert!(me < members.len() && number < super::segment::BOARDS);
+        let pick = |rank: &usize| Arc::clone(&self.boards[*rank]);
+        let direct = std::sync::OnceLock::new();
+        let _ = direct.set(self.direct());
+        Boards {
+            me,
+            number,
+            base,
+            boards: members.iter().map(pick).collect(),
+            doorbells: members
+                .iter()
+                .map(|&rank| self.doorbells[rank].clone())
+                .collect(),
+            ringer: Arc::clone(&self.ringer),
+            memory: self
+                .memory
+                .as_ref()
+                .map(|memory| members.iter().map(|&rank| memory[rank]).collect()),
+            direct,
+        }
+    }
+
+    /// Which board of each segment these boards use (0: the world's).
+    pub(crate) fn number(&self) -> usize {
+        self.number
+    }
+
+    /// The number of the call before this communicator's first.
+    pub(crate) fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Whether every peer is done with call `k` (or a later one): nobody
+    /// reads this rank's board for call `k` or before any more.
+    pub(crate) fn all_done(&self, k: u64) -> bool {
+        (0..self.boards.len()).all(|rank| rank == self.me || self.is_done(rank, k))
+    }
+
+    /// Counter `index` of `rank`'s board.
+    fn counter(&self, rank: usize, index: usize) -> &std::sync::atomic::AtomicU64 {
+        self.boards[rank].board_counter(self.number, index)
     }
 
     /// Whether every rank mapped every board: `None` while some rank is
@@ -158,7 +223,9 @@ impl Boards {
     /// Whether this rank may write its buffer for call `k`: every peer is
     /// done with call `k - 2`, the last one that used the same buffer.
     pub(crate) fn may_publish(&self, k: u64) -> bool {
-        let Some(before) = k.checked_sub(2).filter(|&before| before > 0) else {
+        // Calls up to `base` belong to earlier communicators, whose
+        // readers are done (`board_number.rs`).
+        let Some(before) = k.checked_sub(2).filter(|&before| before > self.base) else {
             return true;
         };
         (0..self.boards.len()).all(|rank| rank == self.me || self.is_done(rank, before))
@@ -174,10 +241,11 @@ impl Boards {
         // SAFETY: this rank owns its board, and `may_publish(k)` held: every
         // peer is done with call k - 2, the last reader of this buffer, and
         // none reads call k before the release store below.
-        unsafe { own.board_write(buffer, data) };
-        own.board_counter(LENGTH + buffer)
+        unsafe { own.board_write(self.number, buffer, data) };
+        own.board_counter(self.number, LENGTH + buffer)
             .store(len, Ordering::Relaxed);
-        own.board_counter(ARRIVED).store(k, Ordering::Release);
+        own.board_counter(self.number, ARRIVED)
+            .store(k, Ordering::Release);
         self.wake_sleepers();
     }
 
@@ -194,26 +262,19 @@ impl Boards {
     /// Publishes call `k` without bytes (a barrier): no buffer is written,
     /// so no wait for readers is needed first.
     pub(crate) fn arrive(&self, k: u64) {
-        self.boards[self.me]
-            .board_counter(ARRIVED)
-            .store(k, Ordering::Release);
+        self.counter(self.me, ARRIVED).store(k, Ordering::Release);
         self.wake_sleepers();
     }
 
     /// Says that everyone arrived at call `k` (a barrier's root).
     pub(crate) fn release(&self, k: u64) {
-        self.boards[self.me]
-            .board_counter(RELEASED)
-            .store(k, Ordering::Release);
+        self.counter(self.me, RELEASED).store(k, Ordering::Release);
         self.wake_sleepers();
     }
 
     /// Whether `rank` has released call `k` (or a later one).
     pub(crate) fn released(&self, rank: usize, k: u64) -> bool {
-        self.boards[rank]
-            .board_counter(RELEASED)
-            .load(Ordering::Acquire)
-            >= k
+        self.counter(rank, RELEASED).load(Ordering::Acquire) >= k
     }
 
     /// This rank's index.
@@ -223,17 +284,13 @@ impl Boards {
 
     /// Whether `rank` has published call `k` (or a later one).
     pub(crate) fn arrived(&self, rank: usize, k: u64) -> bool {
-        self.boards[rank]
-            .board_counter(ARRIVED)
-            .load(Ordering::Acquire)
-            >= k
+        self.counter(rank, ARRIVED).load(Ordering::Acquire) >= k
     }
 
     /// The length `rank` published for call `k`. Call only once
     /// [`arrived`](Self::arrived) said so.
     pub(crate) fn length(&self, rank: usize, k: u64) -> u64 {
-        self.boards[rank]
-            .board_counter(LENGTH + (k % 2) as usize)
+        self.counter(rank, LENGTH + (k % 2) as usize)
             .load(Ordering::Relaxed)
     }
 
@@ -252,7 +309,7 @@ impl Boards {
         // writes this buffer again only for call k + 2, after this rank has
         // said it is done with k.
         unsafe {
-            self.boards[rank].board_read((k % 2) as usize, offset, dst);
+            self.boards[rank].board_read(self.number, (k % 2) as usize, offset, dst);
         }
     }
 
@@ -260,9 +317,7 @@ impl Boards {
     /// is ready to be read), or `failed` it.
     pub(crate) fn stage(&self, k: u64, failed: bool) {
         let value = if failed { k | STAGE_FAILED } else { k };
-        self.boards[self.me]
-            .board_counter(STAGE)
-            .store(value, Ordering::Release);
+        self.counter(self.me, STAGE).store(value, Ordering::Release);
         self.wake_sleepers();
     }
 
@@ -270,9 +325,7 @@ impl Boards {
     /// one): `None` not yet, `Some(false)` with its part ready,
     /// `Some(true)` if it failed call `k`.
     pub(crate) fn staged(&self, rank: usize, k: u64) -> Option<bool> {
-        let value = self.boards[rank]
-            .board_counter(STAGE)
-            .load(Ordering::Acquire);
+        let value = self.counter(rank, STAGE).load(Ordering::Acquire);
         let call = value & !STAGE_FAILED;
         (call >= k).then_some(call == k && value & STAGE_FAILED != 0)
     }
@@ -283,7 +336,7 @@ impl Boards {
     pub(crate) fn copied_from(&self, owner: usize, k: u64) {
         if self.boards.len() <= BOARD_PEERS {
             self.boards[self.me]
-                .board_peer_counter(owner)
+                .board_peer_counter(self.number, owner)
                 .store(k, Ordering::Release);
             // The owner may sleep until its buffers are free.
             fences::light();
@@ -300,24 +353,19 @@ impl Boards {
         self.is_done(reader, k)
             || (self.boards.len() <= BOARD_PEERS
                 && self.boards[reader]
-                    .board_peer_counter(self.me)
+                    .board_peer_counter(self.number, self.me)
                     .load(Ordering::Acquire)
                     >= k)
     }
 
     /// Whether `rank` is done with call `k` (or a later one).
     pub(crate) fn is_done(&self, rank: usize, k: u64) -> bool {
-        self.boards[rank]
-            .board_counter(DONE)
-            .load(Ordering::Acquire)
-            >= k
+        self.counter(rank, DONE).load(Ordering::Acquire) >= k
     }
 
     /// Says this rank has read everything it needs of call `k`.
     pub(crate) fn done(&self, k: u64) {
-        self.boards[self.me]
-            .board_counter(DONE)
-            .store(k, Ordering::Release);
+        self.counter(self.me, DONE).store(k, Ordering::Release);
         // A peer may sleep until it may write its buffer again.
         self.wake_sleepers();
     }

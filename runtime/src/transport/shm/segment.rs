@@ -10,9 +10,11 @@
 //! so there is nothing to clean up.
 //!
 //! Layout: a 4 KiB header page (magic, slot count, ring capacity, the
-//! owner's *sleeping* flag), then the owner's *collective board* (a page of
-//! counters and two [`BOARD_BYTES`] buffers, see `board.rs`: only the owner
-//! writes it, every local peer reads it), then one page-aligned slot per
+//! owner's *sleeping* flag), then the owner's [`BOARDS`] *collective
+//! boards* (each a page of counters and two [`BOARD_BYTES`] buffers, see
+//! `board.rs`: only the owner writes them, every local peer reads them;
+//! board 0 serves the world communicator, the others the communicators
+//! made from it, see `collective/board_number.rs`), then one page-aligned slot per
 //! local rank: a ring [`Control`] block followed by the ring's data area.
 //! The owner consumes every slot; the local rank with that slot number
 //! produces.
@@ -28,7 +30,7 @@ use rustix::mm::{MapFlags, ProtFlags};
 use super::ring::{self, CELL, Control, RingMemory};
 
 /// Identifies a segment of this version.
-const MAGIC: u64 = u64::from_le_bytes(*b"MPRSHM03");
+const MAGIC: u64 = u64::from_le_bytes(*b"MPRSHM04");
 /// Bytes of the header page.
 const HEADER_BYTES: usize = 4096;
 /// Offset of the owner's sleeping flag in the header.
@@ -45,17 +47,23 @@ pub(crate) const BOARDS_INCOMPLETE: u64 = 2;
 pub(crate) const BOARDS_DIRECT: u64 = 3;
 /// Bytes of each of the collective board's two buffers.
 pub(crate) const BOARD_BYTES: usize = 64 << 10;
-/// Offset of the board's counter page.
+/// Collective boards in each segment: the world's and
+/// `BOARDS - 1` for other communicators at once. Pages a board never
+/// used take no memory (the segment is sparse).
+pub(crate) const BOARDS: usize = 8;
+/// Offset of board 0's counter page.
 const BOARD_COUNTERS: usize = HEADER_BYTES;
-/// Offset of the board's first buffer.
-const BOARD_DATA: usize = BOARD_COUNTERS + 4096;
+/// Offset of a board's first buffer from its counter page.
+const BOARD_DATA: usize = 4096;
+/// Bytes of one board: its counter page and its two buffers.
+const BOARD_STRIDE: usize = BOARD_DATA + 2 * BOARD_BYTES;
 /// Offset of the per-peer counters in the counter page (before it: one
 /// counter per cache line).
 const BOARD_PEER_COUNTERS: usize = 1024;
 /// Ranks with a per-peer counter on each board.
 pub(crate) const BOARD_PEERS: usize = (4096 - BOARD_PEER_COUNTERS) / 8;
 /// Bytes before the first slot.
-const FRONT_BYTES: usize = BOARD_DATA + 2 * BOARD_BYTES;
+const FRONT_BYTES: usize = BOARD_COUNTERS + BOARDS * BOARD_STRIDE;
 /// Bytes reserved for a ring's control block at the start of its slot.
 const CONTROL_BYTES: usize = 1024;
 const PAGE: usize = 4096;
@@ -171,67 +179,81 @@ impl Mapping {
         self.header_word(BOARD_STATE_OFFSET)
     }
 
-    /// Counter `index` of the collective board (each on its own cache
-    /// line; see `board.rs`).
-    pub(crate) fn board_counter(&self, index: usize) -> &std::sync::atomic::AtomicU64 {
-        assert!(index < BOARD_PEER_COUNTERS / 64);
-        // SAFETY: in bounds of the board's counter page, 64-aligned, and
-        // only ever accessed atomically.
-        unsafe { &*self.base.as_ptr().add(BOARD_COUNTERS + index * 64).cast() }
+    /// Offset of board `board`'s counter page.
+    fn board_offset(board: usize) -> usize {
+        assert!(board < BOARDS);
+        BOARD_COUNTERS + board * BOARD_STRIDE
     }
 
-    /// Per-peer counter `index` of the collective board (packed, eight to a
-    /// cache line, after the counters of [`board_counter`](Self::board_counter)).
-    pub(crate) fn board_peer_counter(&self, index: usize) -> &std::sync::atomic::AtomicU64 {
+    /// Counter `index` of collective board `board` (each on its own cache
+    /// line; see `board.rs`).
+    pub(crate) fn board_counter(
+        &self,
+        board: usize,
+        index: usize,
+    ) -> &std::sync::atomic::AtomicU64 {
+        assert!(index < BOARD_PEER_COUNTERS / 64);
+        let offset = Self::board_offset(board) + index * 64;
+        // SAFETY: in bounds of the board's counter page, 64-aligned, and
+        // only ever accessed atomically.
+        unsafe { &*self.base.as_ptr().add(offset).cast() }
+    }
+
+    /// Per-peer counter `index` of collective board `board` (packed, eight
+    /// to a cache line, after the counters of
+    /// [`board_counter`](Self::board_counter)).
+    pub(crate) fn board_peer_counter(
+        &self,
+        board: usize,
+        index: usize,
+    ) -> &std::sync::atomic::AtomicU64 {
         assert!(index < BOARD_PEERS);
+        let offset = Self::board_offset(board) + BOARD_PEER_COUNTERS + index * 8;
         // SAFETY: in bounds of the board's counter page (BOARD_PEER_COUNTERS
         // + 8 * BOARD_PEERS = 4096), 8-aligned, and only ever accessed
         // atomically.
-        unsafe {
-            &*self
-                .base
-                .as_ptr()
-                .add(BOARD_COUNTERS + BOARD_PEER_COUNTERS + index * 8)
-                .cast()
-        }
+        unsafe { &*self.base.as_ptr().add(offset).cast() }
     }
 
-    /// Copies `src` into board buffer `buffer` (0 or 1).
+    /// Copies `src` into buffer `buffer` (0 or 1) of board `board`.
     ///
     /// # Safety
     ///
-    /// Only the segment's owner writes its board, and only into a buffer
+    /// Only the segment's owner writes its boards, and only into a buffer
     /// that no peer reads now (the board's protocol: every reader has
     /// published that it finished with it).
-    pub(crate) unsafe fn board_write(&self, buffer: usize, src: &[u8]) {
+    pub(crate) unsafe fn board_write(&self, board: usize, buffer: usize, src: &[u8]) {
         assert!(buffer < 2 && src.len() <= BOARD_BYTES);
+        let offset = Self::board_offset(board) + BOARD_DATA + buffer * BOARD_BYTES;
         // SAFETY: in bounds (asserted); the caller guarantees that nobody
         // reads or writes these bytes meanwhile.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                src.as_ptr(),
-                self.base.as_ptr().add(BOARD_DATA + buffer * BOARD_BYTES),
-                src.len(),
-            );
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.as_ptr().add(offset), src.len());
         }
     }
 
-    /// Copies `dst.len()` bytes from `offset` of board buffer `buffer` out.
+    /// Copies `dst.len()` bytes from `offset` of buffer `buffer` of board
+    /// `board` out.
     ///
     /// # Safety
     ///
     /// The owner published these bytes (a release store this thread has
     /// acquired) and writes the buffer again only after this reader has
     /// published that it finished with it.
-    pub(crate) unsafe fn board_read(&self, buffer: usize, offset: usize, dst: &mut [u8]) {
+    pub(crate) unsafe fn board_read(
+        &self,
+        board: usize,
+        buffer: usize,
+        offset: usize,
+        dst: &mut [u8],
+    ) {
         assert!(buffer < 2 && offset <= BOARD_BYTES && dst.len() <= BOARD_BYTES - offset);
+        let start = Self::board_offset(board) + BOARD_DATA + buffer * BOARD_BYTES + offset;
         // SAFETY: in bounds (asserted); the caller guarantees that nobody
         // writes these bytes meanwhile.
         unsafe {
             std::ptr::copy_nonoverlapping(
-                self.base
-                    .as_ptr()
-                    .add(BOARD_DATA + buffer * BOARD_BYTES + offset),
+                self.base.as_ptr().add(start),
                 dst.as_mut_ptr(),
                 dst.len(),
             );
