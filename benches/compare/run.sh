@@ -5,11 +5,13 @@
 #
 #   benches/compare/run.sh [-n RANKS] [-m MIN:MAX] [--rounds R] [--out DIR]
 #                          [--timeout SECS] [--mpr-transport auto|tcp]
-#                          [--mpi openmpi,openmpi-tcp,mpich] [BENCHMARK ...]
+#                          [--mpi openmpi,openmpi-tcp,mpich] [--dup] [BENCHMARK ...]
 #
 # --mpr-transport tcp runs mpr with MPR_TRANSPORT=tcp (labelled "mpr TCP"),
 # to compare TCP with TCP; the default lets ranks of one host share memory.
 # --mpi picks which system MPIs (and Open MPI transports) run beside it.
+# --dup runs the collectives on a duplicate of the world communicator in
+# every runtime (measures collectives on a derived communicator).
 #
 # Benchmarks default to `latency bw`; any name that both `mpr-bench` and
 # `mpi_bench.c` know works. Each round runs mpr, then every MPI, in turn;
@@ -44,6 +46,7 @@ limit=600
 out=""
 mpr_transport=auto
 mpis="openmpi,openmpi-tcp,mpich"
+extra_args=()
 benchmarks=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -54,6 +57,7 @@ while [[ $# -gt 0 ]]; do
         --timeout) [[ $# -ge 2 ]] || die "--timeout needs seconds"; limit="$2"; shift 2 ;;
         --mpr-transport) [[ $# -ge 2 ]] || die "--mpr-transport needs auto or tcp"; mpr_transport="$2"; shift 2 ;;
         --mpi) [[ $# -ge 2 ]] || die "--mpi needs a list"; mpis="$2"; shift 2 ;;
+        --dup) extra_args=(--dup); shift ;;
         -h | --help) usage 0 ;;
         -*) echo "run.sh: unknown option $1" >&2; usage 2 ;;
         *) benchmarks+=("$1"); shift ;;
@@ -214,7 +218,7 @@ summary="$out/summary.md"
 {
     echo "# mpr vs system MPI"
     echo
-    echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -srm), $(nproc) cores; runtimes: $(join ", " "${labels[@]}")"
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -srm), $(nproc) cores; runtimes: $(join ", " "${labels[@]}")${extra_args[*]:+; collectives on a duplicate of the world communicator}"
     echo
 } >"$summary"
 
@@ -226,7 +230,7 @@ for name in "${benchmarks[@]}"; do
             [[ " ${failed[*]} " != *" $i "* ]] || continue
             raw="$out/raw/$name.${slugs[$i]}.$round"
             printf '   round %d: %-14s ' "$round" "${labels[$i]}"
-            if launch "${slugs[$i]}" "$name" --csv "${size_args[@]}" >"$raw.csv" 2>"$raw.log" \
+            if launch "${slugs[$i]}" "$name" --csv "${size_args[@]}" "${extra_args[@]}" >"$raw.csv" 2>"$raw.log" \
                 && head -1 "$raw.csv" | grep -q '^size,' && [[ $(wc -l <"$raw.csv") -ge 2 ]]; then
                 echo "ok ($(($(wc -l <"$raw.csv") - 1)) sizes)"
             else
@@ -256,7 +260,7 @@ for name in "${benchmarks[@]}"; do
 
     label_args=()
     for label in "${active_labels[@]}"; do label_args+=(--label "$label"); done
-    title="$name: $(join " vs " "${active_labels[@]}") ($ranks ranks)"
+    title="$name: $(join " vs " "${active_labels[@]}") ($ranks ranks${extra_args[*]:+, duplicate communicator})"
     if [ "$name" = barrier ]; then
         # One point (size 0) per runtime: the table says it all.
         echo "   wrote $out/$name.md (no plot: barrier has no message size)"
