@@ -140,10 +140,12 @@ fn board_collectives_match_a_serial_fold_and_fail_together_on_bad_arguments() {
     assert_eq!(oks(&out), 3, "{out}");
 }
 
-/// Communicators made from the world (dup, split) run on boards of their
-/// own: the same checks on a duplicate, on two halves at once, and after
-/// many communicators were made and dropped while more were alive than
-/// there are boards; by messages over TCP.
+/// Communicators made from the world (split_shared, dup, split) run on
+/// boards of their own: the same checks on the host's ranks, on a
+/// duplicate, on two halves at once, and after many communicators were
+/// made and dropped while more were alive than there are boards; by
+/// messages over TCP; and in a job whose odd ranks use TCP alone, on the
+/// boards of the even ranks' host communicator only.
 #[test]
 fn derived_communicators_run_the_board_checks_on_boards_of_their_own() {
     let limit = [
@@ -159,6 +161,14 @@ fn derived_communicators_run_the_board_checks_on_boards_of_their_own() {
     }
     let out = run_job_with(4, "tcp", &limit, &check[..2]);
     assert_eq!(oks(&out), 4, "over TCP: {out}");
+    // Odd ranks on TCP alone: the even ranks' host communicator is the
+    // only one on boards (the world and its copies go by messages, where
+    // disagreements across the board limit would hang: no `straddle`).
+    let wrapper = "if [ $((MPR_RANK % 2)) = 1 ]; then export MPR_TRANSPORT=tcp; fi; exec \"$@\"";
+    let mut args = vec!["sh", "-c", wrapper, "sh"];
+    args.extend(&check[..2]);
+    let out = run_job_with(5, "auto", &limit, &args);
+    assert_eq!(oks(&out), 5, "odd ranks over TCP: {out}");
 }
 
 #[test]

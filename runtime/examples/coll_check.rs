@@ -21,7 +21,8 @@
 //! which only the boards can report without hanging.
 //!
 //! `coll_check comms [straddle]`: the `board` checks on communicators made
-//! from the world, which have boards of their own: on a duplicate, then on
+//! from the world, which have boards of their own: on the ranks that share
+//! this host (`split_shared`, in reverse order), on a duplicate, then on
 //! both halves of a split at once (different sizes, so different calls
 //! run side by side), then on a duplicate made after many communicators
 //! were made and dropped (their boards reused) while more are alive than
@@ -391,6 +392,10 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
 fn comms(world: &Comm, straddle: bool) -> Result<(), String> {
     let fail = |error: mpr::Error| error.to_string();
     let rank = world.rank();
+    // The ranks of this host (all of them, unless some use TCP alone).
+    let host = world.split_shared(-(rank as i32)).map_err(fail)?;
+    board(&host, straddle)?;
+    drop(host);
     let copy = world.dup().map_err(fail)?;
     board(&copy, straddle)?;
     // Halves of 1 and 2, or 2 and 3 ranks, ... each checking on its own.

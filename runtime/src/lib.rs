@@ -96,13 +96,16 @@
 //! local peer reads. Barrier, bcast, gather, allreduce and alltoall publish
 //! their operands there (up to `MPR_SHM_BOARD_MAX`), or above that publish
 //! the addresses of their buffers and copy straight between the processes
-//! (`MPR_SHM_DIRECT_MIN`). Board 0 serves the world; seven more serve the
-//! communicators made with `dup` and `split`: a new communicator takes the
-//! lowest board free on all its members (they agree while it is made), and
-//! gives it back when dropped, once its peers are done with its last call.
-//! Beyond seven alive at once, and across hosts, collectives go by the
-//! message schedules of [`mpr-collectives`](mpr_collectives). Both ways
-//! give the same results, in rank order for non-commutative operations.
+//! (`MPR_SHM_DIRECT_MIN`). Board 0 serves the world (when the whole job
+//! is on one host); seven more serve the communicators made with `dup`
+//! and `split` whose ranks share one host, in any job: a new communicator
+//! takes the lowest board free on all its members (they agree while it is
+//! made), and gives it back when dropped, once its peers are done with its
+//! last call. [`Comm::split_shared`] makes the communicator of one host's
+//! ranks, the first level of a two-level algorithm. Beyond seven alive at
+//! once, and across hosts, collectives go by the message schedules of
+//! [`mpr-collectives`](mpr_collectives). Both ways give the same results,
+//! in rank order for non-commutative operations.
 //!
 //! # Errors
 //!
@@ -152,7 +155,7 @@
 //! | `MPR_SHM_SINGLE_COPY_LONE` | `16k` | a smaller payload from this size on is also copied once when it is *lone*: the last bytes queued for its peer with nothing in flight to it (a ping-pong, one step of a collective). A stream of such messages keeps the ring, where both sides copy in parallel. At or above `MPR_SHM_SINGLE_COPY` it changes nothing |
 //! | `MPR_SHM_PULL_MAX`, `MPR_SHM_PULL_MAX_LONE` | no limit; `512k`, `512k` when the host has more ranks than cores | a rendezvous message to a rank on the same host of at most this size (the second for a *lone* one, with nothing queued or being pulled towards its peer) is *pulled*: its announcement carries the address of the sender's buffer, and the receiver copies it from there as soon as it matches (`process_vm_readv`), with no clear-to-send round trip. Larger ones take the ring, except a collective's messages, whose receivers copy in parallel: those are pulled at any size, unless they converge on one rank (a linear gather's root). `0` turns pulls off; they also need single copy (`MPR_SHM_SINGLE_COPY` not `0`) |
 //! | `MPR_SHM_COOP_MIN` | `256k`; off when the host has more ranks than cores | a pull of at least this size is copied by both ranks at once: the receiver reads 64 KiB chunks from the front while the sender, if it is waiting in a call of its own, writes chunks from the back (`process_vm_writev`), so two cores share the one copy. `0` turns it off |
-//! | `MPR_SHM_BOARD_MAX` | `64k`; `1k` when the host runs two ranks or fewer (gather: `4k`, alltoall: `8k`) | when every rank of the job shares this host's memory, barrier, and gather, allreduce and alltoall of the world communicator (and of the communicators made from it with `dup` and `split`, up to 7 alive at once: each takes one of the segment's spare boards, see *Collectives on one host* below) whose operand (gather: block; alltoall: whole send buffer) is at most this size (at most 64 KiB), run on the *collective boards*: each rank publishes its operand in its own shared segment with one store and reads the others' there, with no messages. Larger operands, communicators beyond the spare boards and forced algorithms (`MPR_COLL_<NAME>`) use messages. Ranks whose arguments are wrong or disagree fail the call (those that can tell) instead of waiting, also across the limit. The limit must be the same on every rank. `0` turns the boards off (for barrier and bcast too) |
+//! | `MPR_SHM_BOARD_MAX` | `64k`; `1k` when the host runs two ranks or fewer (gather: `4k`, alltoall: `8k`) | barrier, and gather, allreduce and alltoall of the world communicator when every rank of the job shares this host's memory, and of the communicators made with `dup`, `split` or `split_shared` whose ranks share one host (up to 7 alive at once: each takes one of the segment's spare boards, see *Collectives on one host* above), whose operand (gather: block; alltoall: whole send buffer) is at most this size (at most 64 KiB), run on the *collective boards*: each rank publishes its operand in its own shared segment with one store and reads the others' there, with no messages. Larger operands, communicators beyond the spare boards and forced algorithms (`MPR_COLL_<NAME>`) use messages. Ranks whose arguments are wrong or disagree fail the call (those that can tell) instead of waiting, also across the limit. The limit must be the same on every rank. `0` turns the boards off (for barrier and bcast too) |
 //! | `MPR_SHM_BOARD_BCAST_MAX` | `32k`; `4k` when the host runs two ranks or fewer | the same limit for bcast, whose root copies its buffer onto its board once and every other rank copies it out at once (at most 64 KiB, the board's size) |
 //! | `MPR_SHM_DIRECT_MIN` | `1` (every operand above the board limits); when the host runs two ranks or fewer: bcast of 8 KiB–128 KiB, gather and alltoall from 8 KiB, allreduce never (messages win there) | when the boards are on and every rank can read and write every other's memory (`process_vm_readv`, `process_vm_writev`; the kernel's ptrace rules decide), bcast, gather, allreduce and alltoall of a communicator on the boards whose operand is above the board limit and at least this size copy straight between the processes: each rank publishes the addresses of its buffers on its board, and its peers copy from (gather: into) them, each byte once, without messages; allreduce reduces one slice per rank in rank order, then every rank copies the others' slices. A rank whose buffers are exposed leaves only when its peers are done with them. Set, it applies to all four collectives; `0` sends these operands by messages. Ranks whose limits differ fall back to messages for symmetric collectives, and follow the root's choice for rooted ones |
 //! | `MPR_SHM_RECORD` | `32k` | largest piece copied through a ring at once (smaller pieces let sender and receiver copy in parallel) |

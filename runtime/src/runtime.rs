@@ -19,7 +19,7 @@ use crate::bootstrap::client::Connected;
 use crate::engine::frame::SHORT_HEADER_LEN;
 use crate::engine::{Completion, Engine, RequestId, SendData, SendMode};
 use crate::error::Error;
-use crate::transport::shm::board::Boards;
+use crate::transport::shm::board::{Boards, HostBoards};
 use crate::transport::shm::{Shm, ShmEvent};
 use crate::transport::tcp::{LinkEvent, Tcp};
 use crate::tuning::{ErrorMode, Tuning};
@@ -118,6 +118,9 @@ pub(crate) struct Runtime {
     /// Every world rank's collective board, when all ranks share this
     /// host's memory (`collective/board.rs`); use [`Runtime::boards`].
     boards: Option<Boards>,
+    /// The boards of this rank and its local peers, which communicators
+    /// of local ranks made from the world use (`collective/board_number.rs`).
+    host_boards: Option<HostBoards>,
     /// Whether every rank has its boards (decided at the first use).
     boards_agreed: std::sync::OnceLock<bool>,
     /// Which boards this rank's communicators use
@@ -167,7 +170,7 @@ impl Runtime {
                 tuning.shm_eager_limit_lone,
             );
         }
-        let boards = shm.as_ref().and_then(|shm| {
+        let host_boards = shm.as_ref().and_then(|shm| {
             shm.boards(
                 engine.rank(),
                 engine.size(),
@@ -175,8 +178,13 @@ impl Runtime {
                 tuning.shm_direct.any(),
             )
         });
+        let everyone: Vec<usize> = (0..engine.size() as usize).collect();
+        let boards = host_boards
+            .as_ref()
+            .and_then(|host| host.view(&everyone, 0, 0, None));
         let runtime = Arc::new(Runtime {
             boards,
+            host_boards,
             boards_agreed: std::sync::OnceLock::new(),
             board_numbers: Mutex::default(),
             rank: engine.rank(),
@@ -228,6 +236,11 @@ impl Runtime {
         agreed.then_some(boards)
     }
 
+    /// The boards of this rank and of the local peers it mapped.
+    pub(crate) fn host_boards(&self) -> Option<&HostBoards> {
+        self.host_boards.as_ref()
+    }
+
     /// The board numbers of this rank's communicators.
     pub(crate) fn board_numbers(
         &self,
@@ -245,6 +258,12 @@ impl Runtime {
     /// World size.
     pub(crate) fn size(&self) -> u32 {
         self.size
+    }
+
+    /// The shared-memory domain of world rank `rank` (a number shared by
+    /// exactly the ranks that share memory with it), if it offered one.
+    pub(crate) fn memory_domain(&self, rank: Rank) -> Option<u32> {
+        self.memory_domains.get(rank.index()).copied().flatten()
     }
 
     /// Whether all these world ranks offered shared memory in one domain

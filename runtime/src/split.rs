@@ -88,6 +88,41 @@ impl Comm {
         })
     }
 
+    /// Splits this communicator by host (`MPI_Comm_split_type` with
+    /// `MPI_COMM_TYPE_SHARED`): the ranks that share memory with this one
+    /// (same host, same kernel and network namespace) form a new
+    /// communicator, ordered by `key` and then by their rank here; a rank
+    /// that shares memory with no other (over TCP alone) gets a
+    /// communicator of its own. Collective: every rank calls it. The usual
+    /// first step of a two-level algorithm: collectives among the ranks of
+    /// one host run on the shared-memory boards, then one rank per host
+    /// talks to the other hosts.
+    ///
+    /// ```
+    /// mpr::local::run(3, |world| {
+    ///     // `local::run` puts every rank on one host: with shared memory
+    ///     // (the default) all three are in `host`, over TCP each alone.
+    ///     let host = world.split_shared(0)?;
+    ///     assert!(host.size() == 3 || host.size() == 1);
+    ///     let mut count = [1u32];
+    ///     host.allreduce_in_place(&mut count, mpr::op::Sum)?;
+    ///     assert_eq!(count, [host.size()]);
+    ///     Ok::<(), mpr::Error>(())
+    /// });
+    /// ```
+    pub fn split_shared(&self, key: i32) -> Result<Comm, Error> {
+        let inner = &*self.inner;
+        let world = inner.to_world(inner.rank)?;
+        // Domains are numbered below the world size; a rank without one
+        // takes a colour of its own above them.
+        let color = inner
+            .rt
+            .memory_domain(world)
+            .unwrap_or(inner.rt.size() + world.0);
+        let (all, contexts) = self.split_exchange(Some(color), key)?;
+        self.split_part(&all, contexts, color)
+    }
+
     /// Splits this communicator by colour (`MPI_Comm_split`): ranks passing
     /// the same `Some(color)` form a new communicator, ordered by `key` and
     /// then by their rank here; ranks passing `None` (`MPI_UNDEFINED`) get
@@ -113,6 +148,18 @@ impl Comm {
     /// });
     /// ```
     pub fn split(&self, color: Option<u32>, key: i32) -> Result<Option<Comm>, Error> {
+        let (all, contexts) = self.split_exchange(color, key)?;
+        let Some(color) = color else { return Ok(None) };
+        self.split_part(&all, contexts, color).map(Some)
+    }
+
+    /// The exchange of a split: every rank's colour and key (three words
+    /// each: coloured, colour, key), and the new communicators' contexts.
+    fn split_exchange(
+        &self,
+        color: Option<u32>,
+        key: i32,
+    ) -> Result<(Vec<u32>, (ContextId, ContextId)), Error> {
         let inner = &*self.inner;
         let size = inner.group.size();
         let mine = [u32::from(color.is_some()), color.unwrap_or(0), key as u32];
@@ -125,7 +172,17 @@ impl Comm {
         );
         inner.run(&schedule, &mine, &mut all, None)?;
         let contexts = inner.new_contexts()?;
-        let Some(color) = color else { return Ok(None) };
+        Ok((all, contexts))
+    }
+
+    /// This rank's part of a split: the ranks of `all` with `color`.
+    fn split_part(
+        &self,
+        all: &[u32],
+        contexts: (ContextId, ContextId),
+        color: u32,
+    ) -> Result<Comm, Error> {
+        let inner = &*self.inner;
         let mut members: Vec<(i32, u32)> = all
             .chunks_exact(3)
             .enumerate()
@@ -144,8 +201,8 @@ impl Comm {
         let group = Group::from_members(world, inner.rt.size());
         let mut part = CommInner::derived(inner, contexts, Rank(rank), group);
         part.claim_boards()?;
-        Ok(Some(Comm {
+        Ok(Comm {
             inner: Arc::new(part),
-        }))
+        })
     }
 }

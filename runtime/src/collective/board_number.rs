@@ -2,14 +2,17 @@
 //! `split`): which of the segment's boards each one uses.
 //!
 //! Each rank's segment holds [`BOARDS`] boards; board 0 is the world's.
-//! When a communicator is made and the world runs on the boards, its
-//! members exchange (by messages, on the new communicator) the board
-//! numbers each has free and the highest call each ever made on every
-//! board. They take the lowest number free on all of them, and number
+//! When a communicator is made whose members share one host's memory (all
+//! of a one-host job, or those of one host in a larger job, see
+//! [`Comm::split_shared`](crate::Comm::split_shared)), its members
+//! exchange (by messages, on the new communicator) whether each mapped
+//! every other's segment, the board numbers each has free and the highest
+//! call each ever made on every board. They take the lowest number free on all of them, and number
 //! their calls past the highest call any of them made on it (the *base*,
 //! see `transport/shm/board.rs`), so counters left by earlier users never
-//! pass for a new call. With no number free on all, the communicator's
-//! collectives go by messages, as they would across hosts.
+//! pass for a new call. With no number free on all (or a segment some
+//! member could not map), the communicator's collectives go by messages,
+//! as they do across hosts.
 //!
 //! A number is free again once its communicator is dropped *and* every
 //! other member has said it is done with the last call (its *done*
@@ -29,6 +32,7 @@ use mpr_collectives::{Algorithm, Schedule};
 use crate::comm::CommInner;
 use crate::error::Error;
 use crate::transport::shm::board::Boards;
+
 use crate::transport::shm::segment::BOARDS;
 
 /// What one board number of this rank's segment serves.
@@ -93,42 +97,56 @@ impl BoardNumbers {
     }
 }
 
-/// Words each member contributes to the exchange: its free numbers, then
-/// its highest call on each number.
-const OFFER_WORDS: usize = 1 + BOARDS;
+/// Words each member contributes to the exchange: whether it mapped
+/// every member's segment ([`MAPS_ALL`]) and can read their memory
+/// ([`READS_ALL`]), the numbers it has free, then its highest call on
+/// each number.
+const OFFER_WORDS: usize = 2 + BOARDS;
+const MAPS_ALL: u64 = 1;
+const READS_ALL: u64 = 2;
 
 impl CommInner {
-    /// Gives this new communicator (made from the world's ranks by dup or
-    /// split) a board of its own, if the world runs on the boards and a
-    /// number is free on every member; every member calls it, and all get
-    /// the same answer. Collective, by messages on this communicator.
+    /// Gives this new communicator (made by dup or split) a board of its
+    /// own, if its members share one host's memory, each mapped every
+    /// other's segment, and a number is free on all of them; every member
+    /// calls it, and all get the same answer. Collective, by messages on
+    /// this communicator, for members that share memory.
     pub(crate) fn claim_boards(&mut self) -> Result<(), Error> {
         let size = self.group.size();
-        let Some(world) = self.rt.boards() else {
-            return Ok(());
-        };
-        if size < 2 {
+        if size < 2 || !self.shares_memory() {
             return Ok(());
         }
-        let (free, high) = self.rt.board_numbers().offer();
+        let members: Vec<usize> = self.group.members().iter().map(|r| r.index()).collect();
+        let host = self.rt.host_boards();
+        let maps = host.is_some_and(|host| host.maps_all(&members));
+        let reads = maps && host.is_some_and(|host| host.reads_all(&members));
         let mut mine = [0u64; OFFER_WORDS];
-        mine[0] = free;
-        mine[1..].copy_from_slice(&high);
+        if maps {
+            let (free, high) = self.rt.board_numbers().offer();
+            mine[0] = MAPS_ALL | if reads { READS_ALL } else { 0 };
+            mine[1] = free;
+            mine[2..].copy_from_slice(&high);
+        }
         let mut all = vec![0u64; OFFER_WORDS * size as usize];
         let counts = vec![OFFER_WORDS; size as usize];
         let schedule: Schedule =
             mpr_collectives::allgather(Algorithm::Bruck, self.rank.0, size, &counts);
         self.run(&schedule, &mine, &mut all, None)?;
         let offers = all.chunks_exact(OFFER_WORDS);
-        let common = offers.clone().fold(u64::MAX, |free, offer| free & offer[0]);
-        if common == 0 {
+        let flags = offers
+            .clone()
+            .fold(u64::MAX, |flags, offer| flags & offer[0]);
+        let common = offers.clone().fold(u64::MAX, |free, offer| free & offer[1]);
+        let (Some(host), true, false) = (host, flags & MAPS_ALL != 0, common == 0) else {
             return Ok(());
-        }
+        };
         let number = common.trailing_zeros() as usize;
-        let base = offers.map(|offer| offer[1 + number]).max().unwrap_or(0);
-        self.rt.board_numbers().take(number);
-        let members: Vec<usize> = self.group.members().iter().map(|r| r.index()).collect();
-        self.boards = Some(world.derived(&members, self.rank.index(), number, base));
+        let base = offers.map(|offer| offer[2 + number]).max().unwrap_or(0);
+        let direct = flags & READS_ALL != 0;
+        self.boards = host.view(&members, number, base, Some(direct));
+        if self.boards.is_some() {
+            self.rt.board_numbers().take(number);
+        }
         Ok(())
     }
 }
@@ -161,6 +179,11 @@ mod tests {
         crate::local::run(3, |world| {
             let boards = world.inner.rt.boards().is_some();
             let rank = world.rank();
+            // Every rank of `local::run` shares the host (unless over TCP).
+            let host = world.split_shared(0).unwrap();
+            assert_eq!(host.size(), if boards { 3 } else { 1 });
+            assert_eq!(number(&host), boards.then_some(1));
+            drop(host);
             let check = |comm: &Comm, what: &str| {
                 let mut word = [u64::from(comm.rank()) + 1];
                 comm.allreduce_in_place(&mut word, Sum).unwrap();

@@ -65,8 +65,8 @@ pub(crate) const IN_MEMORY: u64 = 1 << 61;
 /// Largest payload a board buffer holds.
 pub(crate) const CAPACITY: usize = BOARD_BYTES;
 
-/// The boards of one communicator's ranks, as one rank sees them (the
-/// world's, or a derived communicator's: see [`derived`](Self::derived)).
+/// The boards of one communicator's ranks, as one rank sees them (see
+/// [`HostBoards::view`]).
 #[derive(Debug)]
 pub(crate) struct Boards {
     /// This rank's index in `boards` (its rank in the communicator).
@@ -92,62 +92,102 @@ pub(crate) struct Boards {
     direct: std::sync::OnceLock<bool>,
 }
 
-impl Boards {
-    /// The boards of `boards.len()` ranks, this one being `me`; `memory`
-    /// is every rank's memory if this rank can read and write all of it.
+/// The boards of every rank this rank mapped (its local peers and
+/// itself), by world rank: what the boards of any communicator of local
+/// ranks are made from ([`view`](Self::view)).
+#[derive(Debug)]
+pub(crate) struct HostBoards {
+    /// This rank's world rank.
+    me: usize,
+    /// Every world rank's segment, if this rank mapped it.
+    segments: Vec<Option<Arc<Mapping>>>,
+    /// Every world rank's doorbell, if it has one.
+    doorbells: Vec<Option<SocketAddr>>,
+    ringer: Arc<Ringer>,
+    /// Every world rank's memory, if this rank can read and write it.
+    memory: Vec<Option<PeerMemory>>,
+}
+
+impl HostBoards {
+    /// The boards of the world ranks whose `segments` this rank (`me`)
+    /// mapped.
     pub(crate) fn new(
         me: usize,
-        boards: Vec<Arc<Mapping>>,
+        segments: Vec<Option<Arc<Mapping>>>,
         doorbells: Vec<Option<SocketAddr>>,
         ringer: Ringer,
-        memory: Option<Vec<PeerMemory>>,
-    ) -> Boards {
-        assert!(me < boards.len() && doorbells.len() == boards.len());
-        assert!(
-            memory
-                .as_ref()
-                .is_none_or(|memory| memory.len() == boards.len())
-        );
-        Boards {
+        memory: Vec<Option<PeerMemory>>,
+    ) -> HostBoards {
+        assert!(segments.get(me).is_some_and(Option::is_some));
+        assert!(doorbells.len() == segments.len() && memory.len() == segments.len());
+        HostBoards {
             me,
-            number: 0,
-            base: 0,
-            boards,
+            segments,
             doorbells,
             ringer: Arc::new(ringer),
             memory,
-            direct: std::sync::OnceLock::new(),
         }
     }
 
-    /// The boards of a communicator made from the world: `members` are its
-    /// ranks' world ranks (indexes into these world boards), this rank is
-    /// `me` among them, and it uses board `number`, whose calls up to
-    /// `base` all its members have made before. Call only once
-    /// [`agreed`](Self::agreed) answered.
-    pub(crate) fn derived(&self, members: &[usize], me: usize, number: usize, base: u64) -> Boards {
-        assert!(me < members.len() && number < super::segment::BOARDS);
-        let pick = |rank: &usize| Arc::clone(&self.boards[*rank]);
-        let direct = std::sync::OnceLock::new();
-        let _ = direct.set(self.direct());
-        Boards {
+    /// Whether this rank mapped the boards of all these world ranks.
+    pub(crate) fn maps_all(&self, members: &[usize]) -> bool {
+        members
+            .iter()
+            .all(|&rank| self.segments.get(rank).is_some_and(Option::is_some))
+    }
+
+    /// Whether this rank can read and write the memory of all these world
+    /// ranks.
+    pub(crate) fn reads_all(&self, members: &[usize]) -> bool {
+        members
+            .iter()
+            .all(|&rank| self.memory.get(rank).is_some_and(Option::is_some))
+    }
+
+    /// The boards of a communicator of the world ranks `members` (in
+    /// communicator order, this rank among them), on board `number`, whose
+    /// calls up to `base` every member made before; `direct` says whether
+    /// every member can read and write every member's memory (`None`: not
+    /// known yet, see [`Boards::agreed`]). `None` unless this rank mapped
+    /// every member's segment.
+    pub(crate) fn view(
+        &self,
+        members: &[usize],
+        number: usize,
+        base: u64,
+        direct: Option<bool>,
+    ) -> Option<Boards> {
+        assert!(number < super::segment::BOARDS);
+        let me = members.iter().position(|&rank| rank == self.me)?;
+        let boards = members
+            .iter()
+            .map(|&rank| self.segments.get(rank).cloned().flatten())
+            .collect::<Option<Vec<_>>>()?;
+        let memory = members
+            .iter()
+            .map(|&rank| self.memory.get(rank).copied().flatten())
+            .collect::<Option<Vec<_>>>();
+        let agreed = std::sync::OnceLock::new();
+        if let Some(direct) = direct {
+            let _ = agreed.set(direct && memory.is_some());
+        }
+        Some(Boards {
             me,
             number,
             base,
-            boards: members.iter().map(pick).collect(),
+            boards,
             doorbells: members
                 .iter()
                 .map(|&rank| self.doorbells[rank].clone())
                 .collect(),
             ringer: Arc::clone(&self.ringer),
-            memory: self
-                .memory
-                .as_ref()
-                .map(|memory| members.iter().map(|&rank| memory[rank]).collect()),
-            direct,
-        }
+            memory,
+            direct: agreed,
+        })
     }
+}
 
+impl Boards {
     /// Which board of each segment these boards use (0: the world's).
     pub(crate) fn number(&self) -> usize {
         self.number

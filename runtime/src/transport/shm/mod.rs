@@ -427,68 +427,58 @@ impl Shm {
         )
     }
 
-    /// The collective boards of the whole world, if every other rank of
-    /// the `size` has a lane whose segment this rank mapped (and `enabled`).
-    /// Says on this rank's own board whether it could ([`Boards::agreed`]
-    /// then tells whether every rank could), and whether it can also read
-    /// the memory of every rank (if `direct`: large operands are then
-    /// copied straight between the processes, `collective/direct.rs`).
+    /// The collective boards of this rank and of every local peer whose
+    /// segment it mapped (none unless `enabled`). Says on this rank's own
+    /// segment whether it mapped every rank of the `size` ([`Boards::agreed`]
+    /// then tells the world's ranks whether all could), and whether it can
+    /// also read the memory of every rank (if `direct`: large operands are
+    /// then copied straight between the processes, `collective/direct.rs`).
+    ///
+    /// [`Boards::agreed`]: board::Boards::agreed
     pub(crate) fn boards(
         &self,
         rank: Rank,
         size: u32,
         enabled: bool,
         direct: bool,
-    ) -> Option<board::Boards> {
-        if !enabled {
-            self.own
-                .board_state()
-                .store(segment::BOARDS_INCOMPLETE, Ordering::Release);
-            return None;
-        }
-        let segments = (0..size)
+    ) -> Option<board::HostBoards> {
+        let ringer = Ringer::new().ok().filter(|_| enabled);
+        let lane = |peer: u32| self.lanes.get(peer as usize).and_then(Option::as_ref);
+        let segments: Vec<_> = (0..size)
             .map(|peer| {
                 if peer == rank.0 {
                     return Some(Arc::clone(&self.own));
                 }
-                self.lanes
-                    .get(peer as usize)?
-                    .as_ref()
-                    .filter(|lane| lane.open)?
-                    .peer_segment
-                    .clone()
+                lane(peer)
+                    .filter(|lane| lane.open)
+                    .and_then(|lane| lane.peer_segment.clone())
             })
-            .collect::<Option<Vec<_>>>();
-        let ringer = Ringer::new().ok();
-        let complete = segments.is_some() && ringer.is_some();
+            .collect();
         // A lane with a puller passed the probe: this rank read the peer.
-        let memory = (0..size)
+        let memory: Vec<_> = (0..size)
             .map(|peer| {
                 if peer == rank.0 {
                     return Some(PeerMemory::of_process(std::process::id()));
                 }
-                let lane = self.lanes.get(peer as usize)?.as_ref()?;
-                lane.puller.as_ref().map(|_| lane.memory)
+                lane(peer)
+                    .filter(|lane| lane.puller.is_some())
+                    .map(|lane| lane.memory)
             })
-            .collect::<Option<Vec<_>>>()
-            .filter(|_| direct);
-        let state = match (complete, memory.is_some()) {
+            .map(|memory| memory.filter(|_| direct))
+            .collect();
+        let complete = ringer.is_some() && segments.iter().all(Option::is_some);
+        let state = match (complete, memory.iter().all(Option::is_some)) {
             (true, true) => segment::BOARDS_DIRECT,
             (true, false) => segment::BOARDS_COMPLETE,
             (false, _) => segment::BOARDS_INCOMPLETE,
         };
         self.own.board_state().store(state, Ordering::Release);
         let doorbells = (0..size)
-            .map(|peer| {
-                self.lanes
-                    .get(peer as usize)
-                    .and_then(Option::as_ref)
-                    .and_then(|lane| lane.doorbell.clone())
-            })
+            .map(|peer| lane(peer).and_then(|lane| lane.doorbell.clone()))
             .collect();
-        Some(board::Boards::new(
+        Some(board::HostBoards::new(
             rank.index(),
-            segments?,
+            segments,
             doorbells,
             ringer?,
             memory,
