@@ -89,11 +89,18 @@ impl BoardNumbers {
         self.uses[number] = Use::Taken;
     }
 
-    /// The communicator on `boards` is gone after call `last`.
+    /// The communicator on `boards` is gone after call `last`. One that
+    /// made no call gives its number back at once: nobody read its board
+    /// (and a member whose counters start below the communicator's base
+    /// never says it is done with it).
     pub(crate) fn retire(&mut self, boards: Boards, last: u64) {
         let number = boards.number();
         self.high[number] = self.high[number].max(last);
-        self.uses[number] = Use::Retiring { last, boards };
+        self.uses[number] = if last > boards.base() {
+            Use::Retiring { last, boards }
+        } else {
+            Use::Free
+        };
     }
 }
 
@@ -216,6 +223,32 @@ mod tests {
             let again = world.dup().unwrap();
             assert_eq!(number(&again).is_some(), boards);
             check(&again, "a communicator after many were dropped");
+        });
+    }
+
+    /// A communicator that made no call gives its board back although its
+    /// base is past what some member ever counted on that board.
+    #[test]
+    fn a_communicator_without_calls_gives_its_board_back() {
+        crate::local::run(3, |world| {
+            let boards = world.inner.rt.boards().is_some();
+            let rank = world.rank();
+            // Ranks 0 and 1 count far on board 1; rank 2 never does.
+            let pair = world.split(Some(u32::from(rank == 2)), 0).unwrap().unwrap();
+            for _ in 0..40 {
+                pair.barrier().unwrap();
+            }
+            assert_eq!(number(&pair), (boards && rank < 2).then_some(1));
+            drop(pair);
+            // Board 1 again, numbered past the pair's calls; no call.
+            let idle = world.dup().unwrap();
+            assert_eq!(number(&idle), boards.then_some(1));
+            drop(idle);
+            let next = world.dup().unwrap();
+            assert_eq!(number(&next), boards.then_some(1));
+            let mut word = [1u32];
+            next.allreduce_in_place(&mut word, Sum).unwrap();
+            assert_eq!(word, [3]);
         });
     }
 
