@@ -277,6 +277,7 @@ fn a_peer_killed_with_sigkill_fails_the_receive_within_a_second_without_a_launch
         ("auto", "allreduce"),
         ("auto", "bcast"),
         ("auto", "alltoall"),
+        ("auto", "allgather"),
         ("auto", "gather"),
     ];
     for (transport, wait) in cases {

@@ -10,7 +10,7 @@
 //! nothing behind that disturbs the next reduce.
 //!
 //! `coll_check board [straddle]`: allreduce (with a separate result and in
-//! place), bcast, gather and alltoall at sizes around `MPR_SHM_BOARD_MAX` (on the
+//! place), bcast, gather, allgather and alltoall at sizes around `MPR_SHM_BOARD_MAX` (on the
 //! shared-memory boards below it; above it copied straight between the
 //! processes, or by messages with `MPR_SHM_DIRECT_MIN=0`) and of several
 //! hundred KiB, with odd counts, at every root, with barriers between, each
@@ -238,6 +238,20 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
             format!("alltoall of {block}-element blocks")
         })?;
     }
+    // Allgather of blocks around the limit.
+    for block in [0usize, 1, 3, limit - 1, limit, limit + 1, 20_001] {
+        let send: Vec<[u64; 2]> = (0..block).map(|i| [u64::from(rank), i as u64]).collect();
+        let mut recv = vec![[9, 9]; block * size as usize];
+        world
+            .allgather(&send, &mut recv)
+            .map_err(|e| e.to_string())?;
+        let expected: Vec<[u64; 2]> = (0..size as u64)
+            .flat_map(|from| (0..block).map(move |i| [from, i as u64]))
+            .collect();
+        check(recv == expected, || {
+            format!("allgather of {block}-element blocks")
+        })?;
+    }
     // Gather of blocks around the limit, to every root.
     for block in [0usize, 1, 5, limit - 1, limit, limit + 1, 30_001] {
         let send: Vec<[u64; 2]> = (0..block).map(|i| [u64::from(rank), i as u64]).collect();
@@ -325,6 +339,21 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
         "an alltoall with a short buffer on rank 1 succeeded".into()
     })?;
     good(count)?;
+    // Rank 1's allgather receive buffer is short: everyone fails.
+    let send = vec![[1u64, 1]; 3];
+    let mut recv = vec![
+        [0, 0];
+        if rank == 1 {
+            3 * size as usize - 1
+        } else {
+            3 * size as usize
+        }
+    ];
+    let result = world.allgather(&send, &mut recv);
+    check(result.is_err(), || {
+        "an allgather with a short buffer on rank 1 succeeded".into()
+    })?;
+    good(count)?;
     // Rank 1 receives a bcast into a buffer of another length: it fails
     // there, the others complete.
     for bytes in [100usize, 3 * board_max] {
@@ -352,6 +381,15 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
         let result = world.alltoall(&send, &mut recv);
         check(result.is_err(), || {
             "an alltoall with disagreeing blocks succeeded".into()
+        })?;
+        good(5)?;
+        // Rank 1's allgather block is above the limit, the others' below.
+        let block = if rank == 1 { limit + 1 } else { 1 };
+        let send = vec![[2u64, 2]; block];
+        let mut recv = vec![[0, 0]; block * size as usize];
+        let result = world.allgather(&send, &mut recv);
+        check(result.is_err(), || {
+            "an allgather with disagreeing blocks succeeded".into()
         })?;
         good(5)?;
         // Gathers to the last rank where one rank's block is on the other

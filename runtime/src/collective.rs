@@ -30,8 +30,10 @@
 //!
 //! # Algorithms
 //!
-//! On the world communicator of a job whose ranks all share one host,
-//! barrier and small bcast, gather, allreduce and alltoall run on shared-memory
+//! On a communicator whose ranks all share one host (the world of a
+//! one-host job, or one made with `dup`, `split` or `split_shared`, see
+//! `collective/board_number.rs`), barrier and small bcast, gather,
+//! allreduce, allgather and alltoall run on shared-memory
 //! *boards* (`MPR_SHM_BOARD_MAX`, see `collective/board.rs`): each rank
 //! publishes its operand in its own segment and reads the others'. Larger
 //! operands of the same collectives publish the addresses of their buffers
@@ -64,7 +66,7 @@ use mpr_collectives::{Algorithm, Collective, Schedule};
 use crate::Rank;
 use crate::comm::{Comm, CommInner};
 use crate::error::{Argument, Error};
-use board::BoardOutcome;
+use board::{BoardOutcome, Spread};
 use cache::ScheduleKey;
 use channel::CollChannel;
 
@@ -607,21 +609,32 @@ impl Comm {
         let (rank, size) = (inner.rank.0, inner.group.size());
         let block = send.len();
         let total = block * inner.size();
-        let algorithm = inner.algorithm(
-            Collective::Allgather,
-            total * std::mem::size_of::<T>(),
-            total,
-            true,
-        );
         // Equal blocks: the schedule depends on the block length only, so
         // it is cached (allgatherv builds one per call).
-        let key = ScheduleKey::new(Collective::Allgather, Some(algorithm), 0, block, true);
-        let schedule = inner.schedule(key, || {
-            mpr_collectives::allgather(algorithm, rank, size, &vec![block; size as usize])
-        });
-        match expect_len(Argument::RecvBuffer, total, recv.len()) {
-            Ok(()) => inner.run(&schedule, send, recv, None),
-            Err(error) => Err(inner.reject::<T>(&schedule, error)),
+        let schedule = |block: usize| {
+            let total = block * inner.size();
+            let bytes = total * std::mem::size_of::<T>();
+            let algorithm = inner.algorithm(Collective::Allgather, bytes, total, true);
+            let key = ScheduleKey::new(Collective::Allgather, Some(algorithm), 0, block, true);
+            inner.schedule(key, || {
+                mpr_collectives::allgather(algorithm, rank, size, &vec![block; size as usize])
+            })
+        };
+        let recv_len = recv.len();
+        let check = || expect_len(Argument::RecvBuffer, total, recv_len);
+        if let Some(boards) = inner.boards(Collective::Allgather) {
+            let max = inner.rt.tuning().shm_board_allgather_max;
+            match inner.board_exchange(boards, Spread::Same, send, recv, check(), max) {
+                BoardOutcome::Done(result) => return result,
+                BoardOutcome::Messages => {}
+                BoardOutcome::Reject { count, error } => {
+                    return Err(inner.reject::<T>(&schedule(count), error));
+                }
+            }
+        }
+        match check() {
+            Ok(()) => inner.run(&schedule(block), send, recv, None),
+            Err(error) => Err(inner.reject::<T>(&schedule(block), error)),
         }
     }
 
@@ -692,7 +705,7 @@ impl Comm {
         };
         if let Some(boards) = inner.boards(Collective::Alltoall) {
             let max = inner.rt.tuning().shm_board_alltoall_max;
-            match inner.board_alltoall(boards, send, recv, check(), max) {
+            match inner.board_exchange(boards, Spread::Personal, send, recv, check(), max) {
                 BoardOutcome::Done(result) => return result,
                 BoardOutcome::Messages => {}
                 BoardOutcome::Reject { count, error } => {

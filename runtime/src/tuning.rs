@@ -69,6 +69,8 @@ pub(crate) struct Tuning {
     pub(crate) shm_board_alltoall_max: usize,
     /// The same for a gather's block (as for alltoall).
     pub(crate) shm_board_gather_max: usize,
+    /// The same for an allgather's block (as for alltoall).
+    pub(crate) shm_board_allgather_max: usize,
     /// Operands above the board limits that a board collective copies
     /// straight between the processes (`MPR_SHM_DIRECT_MIN`), by
     /// collective.
@@ -191,6 +193,11 @@ impl Tuning {
                 DEFAULT_SHM_BOARD_GATHER_MAX_PAIR,
                 DEFAULT_SHM_BOARD_MAX,
             ),
+            shm_board_allgather_max: board_limit(
+                "MPR_SHM_BOARD_MAX",
+                DEFAULT_SHM_BOARD_ALLGATHER_MAX_PAIR,
+                DEFAULT_SHM_BOARD_MAX,
+            ),
             shm_direct: DirectRanges::new(bytes("MPR_SHM_DIRECT_MIN"), local_size),
         }
     }
@@ -291,7 +298,8 @@ impl DirectRanges {
             Collective::Bcast => self.bcast,
             Collective::Gather => self.gather,
             Collective::Allreduce => self.allreduce,
-            Collective::Alltoall => self.alltoall,
+            // An allgather moves its blocks as an all-to-all does.
+            Collective::Alltoall | Collective::Allgather => self.alltoall,
             _ => None,
         };
         range.is_some_and(|(min, max)| (min..=max).contains(&bytes))
@@ -361,6 +369,15 @@ const DEFAULT_SHM_BOARD_BCAST_MAX_PAIR: usize = 4 << 10;
 /// off the board either way, 1.93 / 1.87), where an allreduce already
 /// loses from 2 KiB (1.61 against 1.46).
 const DEFAULT_SHM_BOARD_ALLTOALL_MAX_PAIR: usize = 8 << 10;
+/// Default board limit of an allgather's block when the host runs two
+/// ranks or fewer: 4 KiB, so that a rank reads at most 8 KiB as in an
+/// alltoall. Measured 2026-11-26 (medians of 7 alternating runs, µs, 2 / 4
+/// / 8 / 16 KiB blocks, limit 8 KiB against 4 KiB): 1.28 / 1.62 / 2.84 /
+/// 2.13 against 1.27 / 1.61 / 1.68 / 2.25: the 8 KiB block copies directly
+/// in 1.68. From three ranks on the board holds blocks up to its 64 KiB
+/// (8 ranks, 16 / 32 / 64 KiB: 22.4 / 36.3 / 89.4 on the board against
+/// 50.4 / 79.4 / 145 directly; 4 ranks alike within 6%).
+const DEFAULT_SHM_BOARD_ALLGATHER_MAX_PAIR: usize = 4 << 10;
 /// Default board limit of a gather's block when the host runs two ranks
 /// or fewer (medians of 9 alternating runs, µs, 2 / 4 / 8 KiB blocks):
 /// on the board 0.88 / 0.97 / 1.59, by messages after the root's verdict
@@ -554,6 +571,7 @@ mod tests {
             (1 << 10, 4 << 10, 8 << 10)
         );
         assert_eq!(pair.shm_board_gather_max, 4 << 10);
+        assert_eq!(pair.shm_board_allgather_max, 4 << 10);
         let four = Tuning::from_lookup(none, true, 4);
         assert_eq!(
             (
@@ -564,6 +582,7 @@ mod tests {
             (64 << 10, 32 << 10, 64 << 10)
         );
         assert_eq!(four.shm_board_gather_max, 64 << 10);
+        assert_eq!(four.shm_board_allgather_max, 64 << 10);
         let huge = |name: &str| (name == "MPR_SHM_BOARD_MAX").then(|| "1m".to_owned());
         let capped = Tuning::from_lookup(huge, true, 2);
         assert_eq!(capped.shm_board_max, crate::transport::shm::board::CAPACITY);

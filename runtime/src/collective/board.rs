@@ -1,6 +1,7 @@
 //! Small collectives on the shared-memory boards (`transport/shm/board.rs`)
-//! instead of messages: barrier, broadcast, gather, allreduce and
-//! all-to-all, when every rank of the job shares this host's memory.
+//! instead of messages: barrier, broadcast, gather, allreduce, allgather
+//! and all-to-all, when every rank of a communicator shares this host's
+//! memory.
 //!
 //! Each rank publishes its operand (or just its arrival) on its own board
 //! and reads what it needs from the others' boards: a barrier is one
@@ -77,6 +78,36 @@ impl Mode {
             Mode::Messages
         };
         Some(((published & !(ON_BOARD | IN_MEMORY)) as usize, mode))
+    }
+}
+
+/// Which part of every rank's send buffer each rank takes in a symmetric
+/// exchange on the boards (all-to-all, allgather); it lands in block
+/// `rank` of the taker's `recv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Spread {
+    /// All-to-all: `send` holds one block per rank, and rank `me` takes
+    /// block `me`.
+    Personal,
+    /// Allgather: `send` is one block, which every rank takes.
+    Same,
+}
+
+impl Spread {
+    /// Bytes of one block of a `send` of `bytes` bytes on `size` ranks.
+    pub(crate) fn block(self, bytes: usize, size: usize) -> usize {
+        match self {
+            Spread::Personal => bytes / size.max(1),
+            Spread::Same => bytes,
+        }
+    }
+
+    /// Where rank `me`'s block of `block` bytes lies in a `send`.
+    pub(crate) fn offset(self, me: usize, block: usize) -> usize {
+        match self {
+            Spread::Personal => me * block,
+            Spread::Same => 0,
+        }
     }
 }
 
@@ -449,13 +480,15 @@ impl CommInner {
         BoardOutcome::Done(Ok(()))
     }
 
-    /// All-to-all on the boards: every rank publishes its whole `send`
-    /// (`p` blocks) and reads block `me` of every board (or, above `max`,
-    /// of every rank's `send` in its memory). `local` is this rank's own
-    /// check of its arguments.
-    pub(crate) fn board_alltoall<T: Pod>(
+    /// All-to-all or allgather on the boards (`spread`): every rank
+    /// publishes its whole `send` and reads its block (all-to-all: block
+    /// `me`; allgather: the whole) of every board, or, above `max`, of
+    /// every rank's `send` in its memory. `local` is this rank's own check
+    /// of its arguments.
+    pub(crate) fn board_exchange<T: Pod>(
         &self,
         boards: &Boards,
+        spread: Spread,
         send: &[T],
         recv: &mut [T],
         local: Result<(), Error>,
@@ -463,9 +496,13 @@ impl CommInner {
     ) -> BoardOutcome {
         let k = self.next_board_call(boards);
         let size = boards.len();
-        let unit = size_of::<T>() * size;
         let bytes = size_of_val(send);
-        let mode = self.board_mode(boards, Collective::Alltoall, bytes, max);
+        // Bytes per element of the count a schedule is built for.
+        let (collective, unit) = match spread {
+            Spread::Personal => (Collective::Alltoall, size_of::<T>() * size),
+            Spread::Same => (Collective::Allgather, size_of::<T>()),
+        };
+        let mode = self.board_mode(boards, collective, bytes, max);
         let addresses = super::direct::addresses(&[send.as_ptr().cast()]);
         let data: &[u8] = match mode {
             Mode::Board => bytemuck::cast_slice(send),
@@ -475,14 +512,15 @@ impl CommInner {
         let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
         if mode == Mode::Direct && local.is_ok() {
             let send = bytemuck::cast_slice(send);
-            return self.direct_alltoall(boards, k, send, out, unit);
+            return self.direct_exchange(boards, k, spread, send, out, unit);
         }
         if let Err(outcome) = self.board_symmetric(boards, k, bytes, data, mode, local, unit) {
             return outcome;
         }
-        let block = bytes / size.max(1);
+        let block = spread.block(bytes, size);
+        let taken = spread.offset(boards.me(), block);
         for (rank, chunk) in out.chunks_exact_mut(block.max(1)).enumerate().take(size) {
-            boards.read_at(rank, k, boards.me() * block, chunk);
+            boards.read_at(rank, k, taken, chunk);
         }
         boards.done(k);
         BoardOutcome::Done(Ok(()))

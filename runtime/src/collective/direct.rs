@@ -30,7 +30,7 @@
 use bytemuck::Pod;
 use mpr_collectives::op::Op;
 
-use super::board::{BoardOutcome, Mode};
+use super::board::{BoardOutcome, Mode, Spread};
 use crate::comm::CommInner;
 use crate::engine::ProtocolError;
 use crate::error::Error;
@@ -188,9 +188,10 @@ impl CommInner {
         result.map_err(|error| self.error(error))
     }
 
-    /// All-to-all call `k` of `send` into `recv`, which this rank moves
-    /// directly (its arguments are right): publish the address of `send`,
-    /// then copy block `me` of each rank's send buffer as soon as that rank
+    /// All-to-all or allgather call `k` (`spread`) of `send` into `recv`,
+    /// which this rank moves directly (its arguments are right): publish
+    /// the address of `send`, then copy this rank's block (all-to-all:
+    /// block `me`; allgather: the whole) of each rank's send buffer as soon as that rank
     /// has published the same length to move directly (starting with the
     /// next rank, so that the ranks spread over the buffers), and decide
     /// the call once every rank has published, as for any symmetric call
@@ -200,22 +201,25 @@ impl CommInner {
     /// copied its block (each says so for each owner), not when all are
     /// done with everything. `unit` is the bytes of one element of the
     /// schedule's count.
-    pub(crate) fn direct_alltoall(
+    pub(crate) fn direct_exchange(
         &self,
         boards: &Boards,
         k: u64,
+        spread: Spread,
         send: &[u8],
         recv: &mut [u8],
         unit: usize,
     ) -> BoardOutcome {
         let (me, size) = (boards.me(), boards.len());
-        let block = send.len() / size;
+        let block = spread.block(send.len(), size);
+        // Where this rank's block lies in every rank's `send`.
+        let taken = spread.offset(me, block);
         if let Err(error) = self.board_wait(0..size, |_| boards.may_publish(k)) {
             return self.board_failed(boards, k, error);
         }
         let length = Mode::Direct.encode(send.len());
         boards.publish(k, &addresses(&[send.as_ptr()]), length);
-        recv[me * block..(me + 1) * block].copy_from_slice(&send[me * block..(me + 1) * block]);
+        recv[me * block..(me + 1) * block].copy_from_slice(&send[taken..taken + block]);
         let others = (1..size).map(|step| (me + step) % size).collect();
         let mut copied = Ok(());
         let arrived = self.board_each(
@@ -225,8 +229,7 @@ impl CommInner {
                 if boards.length(rank, k) != length {
                     return Ok(()); // The decision below fails or falls back.
                 }
-                let address =
-                    published_address(boards, rank, k, 0).wrapping_add((me * block) as u64);
+                let address = published_address(boards, rank, k, 0).wrapping_add(taken as u64);
                 let chunk = &mut recv[rank * block..(rank + 1) * block];
                 if let Err(errno) = boards.copy_from(rank, address, chunk) {
                     copied =
