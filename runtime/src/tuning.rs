@@ -370,14 +370,18 @@ const DEFAULT_SHM_BOARD_BCAST_MAX_PAIR: usize = 4 << 10;
 /// loses from 2 KiB (1.61 against 1.46).
 const DEFAULT_SHM_BOARD_ALLTOALL_MAX_PAIR: usize = 8 << 10;
 /// Default board limit of an allgather's block when the host runs two
-/// ranks or fewer: 4 KiB, so that a rank reads at most 8 KiB as in an
-/// alltoall. Measured 2026-11-26 (medians of 7 alternating runs, µs, 2 / 4
-/// / 8 / 16 KiB blocks, limit 8 KiB against 4 KiB): 1.28 / 1.62 / 2.84 /
-/// 2.13 against 1.27 / 1.61 / 1.68 / 2.25: the 8 KiB block copies directly
-/// in 1.68. From three ranks on the board holds blocks up to its 64 KiB
-/// (8 ranks, 16 / 32 / 64 KiB: 22.4 / 36.3 / 89.4 on the board against
-/// 50.4 / 79.4 / 145 directly; 4 ranks alike within 6%).
-const DEFAULT_SHM_BOARD_ALLGATHER_MAX_PAIR: usize = 4 << 10;
+/// ranks or fewer: 1 KiB. Measured 2026-11-26, medians of 7-9 alternating
+/// runs, µs, 512 B / 1 / 2 / 4 / 8 KiB blocks: by messages alone (before
+/// allgather used the boards) 0.66 / 0.99 / 1.10 / 1.38 / 2.00; on the
+/// board 0.67 / 0.89 / 1.30 / 1.67, the 8 KiB block copied directly 1.71;
+/// 2 and 4 KiB directly 1.30 / 1.56; by messages after publishing the
+/// length on the board (as every call there does) 1.25 / 1.57. So 2 and 4
+/// KiB blocks go by messages (the direct range starts at 8 KiB, as for
+/// alltoall); Open MPI takes 1.39 / 1.94 there. From three ranks on the board
+/// holds blocks up to its 64 KiB (8 ranks, 16 / 32 / 64 KiB: 22.4 / 36.3 /
+/// 89.4 on the board against 50.4 / 79.4 / 145 directly; 4 ranks alike
+/// within 6%).
+const DEFAULT_SHM_BOARD_ALLGATHER_MAX_PAIR: usize = 1 << 10;
 /// Default board limit of a gather's block when the host runs two ranks
 /// or fewer (medians of 9 alternating runs, µs, 2 / 4 / 8 KiB blocks):
 /// on the board 0.88 / 0.97 / 1.59, by messages after the root's verdict
@@ -571,7 +575,7 @@ mod tests {
             (1 << 10, 4 << 10, 8 << 10)
         );
         assert_eq!(pair.shm_board_gather_max, 4 << 10);
-        assert_eq!(pair.shm_board_allgather_max, 4 << 10);
+        assert_eq!(pair.shm_board_allgather_max, 1 << 10);
         let four = Tuning::from_lookup(none, true, 4);
         assert_eq!(
             (
