@@ -278,6 +278,7 @@ fn a_peer_killed_with_sigkill_fails_the_receive_within_a_second_without_a_launch
         ("auto", "bcast"),
         ("auto", "alltoall"),
         ("auto", "allgather"),
+        ("auto", "scatter"),
         ("auto", "gather"),
     ];
     for (transport, wait) in cases {

@@ -10,7 +10,7 @@
 //! nothing behind that disturbs the next reduce.
 //!
 //! `coll_check board [straddle]`: allreduce (with a separate result and in
-//! place), bcast, gather, allgather and alltoall at sizes around `MPR_SHM_BOARD_MAX` (on the
+//! place), bcast, scatter, gather, allgather and alltoall at sizes around `MPR_SHM_BOARD_MAX` (on the
 //! shared-memory boards below it; above it copied straight between the
 //! processes, or by messages with `MPR_SHM_DIRECT_MIN=0`) and of several
 //! hundred KiB, with odd counts, at every root, with barriers between, each
@@ -252,6 +252,37 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
             format!("allgather of {block}-element blocks")
         })?;
     }
+    // Scatter of blocks whose whole send buffer is around the limit, from
+    // every root.
+    for block in [
+        0usize,
+        1,
+        5,
+        per_rank.saturating_sub(1),
+        per_rank,
+        per_rank + 1,
+        20_001,
+    ] {
+        for root in 0..size {
+            let send: Vec<[u64; 2]> = if rank == root {
+                (0..block * size as usize)
+                    .map(|i| [u64::from(root), i as u64])
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let mut recv = vec![[9, 9]; block];
+            world
+                .scatter(&send, &mut recv, root)
+                .map_err(|e| e.to_string())?;
+            let expected: Vec<[u64; 2]> = (0..block)
+                .map(|i| [u64::from(root), (rank as usize * block + i) as u64])
+                .collect();
+            check(recv == expected, || {
+                format!("scatter of {block} from {root}")
+            })?;
+        }
+    }
     // Gather of blocks around the limit, to every root.
     for block in [0usize, 1, 5, limit - 1, limit, limit + 1, 30_001] {
         let send: Vec<[u64; 2]> = (0..block).map(|i| [u64::from(rank), i as u64]).collect();
@@ -354,6 +385,31 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
         "an allgather with a short buffer on rank 1 succeeded".into()
     })?;
     good(count)?;
+    // Scatters from rank 0: a root whose send buffer is short fails, and
+    // so does everyone; a rank 1 whose block is longer fails alone.
+    for block in [3usize, per_rank + 3] {
+        let send = vec![
+            [4u64, 4];
+            if rank == 0 {
+                block * size as usize - 1
+            } else {
+                0
+            }
+        ];
+        let mut recv = vec![[0, 0]; block];
+        let result = world.scatter(&send, &mut recv, 0);
+        check(result.is_err(), || {
+            format!("a scatter of {block} from a short root succeeded")
+        })?;
+        good(count)?;
+        let send = vec![[4u64, 4]; if rank == 0 { block * size as usize } else { 0 }];
+        let mut recv = vec![[0, 0]; if rank == 1 { block + 1 } else { block }];
+        let result = world.scatter(&send, &mut recv, 0);
+        check(result.is_err() == (rank == 1), || {
+            format!("a scatter of {block} with a longer block on rank 1: {result:?}")
+        })?;
+        good(count)?;
+    }
     // Rank 1 receives a bcast into a buffer of another length: it fails
     // there, the others complete.
     for bytes in [100usize, 3 * board_max] {
@@ -414,6 +470,16 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
             })?;
             good(5)?;
         }
+        // The root's scatter goes by messages or directly, rank 1 expects
+        // a board one.
+        let block = if rank == 1 { 1 } else { 2 * per_rank + 1 };
+        let send = vec![[6u64, 6]; if rank == 0 { block * size as usize } else { 0 }];
+        let mut recv = vec![[0, 0]; block];
+        let result = world.scatter(&send, &mut recv, 0);
+        check(result.is_err() == (rank == 1), || {
+            format!("a straddling scatter: {result:?}")
+        })?;
+        good(5)?;
         // The root's bcast goes by messages, rank 1 expects a board one.
         let bytes = if rank == 1 { 100 } else { 3 * board_max };
         let mut buf = vec![1u8; bytes];

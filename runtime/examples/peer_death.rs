@@ -1,7 +1,7 @@
 //! Rank 1 kills itself with SIGKILL while rank 0 waits to receive from it
 //! (or, with the argument `barrier`, waits in a barrier, which on shared
 //! memory runs on the collective boards; with `allreduce`, `bcast`,
-//! `alltoall`, `allgather` or `gather`, in a 1 MiB one, which on shared memory copies
+//! `alltoall`, `allgather` or `gather`, in a 1 MiB one (`scatter`: 128 KiB), which on shared memory copies
 //! straight between the processes, and whose ranks wait for their peers'
 //! publications or until their peers have copied their buffers); rank 0
 //! prints how long it took until the wait failed, and the error.
@@ -47,6 +47,11 @@ fn main() {
                 Some("alltoall") => {
                     let send = large.clone();
                     world.alltoall(&send, &mut large)
+                }
+                Some("scatter") => {
+                    // 128 KiB from the root: within the direct range.
+                    let send = vec![1u64; 16 << 10];
+                    world.scatter(&send, &mut large[..8 << 10], 0)
                 }
                 Some("allgather") => {
                     let send = vec![1u64; large.len() / 2];

@@ -32,8 +32,8 @@
 //!
 //! On a communicator whose ranks all share one host (the world of a
 //! one-host job, or one made with `dup`, `split` or `split_shared`, see
-//! `collective/board_number.rs`), barrier and small bcast, gather,
-//! allreduce, allgather and alltoall run on shared-memory
+//! `collective/board_number.rs`), barrier and small bcast, scatter,
+//! gather, allreduce, allgather and alltoall run on shared-memory
 //! *boards* (`MPR_SHM_BOARD_MAX`, see `collective/board.rs`): each rank
 //! publishes its operand in its own segment and reads the others'. Larger
 //! operands of the same collectives publish the addresses of their buffers
@@ -318,24 +318,36 @@ impl Comm {
         let inner = &*self.inner;
         let root = inner.root(root.into())?;
         let (rank, size) = (inner.rank.0, inner.group.size());
-        let algorithm = inner.algorithm(
-            Collective::Scatter,
-            std::mem::size_of_val(recv),
-            recv.len(),
-            true,
-        );
-        let key = ScheduleKey::new(Collective::Scatter, Some(algorithm), root, recv.len(), true);
-        let schedule = inner.schedule(key, || {
-            mpr_collectives::scatter(algorithm, rank, size, root, recv.len())
-        });
-        if rank == root {
-            if let Err(error) =
-                expect_len(Argument::SendBuffer, inner.size() * recv.len(), send.len())
-            {
-                return Err(inner.reject::<T>(&schedule, error));
+        let schedule = |count: usize| {
+            let bytes = count * std::mem::size_of::<T>();
+            let algorithm = inner.algorithm(Collective::Scatter, bytes, count, true);
+            let key = ScheduleKey::new(Collective::Scatter, Some(algorithm), root, count, true);
+            inner.schedule(key, || {
+                mpr_collectives::scatter(algorithm, rank, size, root, count)
+            })
+        };
+        let count = recv.len();
+        let check = || {
+            if rank == root {
+                expect_len(Argument::SendBuffer, inner.size() * count, send.len())
+            } else {
+                Ok(())
+            }
+        };
+        if let Some(boards) = inner.boards(Collective::Scatter) {
+            let max = inner.rt.tuning().shm_board_bcast_max;
+            match inner.board_scatter(boards, (send, &mut *recv), root, check(), max) {
+                BoardOutcome::Done(result) => return result,
+                BoardOutcome::Messages => {}
+                BoardOutcome::Reject { count, error } => {
+                    return Err(inner.reject::<T>(&schedule(count), error));
+                }
             }
         }
-        inner.run(&schedule, send, recv, None)
+        match check() {
+            Ok(()) => inner.run(&schedule(count), send, recv, None),
+            Err(error) => Err(inner.reject::<T>(&schedule(count), error)),
+        }
     }
 
     /// Like [`Comm::scatter`] with blocks of different lengths

@@ -267,6 +267,8 @@ const DEFAULT_SHM_BOARD_BCAST_MAX: usize = 32 << 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DirectRanges {
     bcast: Option<(usize, usize)>,
+    /// By the root's whole send buffer.
+    scatter: Option<(usize, usize)>,
     gather: Option<(usize, usize)>,
     allreduce: Option<(usize, usize)>,
     alltoall: Option<(usize, usize)>,
@@ -279,6 +281,7 @@ impl DirectRanges {
     fn new(set: Option<usize>, local_size: u32) -> DirectRanges {
         let all = |range: Option<(usize, usize)>| DirectRanges {
             bcast: range,
+            scatter: range,
             gather: range,
             allreduce: range,
             alltoall: range,
@@ -287,7 +290,10 @@ impl DirectRanges {
             Some(0) => all(None),
             Some(min) => all(Some((min, usize::MAX))),
             None if local_size <= 2 => PAIR_DIRECT,
-            None => all(Some((DEFAULT_SHM_DIRECT_MIN, usize::MAX))),
+            None => DirectRanges {
+                scatter: Some((DEFAULT_SHM_DIRECT_MIN, DEFAULT_SHM_DIRECT_SCATTER_MAX)),
+                ..all(Some((DEFAULT_SHM_DIRECT_MIN, usize::MAX)))
+            },
         }
     }
 
@@ -296,6 +302,7 @@ impl DirectRanges {
         use mpr_collectives::Collective;
         let range = match collective {
             Collective::Bcast => self.bcast,
+            Collective::Scatter => self.scatter,
             Collective::Gather => self.gather,
             Collective::Allreduce => self.allreduce,
             // An allgather moves its blocks as an all-to-all does.
@@ -307,9 +314,15 @@ impl DirectRanges {
 
     /// Whether any operand goes directly.
     pub(crate) fn any(&self) -> bool {
-        [self.bcast, self.gather, self.allreduce, self.alltoall]
-            .iter()
-            .any(Option::is_some)
+        [
+            self.bcast,
+            self.scatter,
+            self.gather,
+            self.allreduce,
+            self.alltoall,
+        ]
+        .iter()
+        .any(Option::is_some)
     }
 }
 
@@ -333,10 +346,21 @@ impl DirectRanges {
 /// 1.22-1.33 against 0.94-1.15 and 1.16-1.39 (3 runs each).
 const PAIR_DIRECT: DirectRanges = DirectRanges {
     bcast: Some((8 << 10, 128 << 10)),
+    // As bcast: the root's buffer, read by the peer (not measured apart).
+    scatter: Some((8 << 10, 128 << 10)),
     gather: Some((8 << 10, usize::MAX)),
     allreduce: None,
     alltoall: Some((8 << 10, usize::MAX)),
 };
+
+/// Default largest scatter (the root's whole send buffer) copied directly
+/// from three ranks on; larger ones go by messages, whose pulls copy as
+/// much but do not keep the root waiting for every rank. Measured
+/// 2026-11-26 (medians of 5 alternating runs, µs, blocks, messages against
+/// direct): 4 ranks 64 / 128 / 256 KiB 7.19 / 13.9 / 32.8 against 7.02 /
+/// 14.2 / 39.2; 8 ranks 32 / 64 / 128 KiB 10.4 / 21.8 / 56.0 against 9.50
+/// / 24.1 / 62.7.
+const DEFAULT_SHM_DIRECT_SCATTER_MAX: usize = 256 << 10;
 
 /// Default smallest operand copied directly between the processes by a
 /// board collective, from three ranks on: every one above the board

@@ -1,7 +1,7 @@
 //! Small collectives on the shared-memory boards (`transport/shm/board.rs`)
-//! instead of messages: barrier, broadcast, gather, allreduce, allgather
-//! and all-to-all, when every rank of a communicator shares this host's
-//! memory.
+//! instead of messages: barrier, broadcast, scatter, gather, allreduce,
+//! allgather and all-to-all, when every rank of a communicator shares this
+//! host's memory.
 //!
 //! Each rank publishes its operand (or just its arrival) on its own board
 //! and reads what it needs from the others' boards: a barrier is one
@@ -330,11 +330,98 @@ impl CommInner {
             return self.board_failed(boards, k, mismatch(len));
         }
         if mode == Mode::Direct {
-            return BoardOutcome::Done(self.direct_bcast_leaf(boards, k, root, bytes));
+            return BoardOutcome::Done(self.direct_bcast_leaf(boards, k, (root, 0), bytes));
         }
         boards.read(root, k, bytes);
         boards.done(k);
         BoardOutcome::Done(Ok(()))
+    }
+
+    /// Scatter of the root's `send` (one block per rank) on the boards:
+    /// the root publishes it (up to `max` bytes; above, the address of
+    /// `send`, and every rank copies its block straight from the root's
+    /// memory, or all go by messages) and each rank reads block `me`.
+    /// `local` is the root's own check of its arguments (a root that fails
+    /// it poisons the call, which its peers then fail too).
+    pub(crate) fn board_scatter<T: Pod>(
+        &self,
+        boards: &Boards,
+        (send, recv): (&[T], &mut [T]),
+        root: u32,
+        local: Result<(), Error>,
+        max: usize,
+    ) -> BoardOutcome {
+        let k = self.next_board_call(boards);
+        let (root, size) = (root as usize, boards.len());
+        let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
+        let block = out.len();
+        if boards.me() == root {
+            if let Err(error) = self.board_wait(0..size, |_| boards.may_publish(k)) {
+                return self.board_failed(boards, k, error);
+            }
+            if let Err(error) = local {
+                boards.publish(k, &[], POISONED);
+                return self.board_failed(boards, k, error);
+            }
+            let bytes: &[u8] = bytemuck::cast_slice(send);
+            let mode = self.board_mode(boards, Collective::Scatter, bytes.len(), max);
+            let length = mode.encode(bytes.len());
+            return match mode {
+                Mode::Board => {
+                    boards.publish(k, bytes, length);
+                    out.copy_from_slice(&bytes[root * block..(root + 1) * block]);
+                    boards.done(k);
+                    BoardOutcome::Done(Ok(()))
+                }
+                Mode::Direct => {
+                    out.copy_from_slice(&bytes[root * block..(root + 1) * block]);
+                    BoardOutcome::Done(self.direct_bcast_root(boards, k, bytes))
+                }
+                Mode::Messages => {
+                    boards.publish(k, &[], length);
+                    boards.done(k);
+                    BoardOutcome::Messages
+                }
+            };
+        }
+        if let Err(error) = self.board_wait(root..root + 1, |rank| boards.arrived(rank, k)) {
+            return self.board_failed(boards, k, error);
+        }
+        let Some((len, mode)) = Mode::decode(boards.length(root, k)) else {
+            let aborted = Error::PeerAborted {
+                rank: Rank(root as u32),
+            };
+            return self.board_failed(boards, k, aborted);
+        };
+        let own = block * size;
+        let mismatch = Error::CountMismatch {
+            rank: Rank(root as u32),
+            expected: own,
+            actual: len,
+        };
+        match mode {
+            _ if len != own && mode == Mode::Messages => {
+                boards.done(k);
+                BoardOutcome::Reject {
+                    count: len / size / size_of::<T>().max(1),
+                    error: mismatch,
+                }
+            }
+            _ if len != own => self.board_failed(boards, k, mismatch),
+            Mode::Messages => {
+                boards.done(k);
+                BoardOutcome::Messages
+            }
+            Mode::Direct => {
+                let leaf = self.direct_bcast_leaf(boards, k, (root, boards.me() * block), out);
+                BoardOutcome::Done(leaf)
+            }
+            Mode::Board => {
+                boards.read_at(root, k, boards.me() * block, out);
+                boards.done(k);
+                BoardOutcome::Done(Ok(()))
+            }
+        }
     }
 
     /// The part every rank plays alike in call `k` of a symmetric

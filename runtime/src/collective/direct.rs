@@ -133,16 +133,16 @@ impl CommInner {
         result.map_err(|error| self.error(error))
     }
 
-    /// Bcast call `k` off the root: copy the root's buffer into `bytes`
-    /// (whose length matches the root's).
+    /// Bcast (or scatter) call `k` off the root: copy the root's buffer
+    /// from `offset` into `bytes` (which the root's length covers).
     pub(crate) fn direct_bcast_leaf(
         &self,
         boards: &Boards,
         k: u64,
-        root: usize,
+        (root, offset): (usize, usize),
         bytes: &mut [u8],
     ) -> Result<(), Error> {
-        let address = published_address(boards, root, k, 0);
+        let address = published_address(boards, root, k, 0).wrapping_add(offset as u64);
         let result = boards
             .copy_from(root, address, bytes)
             .map_err(|errno| memory_error(root, errno));
