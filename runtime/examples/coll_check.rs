@@ -10,7 +10,7 @@
 //! nothing behind that disturbs the next reduce.
 //!
 //! `coll_check board [straddle]`: allreduce (with a separate result and in
-//! place), bcast, scatter, gather, allgather and alltoall at sizes around `MPR_SHM_BOARD_MAX` (on the
+//! place), reduce, bcast, scatter, gather, allgather and alltoall at sizes around `MPR_SHM_BOARD_MAX` (on the
 //! shared-memory boards below it; above it copied straight between the
 //! processes, or by messages with `MPR_SHM_DIRECT_MIN=0`) and of several
 //! hundred KiB, with odd counts, at every root, with barriers between, each
@@ -196,6 +196,15 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
         check(inplace == fold(sum_pair, size, count), || {
             format!("in-place sum of {count}")
         })?;
+        for root in 0..size {
+            let mut out = vec![[7, 7]; if rank == root { count } else { 0 }];
+            world
+                .reduce(&mine, &mut out, affine, root)
+                .map_err(|e| e.to_string())?;
+            check(rank != root || out == fold(affine, size, count), || {
+                format!("affine reduce of {count} to {root}")
+            })?;
+        }
         for root in 0..size {
             let bytes = count * element;
             let mut buf: Vec<u8> = if rank == root {
@@ -385,6 +394,30 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
         "an allgather with a short buffer on rank 1 succeeded".into()
     })?;
     good(count)?;
+    // Reduces to the last rank: a root whose result buffer is short fails
+    // alone (with a commutative op, whose message tree is rooted there);
+    // another rank whose operand is longer makes the root fail (by messages,
+    // the ranks between them in the tree fail too), and nobody hangs.
+    for count in [3usize, limit + 3] {
+        let root = size - 1;
+        let sum = op::commutative(sum_pair);
+        let mine: Vec<[u64; 2]> = (0..count).map(|i| operand(rank, i)).collect();
+        let mut out = vec![[0, 0]; if rank == root { count - 1 } else { 0 }];
+        let result = world.reduce(&mine, &mut out, sum, root);
+        check(result.is_err() == (rank == root), || {
+            format!("a reduce of {count} to a short root: {result:?}")
+        })?;
+        good(count)?;
+        let other = if root == 1 { 0 } else { 1 };
+        let longer = if rank == other { count + 1 } else { count };
+        let mine: Vec<[u64; 2]> = (0..longer).map(|i| operand(rank, i)).collect();
+        let mut out = vec![[0, 0]; if rank == root { count } else { 0 }];
+        let result = world.reduce(&mine, &mut out, sum, root);
+        check(rank != root || result.is_err(), || {
+            format!("a reduce of {count} with a longer operand on rank {other}: {result:?}")
+        })?;
+        good(count)?;
+    }
     // Scatters from rank 0: a root whose send buffer is short fails, and
     // so does everyone; a rank 1 whose block is longer fails alone.
     for block in [3usize, per_rank + 3] {
@@ -437,6 +470,17 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
         let result = world.alltoall(&send, &mut recv);
         check(result.is_err(), || {
             "an alltoall with disagreeing blocks succeeded".into()
+        })?;
+        good(5)?;
+        // Rank 1's reduce operand is above the limit, the others' below:
+        // the root fails.
+        let root = size - 1;
+        let count = if rank == 1 { 4 * limit } else { limit / 2 };
+        let mine: Vec<[u64; 2]> = (0..count).map(|i| operand(rank, i)).collect();
+        let mut out = vec![[0, 0]; if rank == root { count } else { 0 }];
+        let result = world.reduce(&mine, &mut out, affine, root);
+        check(rank != root || result.is_err(), || {
+            format!("a straddling reduce: {result:?}")
         })?;
         good(5)?;
         // Rank 1's allgather block is above the limit, the others' below.

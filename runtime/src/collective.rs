@@ -33,7 +33,7 @@
 //! On a communicator whose ranks all share one host (the world of a
 //! one-host job, or one made with `dup`, `split` or `split_shared`, see
 //! `collective/board_number.rs`), barrier and small bcast, scatter,
-//! gather, allreduce, allgather and alltoall run on shared-memory
+//! gather, reduce, allreduce, allgather and alltoall run on shared-memory
 //! *boards* (`MPR_SHM_BOARD_MAX`, see `collective/board.rs`): each rank
 //! publishes its operand in its own segment and reads the others'. Larger
 //! operands of the same collectives publish the addresses of their buffers
@@ -55,6 +55,7 @@ mod channel;
 mod direct;
 mod gather;
 mod obj;
+mod reduce;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -491,18 +492,40 @@ impl Comm {
         let (rank, size) = (inner.rank.0, inner.group.size());
         let commutative = op.is_commutative();
         let shared = || inner.shares_memory();
-        let segment = mpr_collectives::reduce_segment(size, send.len(), size_of::<T>(), shared);
-        let key = ScheduleKey::new(Collective::Reduce, None, root, send.len(), commutative)
-            .segmented(segment);
-        let schedule = inner.schedule(key, || {
-            mpr_collectives::reduce(rank, size, root, send.len(), commutative, segment)
-        });
-        if rank == root {
-            if let Err(error) = expect_len(Argument::RecvBuffer, send.len(), recv.len()) {
-                return Err(inner.reject::<T>(&schedule, error));
+        let schedule = |count: usize| {
+            let segment = mpr_collectives::reduce_segment(size, count, size_of::<T>(), shared);
+            let key = ScheduleKey::new(Collective::Reduce, None, root, count, commutative)
+                .segmented(segment);
+            inner.schedule(key, || {
+                mpr_collectives::reduce(rank, size, root, count, commutative, segment)
+            })
+        };
+        let recv_len = recv.len();
+        let check = || {
+            if rank == root {
+                expect_len(Argument::RecvBuffer, send.len(), recv_len)
+            } else {
+                Ok(())
+            }
+        };
+        // Two ranks reduce by messages as fast (`collective/reduce.rs`).
+        let boards = inner
+            .boards(Collective::Reduce)
+            .filter(|boards| boards.len() > 2);
+        if let Some(boards) = boards {
+            let max = inner.rt.tuning().shm_board_max;
+            match inner.board_reduce(boards, send, recv, &op, root, check(), max) {
+                BoardOutcome::Done(result) => return result,
+                BoardOutcome::Messages => {}
+                BoardOutcome::Reject { count, error } => {
+                    return Err(inner.reject::<T>(&schedule(count), error));
+                }
             }
         }
-        inner.run(&schedule, send, recv, Some(&op))
+        match check() {
+            Ok(()) => inner.run(&schedule(send.len()), send, recv, Some(&op)),
+            Err(error) => Err(inner.reject::<T>(&schedule(send.len()), error)),
+        }
     }
 
     /// Combines every rank's `send` elementwise with `op`, in rank order,

@@ -1,7 +1,8 @@
 //! Small collectives on the shared-memory boards (`transport/shm/board.rs`)
-//! instead of messages: barrier, broadcast, scatter, gather, allreduce,
-//! allgather and all-to-all, when every rank of a communicator shares this
-//! host's memory.
+//! instead of messages: barrier, broadcast, scatter, gather
+//! (`gather.rs`), reduce (`reduce.rs`), allreduce, allgather and
+//! all-to-all, when every rank of a communicator shares this host's
+//! memory.
 //!
 //! Each rank publishes its operand (or just its arrival) on its own board
 //! and reads what it needs from the others' boards: a barrier is one

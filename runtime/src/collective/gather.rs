@@ -1,5 +1,5 @@
-//! Gather on the collective boards (`board.rs`), for every size of the
-//! world communicator on one host.
+//! Gather on the collective boards (`board.rs`), for every size of a
+//! communicator on one host.
 //!
 //! A rank whose block fits its board publishes it there at once, without
 //! waiting for the root (*board-first*): a small gather costs each sender
@@ -20,6 +20,9 @@
 //! that differs from its own, and nobody waits for a rank that went
 //! another way. The board limit must be the same on every rank (otherwise
 //! equal blocks may still fail the call).
+//!
+//! A reduce (`reduce.rs`) goes the same way with each rank's operand as
+//! its block.
 
 use bytemuck::Pod;
 
