@@ -96,6 +96,7 @@ pub(crate) enum Spread {
 
 impl Spread {
     /// Bytes of one block of a `send` of `bytes` bytes on `size` ranks.
+    #[inline]
     pub(crate) fn block(self, bytes: usize, size: usize) -> usize {
         match self {
             Spread::Personal => bytes / size.max(1),
@@ -104,6 +105,7 @@ impl Spread {
     }
 
     /// Where rank `me`'s block of `block` bytes lies in a `send`.
+    #[inline]
     pub(crate) fn offset(self, me: usize, block: usize) -> usize {
         match self {
             Spread::Personal => me * block,
@@ -204,19 +206,39 @@ impl CommInner {
         }
         self.rt
             .wait_until(|engine: &mut engine::Engine| {
-                let (mut gone, mut awaited) = (None, false);
-                for rank in ranks.clone().filter(|&rank| !ready(rank)) {
-                    match engine.peer_gone_error(self.group.members()[rank]) {
-                        Some(error) if !settle => return Some(Err(error)),
-                        Some(error) => {
-                            gone.get_or_insert(error);
-                        }
-                        None => awaited = true,
-                    }
+                // The spin stays small (and inlined): liveness is looked
+                // at out of line.
+                if ranks.clone().all(&ready) {
+                    return Some(Ok(()));
                 }
-                (!awaited).then(|| gone.map_or(Ok(()), Err))
+                self.board_peers_gone(engine, ranks.clone(), &ready, settle)
             })
             .map_err(|error| Error::from_op(error, |rank| self.to_comm(rank)))
+    }
+
+    /// The liveness look of [`board_wait_until`](Self::board_wait_until)
+    /// while some rank of `ranks` is not `ready`: the error of the first
+    /// such rank gone (unless `settle`), or, with `settle`, the first
+    /// error once every rank not ready is gone; `None` while one lives.
+    #[inline(never)]
+    fn board_peers_gone(
+        &self,
+        engine: &mut engine::Engine,
+        ranks: std::ops::Range<usize>,
+        ready: &impl Fn(usize) -> bool,
+        settle: bool,
+    ) -> Option<Result<(), engine::OpError>> {
+        let (mut gone, mut awaited) = (None, false);
+        for rank in ranks.filter(|&rank| !ready(rank)) {
+            match engine.peer_gone_error(self.group.members()[rank]) {
+                Some(error) if !settle => return Some(Err(error)),
+                Some(error) => {
+                    gone.get_or_insert(error);
+                }
+                None => awaited = true,
+            }
+        }
+        (!awaited).then(|| gone.map_or(Ok(()), Err))
     }
 
     /// Ends call `k` on the boards with `error` (this rank is done with it).
@@ -573,6 +595,7 @@ impl CommInner {
     /// `me`; allgather: the whole) of every board, or, above `max`, of
     /// every rank's `send` in its memory. `local` is this rank's own check
     /// of its arguments.
+    #[inline]
     pub(crate) fn board_exchange<T: Pod>(
         &self,
         boards: &Boards,

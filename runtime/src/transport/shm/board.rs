@@ -189,11 +189,13 @@ impl HostBoards {
 
 impl Boards {
     /// Which board of each segment these boards use (0: the world's).
+    #[inline]
     pub(crate) fn number(&self) -> usize {
         self.number
     }
 
     /// The number of the call before this communicator's first.
+    #[inline]
     pub(crate) fn base(&self) -> u64 {
         self.base
     }
@@ -205,6 +207,7 @@ impl Boards {
     }
 
     /// Counter `index` of `rank`'s board.
+    #[inline]
     fn counter(&self, rank: usize, index: usize) -> &std::sync::atomic::AtomicU64 {
         self.boards[rank].board_counter(self.number, index)
     }
@@ -232,6 +235,7 @@ impl Boards {
     /// Whether every rank can read and write every rank's memory, so that
     /// large operands may be copied directly between the processes (false
     /// until [`agreed`](Self::agreed) has answered).
+    #[inline]
     pub(crate) fn direct(&self) -> bool {
         self.direct.get() == Some(&true)
     }
@@ -256,12 +260,14 @@ impl Boards {
     }
 
     /// Ranks on the boards.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.boards.len()
     }
 
     /// Whether this rank may write its buffer for call `k`: every peer is
     /// done with call `k - 2`, the last one that used the same buffer.
+    #[inline]
     pub(crate) fn may_publish(&self, k: u64) -> bool {
         // Calls up to `base` belong to earlier communicators, whose
         // readers are done (`board_number.rs`).
@@ -313,22 +319,26 @@ impl Boards {
     }
 
     /// Whether `rank` has released call `k` (or a later one).
+    #[inline]
     pub(crate) fn released(&self, rank: usize, k: u64) -> bool {
         self.counter(rank, RELEASED).load(Ordering::Acquire) >= k
     }
 
     /// This rank's index.
+    #[inline]
     pub(crate) fn me(&self) -> usize {
         self.me
     }
 
     /// Whether `rank` has published call `k` (or a later one).
+    #[inline]
     pub(crate) fn arrived(&self, rank: usize, k: u64) -> bool {
         self.counter(rank, ARRIVED).load(Ordering::Acquire) >= k
     }
 
     /// The length `rank` published for call `k`. Call only once
     /// [`arrived`](Self::arrived) said so.
+    #[inline]
     pub(crate) fn length(&self, rank: usize, k: u64) -> u64 {
         self.counter(rank, LENGTH + (k % 2) as usize)
             .load(Ordering::Relaxed)
@@ -337,12 +347,14 @@ impl Boards {
     /// Copies the first `dst.len()` bytes `rank` published for call `k`.
     /// Call only once [`arrived`](Self::arrived) said so, and before this
     /// rank says it is [`done`](Self::done) with `k`.
+    #[inline]
     pub(crate) fn read(&self, rank: usize, k: u64, dst: &mut [u8]) {
         self.read_at(rank, k, 0, dst);
     }
 
     /// Copies `dst.len()` bytes from `offset` of what `rank` published for
     /// call `k`, under the same rules as [`read`](Self::read).
+    #[inline]
     pub(crate) fn read_at(&self, rank: usize, k: u64, offset: usize, dst: &mut [u8]) {
         assert!(offset <= CAPACITY && dst.len() <= CAPACITY - offset);
         // SAFETY: `rank` published call k (acquired by `arrived`), and it
@@ -364,6 +376,7 @@ impl Boards {
     /// Whether `rank` has passed the midpoint of call `k` (or a later
     /// one): `None` not yet, `Some(false)` with its part ready,
     /// `Some(true)` if it failed call `k`.
+    #[inline]
     pub(crate) fn staged(&self, rank: usize, k: u64) -> Option<bool> {
         let value = self.counter(rank, STAGE).load(Ordering::Acquire);
         let call = value & !STAGE_FAILED;
@@ -389,6 +402,7 @@ impl Boards {
     /// Whether `reader` has copied everything it needs of this rank's
     /// buffers in direct call `k` (see [`copied_from`](Self::copied_from);
     /// a reader that is [`done`](Self::done) has too).
+    #[inline]
     pub(crate) fn has_copied(&self, reader: usize, k: u64) -> bool {
         self.is_done(reader, k)
             || (self.boards.len() <= BOARD_PEERS
@@ -399,6 +413,7 @@ impl Boards {
     }
 
     /// Whether `rank` is done with call `k` (or a later one).
+    #[inline]
     pub(crate) fn is_done(&self, rank: usize, k: u64) -> bool {
         self.counter(rank, DONE).load(Ordering::Acquire) >= k
     }

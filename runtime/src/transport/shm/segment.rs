@@ -168,6 +168,7 @@ impl Mapping {
 
     /// The owner's flag: 1 while it sleeps in its poller (a producer then
     /// rings its doorbell).
+    #[inline]
     pub(crate) fn sleeping(&self) -> &AtomicU32 {
         // SAFETY: in bounds of the header page, 4-aligned, only ever
         // accessed atomically.
@@ -175,11 +176,13 @@ impl Mapping {
     }
 
     /// The owner's board state (see [`BOARDS_COMPLETE`]).
+    #[inline]
     pub(crate) fn board_state(&self) -> &std::sync::atomic::AtomicU64 {
         self.header_word(BOARD_STATE_OFFSET)
     }
 
     /// Offset of board `board`'s counter page.
+    #[inline]
     fn board_offset(board: usize) -> usize {
         assert!(board < BOARDS);
         BOARD_COUNTERS + board * BOARD_STRIDE
@@ -187,6 +190,7 @@ impl Mapping {
 
     /// Counter `index` of collective board `board` (each on its own cache
     /// line; see `board.rs`).
+    #[inline]
     pub(crate) fn board_counter(
         &self,
         board: usize,
@@ -202,6 +206,7 @@ impl Mapping {
     /// Per-peer counter `index` of collective board `board` (packed, eight
     /// to a cache line, after the counters of
     /// [`board_counter`](Self::board_counter)).
+    #[inline]
     pub(crate) fn board_peer_counter(
         &self,
         board: usize,
