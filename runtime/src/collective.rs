@@ -177,6 +177,24 @@ impl CommInner {
         self.error(error)
     }
 
+    /// What a collective does after its part on the boards: its result
+    /// (`Some`), or `None` to go on by messages; when another rank moves
+    /// `count` elements by messages while this one cannot take part, it
+    /// plays `schedule(count)` poisoned first.
+    fn after_boards<T>(
+        &self,
+        outcome: BoardOutcome,
+        schedule: impl FnOnce(usize) -> Arc<Schedule>,
+    ) -> Option<Result<(), Error>> {
+        match outcome {
+            BoardOutcome::Done(result) => Some(result),
+            BoardOutcome::Messages => None,
+            BoardOutcome::Reject { count, error } => {
+                Some(Err(self.reject::<T>(&schedule(count), error)))
+            }
+        }
+    }
+
     /// The root as a rank of this communicator.
     fn root(&self, root: Rank) -> Result<u32, Error> {
         if root.0 < self.group.size() {
@@ -287,12 +305,9 @@ impl Comm {
         };
         if let Some(boards) = inner.boards(Collective::Bcast) {
             let max = inner.rt.tuning().shm_board_bcast_max;
-            match inner.board_bcast(boards, buf, root, max) {
-                BoardOutcome::Done(result) => return result,
-                BoardOutcome::Messages => {}
-                BoardOutcome::Reject { count, error } => {
-                    return Err(inner.reject::<T>(&schedule(count), error));
-                }
+            let outcome = inner.board_bcast(boards, buf, root, max);
+            if let Some(result) = inner.after_boards::<T>(outcome, schedule) {
+                return result;
             }
         }
         inner.run(&schedule(buf.len()), &[], buf, None)
@@ -337,12 +352,9 @@ impl Comm {
         };
         if let Some(boards) = inner.boards(Collective::Scatter) {
             let max = inner.rt.tuning().shm_board_bcast_max;
-            match inner.board_scatter(boards, (send, &mut *recv), root, check(), max) {
-                BoardOutcome::Done(result) => return result,
-                BoardOutcome::Messages => {}
-                BoardOutcome::Reject { count, error } => {
-                    return Err(inner.reject::<T>(&schedule(count), error));
-                }
+            let outcome = inner.board_scatter(boards, (send, &mut *recv), root, check(), max);
+            if let Some(result) = inner.after_boards::<T>(outcome, schedule) {
+                return result;
             }
         }
         match check() {
@@ -421,12 +433,9 @@ impl Comm {
         };
         if let Some(boards) = inner.boards(Collective::Gather) {
             let max = inner.rt.tuning().shm_board_gather_max;
-            match inner.board_gather(boards, send, recv, root, check(), max) {
-                BoardOutcome::Done(result) => return result,
-                BoardOutcome::Messages => {}
-                BoardOutcome::Reject { count, error } => {
-                    return Err(inner.reject::<T>(&schedule(count), error));
-                }
+            let outcome = inner.board_gather(boards, send, recv, root, check(), max);
+            if let Some(result) = inner.after_boards::<T>(outcome, schedule) {
+                return result;
             }
         }
         let schedule = schedule(send.len());
@@ -514,12 +523,9 @@ impl Comm {
             .filter(|boards| boards.len() > 2);
         if let Some(boards) = boards {
             let max = inner.rt.tuning().shm_board_max;
-            match inner.board_reduce(boards, send, recv, &op, root, check(), max) {
-                BoardOutcome::Done(result) => return result,
-                BoardOutcome::Messages => {}
-                BoardOutcome::Reject { count, error } => {
-                    return Err(inner.reject::<T>(&schedule(count), error));
-                }
+            let outcome = inner.board_reduce(boards, send, recv, &op, root, check(), max);
+            if let Some(result) = inner.after_boards::<T>(outcome, schedule) {
+                return result;
             }
         }
         match check() {
@@ -659,12 +665,9 @@ impl Comm {
         let check = || expect_len(Argument::RecvBuffer, total, recv_len);
         if let Some(boards) = inner.boards(Collective::Allgather) {
             let max = inner.rt.tuning().shm_board_allgather_max;
-            match inner.board_exchange(boards, Spread::Same, send, recv, check(), max) {
-                BoardOutcome::Done(result) => return result,
-                BoardOutcome::Messages => {}
-                BoardOutcome::Reject { count, error } => {
-                    return Err(inner.reject::<T>(&schedule(count), error));
-                }
+            let outcome = inner.board_exchange(boards, Spread::Same, send, recv, check(), max);
+            if let Some(result) = inner.after_boards::<T>(outcome, schedule) {
+                return result;
             }
         }
         match check() {
@@ -740,12 +743,9 @@ impl Comm {
         };
         if let Some(boards) = inner.boards(Collective::Alltoall) {
             let max = inner.rt.tuning().shm_board_alltoall_max;
-            match inner.board_exchange(boards, Spread::Personal, send, recv, check(), max) {
-                BoardOutcome::Done(result) => return result,
-                BoardOutcome::Messages => {}
-                BoardOutcome::Reject { count, error } => {
-                    return Err(inner.reject::<T>(&schedule(count), error));
-                }
+            let outcome = inner.board_exchange(boards, Spread::Personal, send, recv, check(), max);
+            if let Some(result) = inner.after_boards::<T>(outcome, schedule) {
+                return result;
             }
         }
         match check() {
