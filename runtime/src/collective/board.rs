@@ -331,7 +331,10 @@ impl CommInner {
                     boards.done(k);
                     BoardOutcome::Done(Ok(()))
                 }
-                Mode::Direct => BoardOutcome::Done(self.direct_bcast_root(boards, k, bytes)),
+                Mode::Direct => {
+                    let push = super::direct::PUSH_RANKS.contains(&boards.len());
+                    BoardOutcome::Done(self.direct_bcast_root(boards, k, bytes, push))
+                }
                 Mode::Messages => {
                     boards.publish(k, &[], length);
                     boards.done(k);
@@ -353,6 +356,11 @@ impl CommInner {
             return self.board_failed(boards, k, mismatch(len));
         }
         if mode == Mode::Direct {
+            let size = boards.len();
+            let pushed = super::direct::pushed_rank(root, size);
+            if super::direct::PUSH_RANKS.contains(&size) && boards.me() == pushed {
+                return BoardOutcome::Done(self.direct_bcast_pushed(boards, k, root, bytes));
+            }
             return BoardOutcome::Done(self.direct_bcast_leaf(boards, k, (root, 0), bytes));
         }
         boards.read(root, k, bytes);
@@ -398,7 +406,7 @@ impl CommInner {
                 }
                 Mode::Direct => {
                     out.copy_from_slice(&bytes[root * block..(root + 1) * block]);
-                    BoardOutcome::Done(self.direct_bcast_root(boards, k, bytes))
+                    BoardOutcome::Done(self.direct_bcast_root(boards, k, bytes, false))
                 }
                 Mode::Messages => {
                     boards.publish(k, &[], length);
