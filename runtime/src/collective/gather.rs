@@ -100,14 +100,7 @@ impl CommInner {
                     continue;
                 }
                 Some((len, Mode::Direct)) if len == block && direct => continue,
-                None => Error::PeerAborted {
-                    rank: Rank(rank as u32),
-                },
-                Some((len, _)) => Error::CountMismatch {
-                    rank: Rank(rank as u32),
-                    expected: block,
-                    actual: len,
-                },
+                published => publication_error(published, rank, block),
             };
             result = result.and(Err(error));
         }
@@ -137,14 +130,7 @@ impl CommInner {
         let disagree = (0..size).filter(|&rank| rank != me).find_map(|rank| {
             match Mode::decode(boards.length(rank, k)) {
                 Some((len, Mode::Messages)) if len == block => None,
-                Some((len, _)) => Some(Error::CountMismatch {
-                    rank: Rank(rank as u32),
-                    expected: block,
-                    actual: len,
-                }),
-                None => Some(Error::PeerAborted {
-                    rank: Rank(rank as u32),
-                }),
+                published => Some(publication_error(published, rank, block)),
             }
         });
         boards.stage(k, disagree.is_some());
@@ -230,5 +216,24 @@ impl CommInner {
                 BoardOutcome::Done(Err(self.error(mismatch(expected))))
             }
         }
+    }
+}
+
+/// The error of a rank that published `published` (decoded; `None`:
+/// poisoned) where `expected` bytes were due: it aborted the call, or its
+/// count disagrees.
+pub(super) fn publication_error(
+    published: Option<(usize, Mode)>,
+    rank: usize,
+    expected: usize,
+) -> Error {
+    let rank = Rank(rank as u32);
+    match published {
+        None => Error::PeerAborted { rank },
+        Some((actual, _)) => Error::CountMismatch {
+            rank,
+            expected,
+            actual,
+        },
     }
 }

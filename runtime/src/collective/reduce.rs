@@ -146,14 +146,7 @@ impl CommInner {
         for rank in (0..size).filter(|&rank| rank != me && boards.arrived(rank, k)) {
             let error = match Mode::decode(boards.length(rank, k)) {
                 Some((len, Mode::Board)) if len == bytes => continue,
-                None => Error::PeerAborted {
-                    rank: Rank(rank as u32),
-                },
-                Some((len, _)) => Error::CountMismatch {
-                    rank: Rank(rank as u32),
-                    expected: bytes,
-                    actual: len,
-                },
+                published => super::gather::publication_error(published, rank, bytes),
             };
             result = result.and(Err(error));
         }
