@@ -14,6 +14,17 @@
 //! `k + 2`) only once every peer's *done* is `>= k`: two buffers let a rank
 //! run one call ahead of the slowest reader without waiting.
 //!
+//! A rank that has started call `k` (published, arrived at or released
+//! it) has returned from every call before it, so it reads nothing of
+//! them any more: each rank keeps, per peer, the latest call it knows the
+//! peer done with from what it saw of the peer's counters, and looks at
+//! the peer's *done* only when that is not enough. The peer's *done* line
+//! is then rarely loaded while the peer writes it: measured 2026-11-26
+//! (2 ranks, medians of 5 alternating runs, µs, 4 B), gather 0.27 → 0.23,
+//! bcast 0.27 → 0.23, alltoall 0.38 → 0.29, allgather 0.40 → 0.29,
+//! scatter 0.27 → 0.20, allreduce 0.36 → 0.33; the barrier, which never
+//! looks at *done*, 0.19 → 0.21 (15 alternations).
+//!
 //! Each segment holds several boards (`segment::BOARDS`): board 0 serves
 //! the world communicator, the others the communicators made from it
 //! (`collective/board_number.rs` hands them out). A communicator's first
@@ -30,7 +41,7 @@
 
 use std::os::unix::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::engine::PeerMemory;
 
@@ -90,6 +101,11 @@ pub(crate) struct Boards {
     /// Whether every rank can read and write every rank's memory: set by
     /// [`agreed`](Self::agreed).
     direct: std::sync::OnceLock<bool>,
+    /// By rank: the latest call this rank knows that rank to be done
+    /// with, from what it saw of that rank's counters (see
+    /// [`is_done`](Self::is_done)). Local memory: a check it answers
+    /// costs no load of a line the peer keeps writing.
+    known_done: Vec<AtomicU64>,
 }
 
 /// The boards of every rank this rank mapped (its local peers and
@@ -183,6 +199,7 @@ impl HostBoards {
             ringer: Arc::clone(&self.ringer),
             memory,
             direct: agreed,
+            known_done: members.iter().map(|_| AtomicU64::new(base)).collect(),
         })
     }
 }
@@ -321,7 +338,30 @@ impl Boards {
     /// Whether `rank` has released call `k` (or a later one).
     #[inline]
     pub(crate) fn released(&self, rank: usize, k: u64) -> bool {
-        self.counter(rank, RELEASED).load(Ordering::Acquire) >= k
+        let released = self.counter(rank, RELEASED).load(Ordering::Acquire);
+        self.saw_start(rank, released);
+        released >= k
+    }
+
+    /// Notes that `rank` started call `call` (it published, arrived or
+    /// released it): it returned from every earlier call, so it reads
+    /// nothing of them any more. Calls end before they return (a direct
+    /// call's owner waits for its readers), and each rank makes the calls
+    /// of a communicator one after the other.
+    #[inline(always)]
+    fn saw_start(&self, rank: usize, call: u64) {
+        self.saw_done(rank, call.saturating_sub(1));
+    }
+
+    /// Notes that `rank` is done with call `call`.
+    #[inline(always)]
+    fn saw_done(&self, rank: usize, call: u64) {
+        // One thread at a time makes a communicator's calls; a lost update
+        // between racing threads would only keep a lower bound, still true.
+        let known = &self.known_done[rank];
+        if call > known.load(Ordering::Relaxed) && rank != self.me {
+            known.store(call, Ordering::Relaxed);
+        }
     }
 
     /// This rank's index.
@@ -333,7 +373,9 @@ impl Boards {
     /// Whether `rank` has published call `k` (or a later one).
     #[inline]
     pub(crate) fn arrived(&self, rank: usize, k: u64) -> bool {
-        self.counter(rank, ARRIVED).load(Ordering::Acquire) >= k
+        let arrived = self.counter(rank, ARRIVED).load(Ordering::Acquire);
+        self.saw_start(rank, arrived);
+        arrived >= k
     }
 
     /// The length `rank` published for call `k`. Call only once
@@ -412,10 +454,17 @@ impl Boards {
                     >= k)
     }
 
-    /// Whether `rank` is done with call `k` (or a later one).
+    /// Whether `rank` is done with call `k` (or a later one). Answered
+    /// from what this rank already saw of `rank` when that says so, else
+    /// from `rank`'s *done* counter.
     #[inline]
     pub(crate) fn is_done(&self, rank: usize, k: u64) -> bool {
-        self.counter(rank, DONE).load(Ordering::Acquire) >= k
+        if self.known_done[rank].load(Ordering::Relaxed) >= k {
+            return true;
+        }
+        let done = self.counter(rank, DONE).load(Ordering::Acquire);
+        self.saw_done(rank, done);
+        done >= k
     }
 
     /// Says this rank has read everything it needs of call `k`.
@@ -423,5 +472,71 @@ impl Boards {
         self.counter(self.me, DONE).store(k, Ordering::Release);
         // A peer may sleep until it may write its buffer again.
         self.wake_sleepers();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::doorbell::Ringer;
+    use super::super::segment::{Shape, create};
+    use super::*;
+
+    /// The boards of a two-rank communicator on board 0, as rank 0 and as
+    /// rank 1 see them (two segments of this process).
+    fn pair() -> (Boards, Boards) {
+        let shape = Shape::new(1, 4096);
+        let segments: Vec<_> = (0..2).map(|_| Some(create(shape).unwrap().0)).collect();
+        let host = |me| {
+            HostBoards::new(
+                me,
+                segments.clone(),
+                vec![None, None],
+                Ringer::new().unwrap(),
+                vec![None, None],
+            )
+        };
+        let view = |me| host(me).view(&[0, 1], 0, 0, Some(false)).unwrap();
+        (view(0), view(1))
+    }
+
+    #[test]
+    fn a_peer_that_started_a_call_is_known_done_with_the_calls_before() {
+        let (zero, one) = pair();
+        one.publish(1, b"first", 5);
+        assert!(zero.arrived(1, 1));
+        // Rank 1 never said done: nothing is known of call 1 yet.
+        assert!(!zero.is_done(1, 1));
+        assert!(!zero.may_publish(3));
+        one.publish(2, b"second", 6);
+        assert!(zero.arrived(1, 2));
+        // Starting call 2 means rank 1 returned from call 1, though its
+        // done counter still says nothing.
+        assert_eq!(zero.counter(1, DONE).load(Ordering::Relaxed), 0);
+        assert!(zero.is_done(1, 1));
+        assert!(zero.may_publish(3));
+        // Nothing is inferred past what was seen.
+        assert!(!zero.is_done(1, 2));
+        assert!(!zero.may_publish(4));
+        one.release(5);
+        assert!(zero.released(1, 5));
+        assert!(zero.is_done(1, 4) && !zero.is_done(1, 5));
+        // The done counter itself still answers.
+        one.done(7);
+        assert!(zero.is_done(1, 7) && !zero.is_done(1, 8));
+    }
+
+    #[test]
+    fn a_bound_not_yet_seen_is_not_inferred() {
+        let (zero, one) = pair();
+        one.publish(1, b"x", 1);
+        one.publish(2, b"y", 1);
+        // Rank 0 has not looked at rank 1's arrival: it reads the done
+        // counter, which says nothing yet.
+        assert!(!zero.is_done(1, 1));
+        assert!(zero.arrived(1, 2) && zero.is_done(1, 1));
+        // What rank 0 sees of itself teaches it nothing about rank 1.
+        zero.publish(1, b"z", 1);
+        assert!(zero.arrived(0, 1));
+        assert!(!zero.is_done(1, 2));
     }
 }
