@@ -26,11 +26,12 @@ static REGISTERED: OnceLock<bool> = OnceLock::new();
 /// Registers this process as a target of global expedited membarriers
 /// (once); true if the fast side may skip its fence.
 pub(crate) fn register() -> bool {
-    #[cfg(loom)]
+    // Neither loom nor Miri models membarrier: both sides fence there.
+    #[cfg(any(loom, miri))]
     {
         false
     }
-    #[cfg(not(loom))]
+    #[cfg(not(any(loom, miri)))]
     {
         *REGISTERED.get_or_init(|| {
             use rustix::thread::{MembarrierCommand, membarrier, membarrier_query};
@@ -57,7 +58,7 @@ pub(crate) fn light() {
 /// this process could not register: its peers may have).
 pub(crate) fn heavy() {
     fence(Ordering::SeqCst);
-    #[cfg(not(loom))]
+    #[cfg(not(any(loom, miri)))]
     {
         use rustix::thread::{MembarrierCommand, membarrier};
         let _ = membarrier(MembarrierCommand::GlobalExpedited);
