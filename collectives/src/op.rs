@@ -192,20 +192,16 @@ float_ops!(f32, f64);
 /// [`MaxLoc`] (`MPI_DOUBLE_INT` and friends). Packed, so that it is plain
 /// old data for every `T` (no padding): read the fields by value
 /// (`loc.value`), or with [`Loc::value`] / [`Loc::index`].
+/// (bytemuck's derive checks that: it accepts a generic struct only when
+/// packed.)
 #[repr(C, packed)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Pod, Zeroable)]
 pub struct Loc<T> {
     /// The value compared.
     pub value: T,
     /// Its location.
     pub index: i32,
 }
-
-// SAFETY: `Loc` is `repr(C, packed)`: no padding, and both fields are `Pod`
-// (all-zero and every bit pattern valid), so the whole struct is too.
-unsafe impl<T: Pod> Zeroable for Loc<T> {}
-// SAFETY: as above; `T: Pod` implies `Copy + 'static`.
-unsafe impl<T: Pod> Pod for Loc<T> {}
 
 impl<T: Copy> Loc<T> {
     /// A value at a location.
