@@ -427,7 +427,8 @@ fn kill_9_of_every_rank_and_of_mprun_leaves_nothing_behind() {
 
 /// `--report-bindings` makes every rank say where it runs; by default a
 /// host with no more ranks than CPUs binds each rank to its own CPU, and
-/// `--bind-to none` binds nothing.
+/// `--bind-to none` binds nothing; `--bind-to core` binds an
+/// oversubscribed host round robin.
 #[test]
 fn ranks_bind_to_cores_unless_told_not_to_and_report_it() {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -469,4 +470,16 @@ fn ranks_bind_to_cores_unless_told_not_to_and_report_it() {
         cpus + 1,
         "{crowded}"
     );
+    // Asked for, an oversubscribed host binds round robin: every CPU, and
+    // the first one twice.
+    let shared = report(&["--bind-to", "core"], cpus + 1);
+    let mut per_cpu: Vec<&str> = shared
+        .lines()
+        .filter_map(|line| line.split("bound to CPU ").nth(1))
+        .filter_map(|rest| rest.strip_suffix(", shared (more ranks than CPUs on this host)"))
+        .collect();
+    assert_eq!(per_cpu.len(), cpus + 1, "{shared}");
+    per_cpu.sort();
+    per_cpu.dedup();
+    assert_eq!(per_cpu.len(), cpus, "every CPU: {shared}");
 }

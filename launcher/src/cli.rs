@@ -42,7 +42,9 @@ pub(crate) struct Args {
     pub(crate) oversubscribe: bool,
 
     /// Bind each rank to a CPU (`core`) or not (`none`). Default: bind
-    /// when a host has no more ranks than CPUs, as Open MPI does.
+    /// when a host has no more ranks than CPUs, as Open MPI does. `core`
+    /// on a host with more ranks than CPUs binds round robin, the same
+    /// number of ranks to each CPU.
     #[arg(long = "bind-to", value_enum, value_name = "core|none")]
     pub(crate) bind_to: Option<BindTo>,
 
@@ -109,7 +111,7 @@ pub(crate) struct Args {
 /// What `--bind-to` asks every rank to do (passed on as `MPR_BIND_TO`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum BindTo {
-    /// One CPU per rank.
+    /// One CPU per rank (round robin when ranks outnumber CPUs).
     Core,
     /// No binding.
     None,

@@ -4,8 +4,23 @@
 //! runtime starts (threads it starts later inherit the binding): local rank
 //! `i` takes the `i`-th CPU of the set the job was started with. The
 //! default is Open MPI's: bind to cores when the host has no more ranks
-//! than CPUs, do not bind when it is oversubscribed (a bound, spinning
-//! rank would then keep its core from the rank it waits for).
+//! than CPUs, do not bind when it is oversubscribed.
+//!
+//! Asked for explicitly (`--bind-to core`), an oversubscribed host binds
+//! too, round robin: local rank `i` takes CPU `i % CPUs`, so every CPU
+//! runs the same number of ranks (Open MPI's `core:overload-allowed`).
+//! Unbound, the scheduler often keeps an uneven split for a whole run,
+//! and the crowded CPU sets the pace. Measured 2026-11-26 on 2 CPUs
+//! (`taskset`, 4 runs each, alltoall of 4 B, µs): 4 ranks 1.59–1.70 with
+//! 2 + 2 per CPU against 2.30–2.33 with 3 + 1; 8 ranks 4.30–4.81 with
+//! 4 + 4, 7.72–8.57 with 5 + 3, 9.15–10.5 with 6 + 2. Unbound runs land on
+//! either at random, which is most of the run-to-run swing of the
+//! oversubscribed tables in `docs/`. Binding has its price there: ranks
+//! that share a CPU cannot copy at the same time, and a large bcast, whose
+//! ranks all copy from the root at once, loses (4 ranks, medians of 5
+//! alternating runs, unbound against bound: 128 KiB 7.66 / 20.4 µs, 1 MiB
+//! 103 / 177), while allreduce, alltoall and gather stay within 3% at every
+//! size. Hence opt-in.
 
 use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
 
@@ -14,7 +29,8 @@ use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
 pub(crate) enum BindTo {
     /// Cores when not oversubscribed (the default).
     Auto,
-    /// One core per rank (refused, with a notice, when oversubscribed).
+    /// One core per rank; round robin, several ranks to a core, when
+    /// oversubscribed.
     Core,
     /// No binding.
     None,
@@ -40,6 +56,9 @@ impl BindTo {
 pub(crate) enum Bound {
     /// Bound to this CPU.
     Cpu(usize),
+    /// Bound to this CPU, which other ranks of the host share (more ranks
+    /// than CPUs, and `--bind-to core` asked for it).
+    Shared(usize),
     /// Not bound, and why.
     Unbound(&'static str),
 }
@@ -48,6 +67,10 @@ impl std::fmt::Display for Bound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Bound::Cpu(cpu) => write!(f, "bound to CPU {cpu}"),
+            Bound::Shared(cpu) => write!(
+                f,
+                "bound to CPU {cpu}, shared (more ranks than CPUs on this host)"
+            ),
             Bound::Unbound(why) => write!(f, "not bound ({why})"),
         }
     }
@@ -65,15 +88,22 @@ pub(crate) fn bind(bind: BindTo, local_rank: u32, local_size: u32) -> Bound {
     let cpus: Vec<usize> = (0..CpuSet::MAX_CPU)
         .filter(|&cpu| allowed.is_set(cpu))
         .collect();
-    if local_size as usize > cpus.len() {
+    let crowded = local_size as usize > cpus.len();
+    if crowded && bind == BindTo::Auto {
         return Bound::Unbound("more ranks than CPUs on this host");
     }
-    let Some(&cpu) = cpus.get(local_rank as usize) else {
-        return Bound::Unbound("local rank out of range");
+    let cpu = match (crowded, cpus.len()) {
+        (_, 0) => return Bound::Unbound("the CPU set is empty"),
+        (true, len) => cpus[local_rank as usize % len],
+        (false, _) => match cpus.get(local_rank as usize) {
+            Some(&cpu) => cpu,
+            None => return Bound::Unbound("local rank out of range"),
+        },
     };
     let mut set = CpuSet::new();
     set.set(cpu);
     match sched_setaffinity(None, &set) {
+        Ok(()) if crowded => Bound::Shared(cpu),
         Ok(()) => Bound::Cpu(cpu),
         Err(_) => Bound::Unbound("sched_setaffinity was refused"),
     }
@@ -98,6 +128,25 @@ mod tests {
             bind(BindTo::Auto, 0, 100_000),
             Bound::Unbound("more ranks than CPUs on this host")
         );
+    }
+
+    #[test]
+    fn asked_to_an_oversubscribed_host_ranks_share_cpus_round_robin() {
+        // In a thread of its own, so the test harness keeps its CPUs.
+        std::thread::spawn(|| {
+            let allowed = sched_getaffinity(None).unwrap();
+            let cpus: Vec<usize> = (0..CpuSet::MAX_CPU)
+                .filter(|&cpu| allowed.is_set(cpu))
+                .collect();
+            let size = 2 * cpus.len() as u32 + 1;
+            let last = cpus.len() as u32 + 1;
+            let cpu = cpus[1 % cpus.len()];
+            assert_eq!(bind(BindTo::Core, last, size), Bound::Shared(cpu));
+            let now = sched_getaffinity(None).unwrap();
+            assert!(now.count() == 1 && now.is_set(cpu));
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

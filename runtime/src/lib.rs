@@ -148,7 +148,7 @@
 //! | `MPR_ERRORS` | `abort` when launched, else `return` | error policy, see above |
 //! | `MPR_ASYNC_PROGRESS` | off | `1`: a progress thread moves data while user threads compute |
 //! | `MPR_TRANSPORT` | `auto` | `tcp`: no shared memory, every pair over TCP (for comparison); a rank with `tcp` is reached over TCP by everyone |
-//! | `MPR_BIND_TO` | `auto` | `core`: bind local rank *i* to the *i*-th CPU it may run on; `none`; `auto` binds only when the host has no more ranks than CPUs (Open MPI's default). Set by `mprun --bind-to` |
+//! | `MPR_BIND_TO` | `auto` | `core`: bind local rank *i* to the *i*-th CPU it may run on (with more ranks than CPUs, to CPU *i* mod CPUs: every CPU runs as many ranks, which keeps oversubscribed timings steady); `none`; `auto` binds only when the host has no more ranks than CPUs (Open MPI's default). Set by `mprun --bind-to` |
 //! | `MPR_REPORT_BINDINGS` | off | `1`: each rank prints its binding to stderr at `init` (`mprun --report-bindings`) |
 //! | `MPR_SHM_EAGER_LIMIT` | `16k` | largest message sent eagerly to a rank on the same host (at most `MPR_EAGER_LIMIT`): larger ones take a rendezvous and a single copy |
 //! | `MPR_SHM_EAGER_LIMIT_LONE` | `64k` | the same for a *lone* message, one that finds nothing queued or in flight to its peer (a ping-pong, one step of a collective): it skips the rendezvous round trip, which on shared cores costs a context switch per hop, and its payload still goes by single copy. At least `MPR_SHM_EAGER_LIMIT`, at most `MPR_EAGER_LIMIT_LONE` |
