@@ -5,13 +5,18 @@
 #
 #   benches/compare/run.sh [-n RANKS] [-m MIN:MAX] [--rounds R] [--out DIR]
 #                          [--timeout SECS] [--mpr-transport auto|tcp]
-#                          [--mpi openmpi,openmpi-tcp,mpich] [--dup] [BENCHMARK ...]
+#                          [--mpi openmpi,openmpi-tcp,mpich] [--dup] [--bind]
+#                          [BENCHMARK ...]
 #
 # --mpr-transport tcp runs mpr with MPR_TRANSPORT=tcp (labelled "mpr TCP"),
 # to compare TCP with TCP; the default lets ranks of one host share memory.
 # --mpi picks which system MPIs (and Open MPI transports) run beside it.
 # --dup runs the collectives on a duplicate of the world communicator in
 # every runtime (measures collectives on a derived communicator).
+# --bind binds every runtime's ranks to cores round robin, also with more
+# ranks than cores (mprun --bind-to core; Open MPI core:overload-allowed;
+# MPICH -bind-to core): unbound, oversubscribed runs split the ranks
+# unevenly across cores at random, and the figures swing with the split.
 #
 # Benchmarks default to `latency bw`; any name that both `mpr-bench` and
 # `mpi_bench.c` know works. Each round runs mpr, then every MPI, in turn;
@@ -26,7 +31,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -47,6 +52,7 @@ out=""
 mpr_transport=auto
 mpis="openmpi,openmpi-tcp,mpich"
 extra_args=()
+bind=0
 benchmarks=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -58,6 +64,7 @@ while [[ $# -gt 0 ]]; do
         --mpr-transport) [[ $# -ge 2 ]] || die "--mpr-transport needs auto or tcp"; mpr_transport="$2"; shift 2 ;;
         --mpi) [[ $# -ge 2 ]] || die "--mpi needs a list"; mpis="$2"; shift 2 ;;
         --dup) extra_args=(--dup); shift ;;
+        --bind) bind=1; shift ;;
         -h | --help) usage 0 ;;
         -*) echo "run.sh: unknown option $1" >&2; usage 2 ;;
         *) benchmarks+=("$1"); shift ;;
@@ -68,6 +75,10 @@ done
 [[ "$limit" =~ ^[0-9]+$ && "$limit" -ge 1 ]] || die "--timeout must be seconds >= 1, got '$limit'"
 [[ -z "$sizes" || "$sizes" =~ ^[0-9]*:?[0-9]+$ ]] || die "-m must be MIN:MAX in bytes, got '$sizes'"
 [[ "$mpr_transport" == auto || "$mpr_transport" == tcp ]] || die "--mpr-transport must be auto or tcp"
+mpr_bind=() ompi_bind=() mpich_bind=()
+if [[ "$bind" == 1 ]]; then
+    mpr_bind=(--bind-to core) ompi_bind=(--bind-to core:overload-allowed) mpich_bind=(-bind-to core)
+fi
 [[ ${#benchmarks[@]} -gt 0 ]] || benchmarks=(latency bw)
 wants() { [[ ",$mpis," == *",$1,"* ]]; }
 
@@ -104,13 +115,13 @@ launch() {
     local slug="$1"
     shift
     case "$slug" in
-        mpr) MPR_TRANSPORT="$mpr_transport" timeout "$limit" "$mprun" -n "$ranks" "$bench" "$@" ;;
+        mpr) MPR_TRANSPORT="$mpr_transport" timeout "$limit" "$mprun" "${mpr_bind[@]}" -n "$ranks" "$bench" "$@" ;;
         openmpi-tcp)
-            timeout "$limit" "$ompi_run" "${as_root[@]}" --oversubscribe -n "$ranks" \
+            timeout "$limit" "$ompi_run" "${as_root[@]}" "${ompi_bind[@]}" --oversubscribe -n "$ranks" \
                 --mca btl tcp,self --mca btl_tcp_if_include lo "$out/bin/mpi_bench.openmpi" "$@"
             ;;
-        openmpi) timeout "$limit" "$ompi_run" "${as_root[@]}" --oversubscribe -n "$ranks" "$out/bin/mpi_bench.openmpi" "$@" ;;
-        mpich) timeout "$limit" "$mpich_run" -n "$ranks" "$out/bin/mpi_bench.mpich" "$@" ;;
+        openmpi) timeout "$limit" "$ompi_run" "${as_root[@]}" "${ompi_bind[@]}" --oversubscribe -n "$ranks" "$out/bin/mpi_bench.openmpi" "$@" ;;
+        mpich) timeout "$limit" "$mpich_run" "${mpich_bind[@]}" -n "$ranks" "$out/bin/mpi_bench.mpich" "$@" ;;
         *) die "unknown runtime $slug" ;;
     esac
 }
@@ -218,7 +229,7 @@ summary="$out/summary.md"
 {
     echo "# mpr vs system MPI"
     echo
-    echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -srm), $(nproc) cores; runtimes: $(join ", " "${labels[@]}")${extra_args[*]:+; collectives on a duplicate of the world communicator}"
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -srm), $(nproc) cores; runtimes: $(join ", " "${labels[@]}")${extra_args[*]:+; collectives on a duplicate of the world communicator}${mpr_bind[*]:+; ranks bound to cores round robin}"
     echo
 } >"$summary"
 
@@ -260,7 +271,7 @@ for name in "${benchmarks[@]}"; do
 
     label_args=()
     for label in "${active_labels[@]}"; do label_args+=(--label "$label"); done
-    title="$name: $(join " vs " "${active_labels[@]}") ($ranks ranks${extra_args[*]:+, duplicate communicator})"
+    title="$name: $(join " vs " "${active_labels[@]}") ($ranks ranks${extra_args[*]:+, duplicate communicator}${mpr_bind[*]:+, bound})"
     if [ "$name" = barrier ]; then
         # One point (size 0) per runtime: the table says it all.
         echo "   wrote $out/$name.md (no plot: barrier has no message size)"

@@ -69,8 +69,19 @@ fn memory_error(rank: usize, errno: i32) -> Error {
 /// The rank a direct bcast's root writes into itself when [`PUSH_RANKS`]
 /// hold the communicator (the others copy from the root): the root would
 /// otherwise only wait while ranks take turns to copy.
+///
+/// Rank `root + 2`: where ranks outnumber cores they run round robin on
+/// them (bound, or as they were forked), so with two cores that rank
+/// shares the root's core and could not copy while the root runs anyway,
+/// and the ranks of the other core copy meanwhile. With 3 ranks it is
+/// `root - 1`, the choice before. Measured 2026-11-26, 4 ranks, medians
+/// of 5 alternating runs, µs, pushing `root - 1` against `root + 2`, 64 /
+/// 128 / 256 / 512 KiB / 1 MiB: unbound 9.82 / 18.2 / 40.0 / 67.2 / 147
+/// against 5.91 / 9.05 / 15.6 / 28.6 / 77.7; bound round robin 10.2 /
+/// 21.8 / 42.4 / 71.9 / 142 against 4.60 / 7.16 / 11.9 / 24.8 / 77.3. It
+/// depends on the root and size alone, so every rank agrees on it.
 pub(crate) fn pushed_rank(root: usize, size: usize) -> usize {
-    (root + size - 1) % size
+    (root + 2) % size
 }
 
 /// Communicator sizes whose direct bcast root writes into one rank itself
