@@ -15,12 +15,14 @@
 //! 2 + 2 per CPU against 2.30–2.33 with 3 + 1; 8 ranks 4.30–4.81 with
 //! 4 + 4, 7.72–8.57 with 5 + 3, 9.15–10.5 with 6 + 2. Unbound runs land on
 //! either at random, which is most of the run-to-run swing of the
-//! oversubscribed tables in `docs/`. Binding has its price there: ranks
-//! that share a CPU cannot copy at the same time, and a large bcast, whose
-//! ranks all copy from the root at once, loses (4 ranks, medians of 5
-//! alternating runs, unbound against bound: 128 KiB 7.66 / 20.4 µs, 1 MiB
-//! 103 / 177), while allreduce, alltoall and gather stay within 3% at every
-//! size. Hence opt-in.
+//! oversubscribed tables in `docs/`. It stays opt-in: the default is Open
+//! MPI's, and a bound rank cannot move off a core its neighbours keep
+//! busy, which uneven work (not these benchmarks) would need. Bound ranks
+//! that share a core also cannot copy at the same time: a large bcast lost
+//! to binding (4 ranks 128 KiB / 1 MiB, 7.66 / 103 µs unbound against 20.4
+//! / 177 bound) until its root wrote into the rank of its own core
+//! (`pushed_rank` in `collective/direct.rs`): 7.16 / 77.3 bound since. allreduce, alltoall and gather were within 3%
+//! bound or unbound at every size.
 
 use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
 
