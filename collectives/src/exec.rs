@@ -28,6 +28,12 @@ pub struct Outgoing<'a> {
     /// a collective may be copied by its receiver at any size, since the
     /// receivers of a collective copy in parallel.
     pub fan_in: bool,
+    /// The receiver posts the matching receive as it enters the call (see
+    /// [`Step::expected`](crate::schedule::Step::expected)), so it most
+    /// likely waits for this message already: a transport may send it
+    /// eagerly at sizes where it would otherwise ask the receiver first,
+    /// since it will rarely have to be buffered there.
+    pub expected: bool,
 }
 
 /// A message to receive in one round.
@@ -211,6 +217,7 @@ fn poisoned_step<C: Channel + ?Sized>(
             data,
             transient: false,
             fan_in: false,
+            expected: false,
         })
         .collect();
     let mut recvs: Inline<Incoming<'_>> = step
@@ -299,6 +306,7 @@ fn outgoing<'a, T: Pod>(t: &Transfer, data: &'a [T], step: &Step, later: &[Step]
         data: bytemuck::cast_slice(data),
         transient: written_after(step, later, t.region, std::mem::size_of::<T>()),
         fan_in: step.fan_in,
+        expected: step.expected,
     }
 }
 

@@ -156,6 +156,13 @@ pub struct Step {
     ///
     /// [`Outgoing::fan_in`]: crate::Outgoing::fan_in
     pub fan_in: bool,
+    /// Whether every send of the step is received in the receiver's first
+    /// step with messages, whose receives it posts as it enters the call
+    /// (the tree or fan of a rooted collective): the receiver most likely
+    /// waits for it already (see [`Outgoing::expected`]).
+    ///
+    /// [`Outgoing::expected`]: crate::Outgoing::expected
+    pub expected: bool,
 }
 
 impl Step {
@@ -194,15 +201,33 @@ impl Schedule {
             locals: Vec::new(),
             streamed: false,
             fan_in: false,
+            expected: false,
         });
     }
 
     /// A step that sends one message to a rank that receives from many at
-    /// once (see [`Step::fan_in`]).
+    /// once, in its first step (see [`Step::fan_in`], [`Step::expected`]).
     pub(crate) fn send_fan_in(&mut self, peer: u32, tag: i32, region: Region) {
         self.send(peer, tag, region);
         if let Some(step) = self.steps.last_mut() {
             step.fan_in = true;
+            step.expected = true;
+        }
+    }
+
+    /// Marks the last step's sends as received in their receivers' first
+    /// step (see [`Step::expected`]).
+    pub(crate) fn expected(&mut self) {
+        if let Some(step) = self.steps.last_mut() {
+            step.expected = !step.sends.is_empty();
+        }
+    }
+
+    /// Unmarks the sends of step `first` and later (see [`Step::expected`]):
+    /// for a tree round that follows other rounds.
+    pub(crate) fn unexpected_from(&mut self, first: usize) {
+        for step in self.steps.iter_mut().skip(first) {
+            step.expected = false;
         }
     }
 
@@ -220,6 +245,7 @@ impl Schedule {
             locals,
             streamed: true,
             fan_in: false,
+            expected: false,
         });
     }
 

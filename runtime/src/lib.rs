@@ -141,8 +141,9 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `MPR_EAGER_LIMIT` | `64k` | largest message sent eagerly (bytes; `k`, `m`, `g` suffixes) |
-//! | `MPR_EAGER_LIMIT_LONE` | `256k`; for sending, `64k` when the host has more ranks than cores | the same for a *lone* message, one that finds nothing queued or in flight to its peer (a ping-pong, one step of a collective): it skips the rendezvous round trip, while a stream keeps `MPR_EAGER_LIMIT`. At least `MPR_EAGER_LIMIT`. Receivers accept eager messages up to this size, so when set it must be the same on every host |
-//! | `MPR_CREDIT_WINDOW` | `4m` | bytes a peer may make this rank buffer (raised to at least 4 × (eager limit + 64)) |
+//! | `MPR_EAGER_LIMIT_LONE` | `256k`; for sending, `64k` when the host has more ranks than cores | the same for a *lone* message, one that finds nothing queued or in flight to its peer (a ping-pong, one step of a collective): it skips the rendezvous round trip, while a stream keeps `MPR_EAGER_LIMIT`. At least `MPR_EAGER_LIMIT`. When set it must be the same on every host |
+//! | `MPR_EAGER_LIMIT_EXPECTED` | `1m` | the same for a message of a rooted collective (bcast, scatter, gather, reduce) whose receiver posts its receive as it enters the call and so most likely waits for it already: it lands in place without the rendezvous round trip, which costs a context switch per hop on shared cores. Over shared memory the lone limit applies instead (a pull moves it in one copy). At least `MPR_EAGER_LIMIT_LONE`. Receivers accept eager messages up to this size, so when set it must be the same on every host |
+//! | `MPR_CREDIT_WINDOW` | `4m` | bytes a peer may make this rank buffer (raised to at least 4 × (`MPR_EAGER_LIMIT_EXPECTED` + 64)) |
 //! | `MPR_SPIN_US` | `1000`, or `50` when the host has more ranks than cores | microseconds a waiting call polls (yielding the core between polls when oversubscribed) before it sleeps in the poller |
 //! | `MPR_SOCKET_BUFFER` | `4m` | `SO_SNDBUF`/`SO_RCVBUF` of data sockets; `0` keeps the kernel's autotuning |
 //! | `MPR_ERRORS` | `abort` when launched, else `return` | error policy, see above |

@@ -160,8 +160,14 @@ impl Runtime {
         // Every peer starts with the TCP limits; shared memory then sets
         // its own for the peers it carries.
         let stream_limit = engine.config().eager_limit;
+        let expected_limit = engine.config().eager_limit_expected;
         for peer in 0..engine.size() {
-            engine.limit_eager(Rank(peer), stream_limit, tuning.tcp_eager_limit_lone);
+            engine.limit_eager(
+                Rank(peer),
+                stream_limit,
+                tuning.tcp_eager_limit_lone,
+                expected_limit,
+            );
         }
         if let Some(shm) = &shm {
             shm.configure(
@@ -323,7 +329,7 @@ impl Runtime {
     ) -> Option<RequestId> {
         let mut state = self.lock();
         let state = &mut *state;
-        if mode == SendMode::Standard && state.send_inline(dest, context, tag, data.bytes()) {
+        if mode != SendMode::Synchronous && state.send_inline(dest, context, tag, data.bytes()) {
             return None;
         }
         let id = state.engine.post_send(dest, context, tag, data, mode);

@@ -94,6 +94,9 @@ impl Tuning {
         if let Some(limit) = lone_set {
             engine.eager_limit_lone = limit;
         }
+        if let Some(limit) = bytes("MPR_EAGER_LIMIT_EXPECTED") {
+            engine.eager_limit_expected = limit;
+        }
         if let Some(window) = bytes("MPR_CREDIT_WINDOW") {
             engine.credit_window = window;
         }

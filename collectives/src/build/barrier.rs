@@ -43,11 +43,16 @@ pub fn barrier(algorithm: Algorithm, rank: u32, size: u32) -> Schedule {
         }
         Algorithm::LinearTree => {
             report_to_root(&mut s, rank, size);
+            let release = s.steps.len();
             tree.bcast(&mut s, empty);
+            // The release follows the reports: not expected.
+            s.unexpected_from(release);
         }
         Algorithm::Binomial => {
             tree.gather(&mut s, |_, _| empty);
+            let release = s.steps.len();
             tree.bcast(&mut s, empty);
+            s.unexpected_from(release);
         }
         Algorithm::RecursiveDoubling => {
             let pow2 = 1u32 << (31 - size.leading_zeros());

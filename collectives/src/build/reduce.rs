@@ -369,6 +369,7 @@ pub fn reduce_scatter(
         tag: 64,
     };
     let end = tree.subtree_end();
+    let scatter_from = s.steps.len();
     if rank == 0 {
         tree.scatter(&mut s, |first, last| {
             acc.sub(first as usize * block, (last - first) as usize * block)
@@ -386,6 +387,8 @@ pub fn reduce_scatter(
         });
         s.copy(staged.sub(0, block), out);
     }
+    // The scatter's receives follow the reduce: not expected.
+    s.unexpected_from(scatter_from);
     s
 }
 

@@ -52,6 +52,7 @@ pub fn bcast(algorithm: Algorithm, rank: u32, size: u32, root: u32, count: usize
                 .collect();
             if !sends.is_empty() {
                 s.exchange(sends, Vec::new());
+                s.expected();
             }
         } else {
             s.recv(root, 0, data);
@@ -173,6 +174,7 @@ pub fn scatterv(rank: u32, size: u32, root: u32, counts: &[usize], own: usize) -
             .collect();
         if !sends.is_empty() {
             s.exchange(sends, Vec::new());
+            s.expected();
         }
         let (offset, len) = blocks[root as usize];
         s.copy(Region::input(offset, len), out);

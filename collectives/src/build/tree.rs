@@ -51,7 +51,8 @@ impl<P: Fn(u32) -> u32> Tree<P> {
     }
 
     /// Broadcast of `data` down the tree: receive it from the parent, then
-    /// send it to every child (largest subtree first) in one step.
+    /// send it to every child (largest subtree first) in one step. Every
+    /// rank's receive is its first step, so the sends are expected.
     pub(super) fn bcast(&self, s: &mut Schedule, data: Region) {
         if let Some((parent, tag)) = self.parent() {
             s.recv((self.peer)(parent), tag, data);
@@ -68,6 +69,7 @@ impl<P: Fn(u32) -> u32> Tree<P> {
             .collect();
         if !sends.is_empty() {
             s.exchange(sends, Vec::new());
+            s.expected();
         }
     }
 
@@ -89,6 +91,7 @@ impl<P: Fn(u32) -> u32> Tree<P> {
             .collect();
         if !sends.is_empty() {
             s.exchange(sends, Vec::new());
+            s.expected();
         }
     }
 
@@ -109,6 +112,7 @@ impl<P: Fn(u32) -> u32> Tree<P> {
         }
         if let Some((parent, tag)) = self.parent() {
             s.send((self.peer)(parent), tag, hold(self.v, self.subtree_end()));
+            s.expected();
         }
     }
 
@@ -193,6 +197,7 @@ impl<P: Fn(u32) -> u32> Tree<P> {
         }
         if let Some((parent, tag)) = self.parent() {
             s.send((self.peer)(parent), tag, acc);
+            s.expected();
         }
     }
 

@@ -705,7 +705,7 @@ fn bcast_selection_follows_the_measurements_and_the_transport() {
     let bcast = |p, bytes, shared| select(Collective::Bcast, p, bytes, 0, true, shared);
     assert_eq!(bcast(4, 1 << 20, false), Algorithm::Linear);
     assert_eq!(bcast(8, 64 << 10, false), Algorithm::Linear);
-    assert_eq!(bcast(8, 256 << 10, false), Algorithm::Binomial);
+    assert_eq!(bcast(8, 1 << 20, false), Algorithm::Linear);
     assert_eq!(bcast(8, 256 << 10, true), Algorithm::Linear);
     assert_eq!(bcast(8, 1 << 20, true), Algorithm::Binomial);
     assert_eq!(bcast(16, 8, true), Algorithm::Binomial);
@@ -782,4 +782,40 @@ fn only_a_linear_gathers_sends_converge_on_their_receiver() {
     // A tree's messages go to one parent each; a bcast's fan out.
     assert!(!fan_in(&build::gather(Algorithm::Binomial, 1, 4, 0, 8)).contains(&true));
     assert!(!fan_in(&build::bcast(Algorithm::Linear, 0, 4, 0, 8)).contains(&true));
+}
+
+#[test]
+fn rooted_collectives_mark_the_sends_their_receivers_wait_for() {
+    // Whether any send of a rank's schedule is marked expected.
+    let marks = |schedule: &Schedule| schedule.steps.iter().any(|step| step.expected);
+    for algorithm in [Algorithm::Binomial, Algorithm::Linear] {
+        assert!(marks(&build::bcast(algorithm, 0, 8, 0, 64)), "{algorithm}");
+        assert!(
+            marks(&build::scatter(algorithm, 3, 8, 3, 64)),
+            "{algorithm}"
+        );
+        assert!(marks(&build::gather(algorithm, 5, 8, 3, 64)), "{algorithm}");
+    }
+    assert!(marks(&build::reduce(1, 8, 0, 64, true, 0)));
+    // Rounds after the first are not expected: a ring allgather's, a
+    // reduce_then_scatter's scatter, van de Geijn's allgather half.
+    assert!(!marks(&build::allgather(Algorithm::Ring, 2, 8, &[8; 8])));
+    assert!(!marks(&build::reduce_scatter(
+        Algorithm::ReduceThenScatter,
+        0,
+        8,
+        64,
+        true
+    )));
+    let van_de_geijn = build::bcast(Algorithm::ScatterAllgather, 4, 8, 0, 64);
+    assert!(!van_de_geijn.steps.last().is_some_and(|step| step.expected));
+    // And every world is checked by `check_world` (`check_expected`).
+    for size in SIZES {
+        for root in 0..size {
+            for algorithm in algorithms(Collective::Bcast) {
+                let world = world(size, |rank| build::bcast(*algorithm, rank, size, root, 13));
+                assert_eq!(check_world(&world), Ok(()), "{algorithm} {size} {root}");
+            }
+        }
+    }
 }

@@ -13,6 +13,38 @@ use crate::exec::{Channel, Incoming, Outgoing, execute};
 use crate::op::Op;
 use crate::schedule::Schedule;
 
+/// Checks that every send of a step marked `expected` is received in the
+/// receiver's first step with messages, and is the first message of its
+/// source and tag there (so no earlier one of the same envelope matches
+/// that receive).
+fn check_expected(schedules: &[Schedule]) -> Result<(), String> {
+    for (rank, schedule) in schedules.iter().enumerate() {
+        let rank = rank as u32;
+        let mut sent_before: HashMap<(u32, i32), usize> = HashMap::new();
+        for step in &schedule.steps {
+            for t in &step.sends {
+                let earlier = sent_before.entry((t.peer, t.tag)).or_default();
+                if step.expected {
+                    let first = schedules
+                        .get(t.peer as usize)
+                        .and_then(|peer| peer.steps.iter().find(|step| step.communicates()));
+                    let waits = first.is_some_and(|first| {
+                        first.recvs.iter().any(|r| r.peer == rank && r.tag == t.tag)
+                    });
+                    if !waits || *earlier > 0 {
+                        return Err(format!(
+                            "rank {rank}: an expected send to {} (tag {}) is not received in its first step",
+                            t.peer, t.tag
+                        ));
+                    }
+                }
+                *earlier += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks a world of schedules: for every (sender, receiver, tag) both sides
 /// list the same message lengths in the same order, and the world
 /// completes even if every send waits for its receive. `Err` says why not.
@@ -52,6 +84,7 @@ pub(crate) fn check_world(schedules: &[Schedule]) -> Result<(), String> {
             }
         }
     }
+    check_expected(schedules)?;
     let keys: std::collections::BTreeSet<_> = sent.keys().chain(received.keys()).copied().collect();
     for key in keys {
         let (s, r) = (sent.get(&key), received.get(&key));

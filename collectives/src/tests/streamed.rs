@@ -143,6 +143,7 @@ fn a_streamed_local_that_involves_no_receive_is_refused() {
             }],
             streamed: true,
             fan_in: false,
+            expected: false,
         }],
     };
     let combined = Cell::new(0);

@@ -94,13 +94,15 @@ impl CollChannel<'_> {
                 } else {
                     SendData::Spread(view)
                 };
-                pending.ids.push(engine.post_send(
-                    dest,
-                    context,
-                    Tag(send.tag),
-                    data,
-                    SendMode::Standard,
-                ));
+                // A rooted collective's receivers wait for its messages.
+                let mode = if send.expected {
+                    SendMode::Expected
+                } else {
+                    SendMode::Standard
+                };
+                pending
+                    .ids
+                    .push(engine.post_send(dest, context, Tag(send.tag), data, mode));
             }
         });
         Ok(pending)

@@ -81,7 +81,9 @@ impl Engine {
                 continue;
             };
             let p = &mut self.peers[peer.index()];
-            let limit = if p.tx.is_empty() && p.heard_since_large_eager {
+            let limit = if send.expected {
+                p.eager_limit_expected
+            } else if p.tx.is_empty() && p.heard_since_large_eager {
                 p.eager_limit_lone
             } else {
                 p.eager_limit

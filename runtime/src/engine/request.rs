@@ -36,6 +36,8 @@ pub(super) struct SendReq {
     pub(super) tag: Tag,
     pub(super) len: usize,
     pub(super) sync: bool,
+    /// Sent in [`SendMode::Expected`](super::SendMode::Expected).
+    pub(super) expected: bool,
     /// `None` while a DATA frame in the tx queue holds it.
     pub(super) buf: Option<SendData>,
     pub(super) state: SendState,

@@ -316,7 +316,7 @@ impl Engine {
         if p.goodbye_received {
             return Err(ProtocolError::AfterGoodbye { peer });
         }
-        let limit = self.config.eager_limit_lone;
+        let limit = self.config.eager_limit_expected;
         if h.kind == Kind::Eager && h.arg > limit as u64 {
             return Err(ProtocolError::EagerTooLong {
                 peer,

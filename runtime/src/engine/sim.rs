@@ -19,6 +19,7 @@ pub(super) fn small_config() -> EngineConfig {
     EngineConfig {
         eager_limit: 256,
         eager_limit_lone: 256,
+        eager_limit_expected: 256,
         credit_window: 4096,
         direct_read_min: 64,
         eager_by_reference_min: 128,

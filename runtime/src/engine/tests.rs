@@ -329,6 +329,7 @@ fn config_is_adjusted() {
         EngineConfig {
             eager_limit: 1 << 30,
             eager_limit_lone: 0,
+            eager_limit_expected: 0,
             credit_window: 0,
             direct_read_min: 0,
             eager_by_reference_min: 0,
@@ -339,6 +340,11 @@ fn config_is_adjusted() {
         e.config().eager_limit_lone,
         e.config().eager_limit,
         "the lone limit is raised to the stream's"
+    );
+    assert_eq!(
+        e.config().eager_limit_expected,
+        e.config().eager_limit_lone,
+        "the expected limit is raised to the lone one"
     );
     assert_eq!(e.config().credit_window, 4 * (e.config().eager_limit + 64));
 }
@@ -411,7 +417,7 @@ fn a_lone_send_goes_eager_up_to_its_own_limit_and_a_queued_one_does_not() {
         ..small_config()
     };
     let mut e = Engine::new(r(0), 2, config);
-    e.limit_eager(r(1), 256, 1024);
+    e.limit_eager(r(1), 256, 1024, 1024);
     // Nothing queued to rank 1: 512 bytes go eager.
     send(&mut e, 1, 0, payload(1, 512), SendMode::Standard);
     assert_eq!(queued_kinds(&e, 1), [Eager]);
@@ -426,10 +432,56 @@ fn a_lone_send_goes_eager_up_to_its_own_limit_and_a_queued_one_does_not() {
     assert_eq!(queued_kinds(&e, 1), [Rts]);
     // The lone limit never exceeds the configured eager limit, nor falls
     // below the stream's.
-    e.limit_eager(r(1), 256, 1 << 20);
+    e.limit_eager(r(1), 256, 1 << 20, 1 << 20);
     assert_eq!(e.peers[1].eager_limit_lone, 4096);
-    e.limit_eager(r(1), 256, 16);
+    e.limit_eager(r(1), 256, 16, 16);
     assert_eq!(e.peers[1].eager_limit_lone, 256);
+}
+
+#[test]
+fn an_expected_send_goes_eager_up_to_its_own_limit_even_in_a_stream() {
+    use frame::Kind::{Eager, Rts};
+    let config = EngineConfig {
+        eager_limit: 4096,
+        eager_limit_lone: 4096,
+        eager_limit_expected: 8192,
+        ..small_config()
+    };
+    let mut a = Engine::new(r(0), 2, config.clone());
+    let mut b = Engine::new(r(1), 2, config);
+    a.limit_eager(r(1), 256, 1024, 2048);
+    // Behind a queued message, where a standard send of the same size asks
+    // first, an expected one goes eager; above its limit it asks too.
+    send(&mut a, 1, 0, payload(1, 100), SendMode::Standard);
+    send(&mut a, 1, 1, payload(2, 2048), SendMode::Standard);
+    send(&mut a, 1, 2, payload(3, 2048), SendMode::Expected);
+    send(&mut a, 1, 3, payload(4, 2049), SendMode::Expected);
+    assert_eq!(queued_kinds(&a, 1), [Eager, Rts, Eager, Rts]);
+    let first = take_wire(&mut a, 1);
+    // Written, a one-way stream of expected sends stays eager.
+    send(&mut a, 1, 4, payload(5, 2048), SendMode::Expected);
+    assert_eq!(queued_kinds(&a, 1), [Eager]);
+    let wire = [first, take_wire(&mut a, 1)].concat();
+    // The receiver accepts them and every message arrives whole, in order.
+    b.received_from(r(0), &wire).unwrap();
+    for (t, (id, len)) in [(1, 100), (2, 2048), (3, 2048), (4, 2049), (5, 2048)]
+        .into_iter()
+        .enumerate()
+    {
+        let v = recv(&mut b, from(0), tag(t as i32), len);
+        if len == 2049 || t == 1 {
+            // A rendezvous needs its CTS answered.
+            a.received_from(r(1), &take_wire(&mut b, 0)).unwrap();
+            b.received_from(r(0), &take_wire(&mut a, 1)).unwrap();
+        }
+        assert_eq!(done(&mut b, v), (ok(0, t as i32, len), payload(id, len)));
+    }
+    // The expected limit never exceeds the configured one, nor falls below
+    // the lone one.
+    a.limit_eager(r(1), 256, 1024, 1 << 20);
+    assert_eq!(a.peers[1].eager_limit_expected, 8192);
+    a.limit_eager(r(1), 256, 1024, 16);
+    assert_eq!(a.peers[1].eager_limit_expected, 1024);
 }
 
 #[test]
@@ -442,7 +494,7 @@ fn a_second_large_lone_eager_waits_until_the_peer_has_sent_something() {
     };
     let mut a = Engine::new(r(0), 2, config.clone());
     let mut b = Engine::new(r(1), 2, config);
-    a.limit_eager(r(1), 256, 1024);
+    a.limit_eager(r(1), 256, 1024, 1024);
     // A lone 512-byte message goes eager; once it is written, the next one
     // finds the queue empty but is part of a one-way stream: rendezvous.
     send(&mut a, 1, 0, payload(1, 512), SendMode::Standard);

@@ -411,7 +411,8 @@ impl Shm {
                 continue;
             };
             if lane.tx.is_some() {
-                engine.limit_eager(peer, limit, lone_limit);
+                // Expected messages too: a pull moves them in one copy.
+                engine.limit_eager(peer, limit, lone_limit, lone_limit);
             }
             if let Some(puller) = &lane.puller {
                 engine.pull_from(peer, Arc::clone(puller));
