@@ -158,8 +158,9 @@ pub struct Step {
     pub fan_in: bool,
     /// Whether every send of the step is received in the receiver's first
     /// step with messages, whose receives it posts as it enters the call
-    /// (the tree or fan of a rooted collective): the receiver most likely
-    /// waits for it already (see [`Outgoing::expected`]).
+    /// (the tree or fan of a rooted collective, a linear alltoall of up to
+    /// 4 ranks): the receiver most likely waits for it already (see
+    /// [`Outgoing::expected`]).
     ///
     /// [`Outgoing::expected`]: crate::Outgoing::expected
     pub expected: bool,

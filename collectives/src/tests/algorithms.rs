@@ -797,6 +797,9 @@ fn rooted_collectives_mark_the_sends_their_receivers_wait_for() {
         assert!(marks(&build::gather(algorithm, 5, 8, 3, 64)), "{algorithm}");
     }
     assert!(marks(&build::reduce(1, 8, 0, 64, true, 0)));
+    // An alltoall's single round, up to 4 ranks.
+    assert!(marks(&build::alltoall(Algorithm::Linear, 1, 4, 64)));
+    assert!(!marks(&build::alltoall(Algorithm::Linear, 1, 5, 64)));
     // Rounds after the first are not expected: a ring allgather's, a
     // reduce_then_scatter's scatter, van de Geijn's allgather half.
     assert!(!marks(&build::allgather(Algorithm::Ring, 2, 8, &[8; 8])));
