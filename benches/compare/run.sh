@@ -237,7 +237,16 @@ for name in "${benchmarks[@]}"; do
     echo "== $name: ${#labels[@]} runtime(s), $rounds round(s)"
     failed=()
     for ((round = 1; round <= rounds; round++)); do
-        for i in "${!labels[@]}"; do
+        # Even rounds run the runtimes in reverse order: back-to-back
+        # oversubscribed runs tend to alternate between a fast and a slow
+        # split of the ranks over the cores, which a fixed order would hand
+        # to the same runtime every round.
+        order=("${!labels[@]}")
+        if ((round % 2 == 0)); then
+            order=()
+            for ((j = ${#labels[@]} - 1; j >= 0; j--)); do order+=("$j"); done
+        fi
+        for i in "${order[@]}"; do
             [[ " ${failed[*]} " != *" $i "* ]] || continue
             raw="$out/raw/$name.${slugs[$i]}.$round"
             printf '   round %d: %-14s ' "$round" "${labels[$i]}"
