@@ -20,7 +20,7 @@
 //! | scatterv, gatherv | linear | non-roots do not know the others' counts, so no tree can route them |
 //! | reduce | binomial | log p rounds, rank-ordered combining for any op |
 //! | allreduce | recursive_doubling if `bytes <= 16 KiB`, or `bytes <= 64 KiB` and `p <= 4`, or `p = 2`, or fewer elements than ranks; ring if commutative, `bytes >= 512 KiB` and p not a power of two; else rabenseifner | measured: recursive doubling won up to 16 KiB at 8 ranks (81 vs 128 rabenseifner at 8 KiB) and up to 64 KiB at 4; rabenseifner from 32 KiB at 8 ranks (149 vs 177) and at 2 ranks (262 KiB: 94 vs 154 for the ring, which MPICH picks at p = 2); Rabenseifner's fold step for non-powers of two moves whole vectors, which the ring avoids; at p = 2 (both transports, 2026-11-25) recursive doubling beat rabenseifner over shared memory from 64 KiB to 1 MiB (64 KiB: 13.4 vs 20.0 us, 1 MiB: 290-315 vs 317-339) and over TCP at 64 KiB and 256 KiB (22-24 vs 24-30, 81-83 vs 100-106), tied at 128 and 512 KiB and lost 5% at 1 MiB |
-//! | allgather(v) | bruck if `total < 2 KiB`; recursive_doubling if p is a power of two and `total < 2 MiB`; bruck if `total < 80 KiB`; else ring | measured: Bruck won the smallest blocks (8 ranks, 4 B: 56 vs 73), recursive doubling the middle (8 ranks, 64 KiB blocks: 410 vs 548 ring), the ring the largest (8 ranks, 256 KiB blocks: 1752 vs 1881) |
+//! | allgather(v) | over networks, linear if `p = 4` and `total >= 256 KiB`, or `p = 3` and `192 KiB <= total <= 1.5 MiB` (blocks of 64 KiB and more); bruck if `total < 2 KiB`; recursive_doubling if p is a power of two and `total < 2 MiB`; bruck if `total < 80 KiB`; else ring | linear posts every receive in its one round, so its sends go eagerly up to 4 ranks (`MPR_EAGER_LIMIT_EXPECTED`), which pays from blocks beyond the 64 KiB eager limit. Measured over TCP 2026-11-26 (medians of 7 alternating runs in both orders, µs, blocks of 128 KiB / 512 KiB / 1 MiB, default → linear): 4 ranks bound 177-185 → 173-177, 961-979 → 685-701, 2 295-2 301 → 2 155-2 164; unbound 220-273 → 175-179, 888-915 → 687-702, 2 060-2 116 → 2 148-2 297; 3 ranks 151 → 121, 574 → 580, 1 434 → 1 572; 2 ranks a tie. At 8 ranks (not expected) linear lost at 64 KiB (510 against 419) and 1 MiB. Before that, measured: Bruck won the smallest blocks (8 ranks, 4 B: 56 vs 73), recursive doubling the middle (8 ranks, 64 KiB blocks: 410 vs 548 ring), the ring the largest (8 ranks, 256 KiB blocks: 1752 vs 1881) |
 //! | alltoall | bruck if `block <= 256 B` and `p >= 4`; linear if `p <= 32` or `block <= 32 KiB`; else pairwise | measured at 8 ranks: linear (everything posted at once) won from 4 KiB to 1 MiB blocks (1 MiB: 13 223 vs 14 338 pairwise, 47 358 Bruck), Bruck tied or won below 256 B, and at 4 ranks (2026-11-25, 4-256 B blocks) 16-18 µs against linear's 19-20 over TCP, 3.8-4.2 against 5.2-5.8 over shared memory; pairwise keeps one peer busy at a time, kept for large communicators where posting p messages at once floods the network |
 //! | alltoallv | linear if `p <= 32`, else pairwise | as above, without Bruck (counts differ) |
 //! | scan, exscan | recursive_doubling | log p rounds, rank-ordered |
@@ -133,7 +133,9 @@ impl Collective {
             Collective::Scatterv | Collective::Gatherv => &[Linear],
             Collective::Reduce => &[Binomial],
             Collective::Allreduce => &[RecursiveDoubling, Ring, Rabenseifner],
-            Collective::Allgather | Collective::Allgatherv => &[RecursiveDoubling, Bruck, Ring],
+            Collective::Allgather | Collective::Allgatherv => {
+                &[RecursiveDoubling, Bruck, Ring, Linear]
+            }
             Collective::Alltoall => &[Bruck, Pairwise, Linear],
             Collective::Alltoallv => &[Pairwise, Linear],
             Collective::Scan | Collective::Exscan => &[RecursiveDoubling],
@@ -290,6 +292,13 @@ pub fn select(
         }
         Collective::Allreduce if commutative && !pof2 && bytes >= 512 * KIB => Algorithm::Ring,
         Collective::Allreduce => Algorithm::Rabenseifner,
+        Collective::Allgather | Collective::Allgatherv
+            if !shared_memory
+                && ((p == 4 && bytes >= 256 * KIB)
+                    || (p == 3 && (192..=1536).contains(&(bytes / KIB)))) =>
+        {
+            Algorithm::Linear
+        }
         Collective::Allgather | Collective::Allgatherv if bytes < 2 * KIB => Algorithm::Bruck,
         Collective::Allgather | Collective::Allgatherv if pof2 && bytes < 2048 * KIB => {
             Algorithm::RecursiveDoubling

@@ -1,7 +1,7 @@
 //! Allgather(v): every rank ends with every rank's block.
 
 use crate::algorithm::Algorithm;
-use crate::schedule::{Region, Schedule, packed, pof2_below, span};
+use crate::schedule::{Region, Schedule, Transfer, packed, pof2_below, span};
 
 /// Allgather of `counts[r]` elements from each rank `r` (its whole input)
 /// into every output (blocks back to back, in rank order). Uniform
@@ -13,6 +13,9 @@ use crate::schedule::{Region, Schedule, packed, pof2_below, span};
 /// - [`Algorithm::Bruck`]: ⌈log₂ p⌉ rounds for any `p`, in scratch rotated
 ///   so that slot `i` holds rank `rank + i`'s block, then unrotated.
 /// - [`Algorithm::Ring`]: `p - 1` rounds, each passing one block on.
+/// - [`Algorithm::Linear`]: one round, every rank sends its block to every
+///   other; the receives are the call's first, so the sends are expected
+///   up to 4 ranks (see [`Step::expected`](crate::schedule::Step::expected)).
 pub fn allgather(algorithm: Algorithm, rank: u32, size: u32, counts: &[usize]) -> Schedule {
     let mut s = Schedule::new();
     let blocks = packed(counts);
@@ -24,6 +27,30 @@ pub fn allgather(algorithm: Algorithm, rank: u32, size: u32, counts: &[usize]) -
         Algorithm::Ring => {
             s.copy(Region::input(0, own.1), out.sub(own.0, own.1));
             ring_blocks(&mut s, rank, size, out, &blocks, |r| r, 0);
+        }
+        Algorithm::Linear => {
+            s.copy(Region::input(0, own.1), out.sub(own.0, own.1));
+            if size > 1 {
+                let others = || (1..size).map(|step| (rank + step) % size);
+                let sends = others()
+                    .map(|peer| Transfer {
+                        peer,
+                        tag: 0,
+                        region: Region::input(0, own.1),
+                    })
+                    .collect();
+                let recvs = others()
+                    .map(|peer| Transfer {
+                        peer,
+                        tag: 0,
+                        region: span(out, &blocks, peer as usize, peer as usize + 1),
+                    })
+                    .collect();
+                s.exchange(sends, recvs);
+                if size <= 4 {
+                    s.expected();
+                }
+            }
         }
         _ => {
             s.copy(Region::input(0, own.1), out.sub(own.0, own.1));

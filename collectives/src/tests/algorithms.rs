@@ -713,6 +713,21 @@ fn bcast_selection_follows_the_measurements_and_the_transport() {
 }
 
 #[test]
+fn allgather_goes_linear_with_large_blocks_on_three_or_four_ranks() {
+    const KIB: usize = 1024;
+    let allgather = |p, bytes| select(Collective::Allgather, p, bytes, 0, true, false);
+    assert_eq!(allgather(4, 256 * KIB), Algorithm::Linear);
+    assert_eq!(allgather(4, 4096 * KIB), Algorithm::Linear);
+    assert_eq!(allgather(4, 64 * KIB), Algorithm::RecursiveDoubling);
+    assert_eq!(allgather(3, 1536 * KIB), Algorithm::Linear);
+    assert_eq!(allgather(3, 3072 * KIB), Algorithm::Ring);
+    assert_eq!(allgather(8, 1024 * KIB), Algorithm::RecursiveDoubling);
+    // Shared memory moves large blocks by single copy instead.
+    let shared = select(Collective::Allgather, 4, 1024 * KIB, 0, true, true);
+    assert_eq!(shared, Algorithm::RecursiveDoubling);
+}
+
+#[test]
 fn selection_picks_supported_algorithms() {
     for collective in Collective::ALL {
         for p in 1..=64 {
