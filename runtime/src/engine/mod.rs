@@ -13,8 +13,9 @@
 //!
 //! * **Eager** (length ≤ `eager_limit` and the eager credit cost fits; a
 //!   transport may lower the limit per peer, with a higher one for a lone
-//!   send that finds nothing queued to that peer, see
-//!   [`Engine::limit_eager`]): a
+//!   send that finds nothing queued to that peer and a higher one still
+//!   for a [`SendMode::Expected`] send, whose receiver most likely waits
+//!   for it, see [`Engine::limit_eager`]): a
 //!   payload under `eager_by_reference_min` (4 KiB) is copied into an engine-owned frame at
 //!   `post_send` and a standard send completes at once; a larger one is
 //!   written from the user's buffer and the send completes once the

@@ -270,6 +270,7 @@ impl Engine {
                         peer: msg.source,
                         status,
                     };
+                    self.peers[msg.source.index()].rx.awaiting_data += 1;
                     self.queue_frame(msg.source, &h, &[]);
                 }
             }

@@ -71,6 +71,9 @@ pub(super) struct Rx {
     pub(super) state: RxState,
     /// The last `recv_target` was the user's buffer.
     direct: bool,
+    /// Receives that answered this peer's RTS with CTS and wait for its
+    /// DATA header (see [`Engine::awaits_data_header`]).
+    pub(super) awaiting_data: usize,
     /// The protocol error that broke this link, if any.
     error: Option<ProtocolError>,
 }
@@ -81,6 +84,7 @@ impl Default for Rx {
             staging: Staging::default(),
             state: RxState::Header,
             direct: false,
+            awaiting_data: 0,
             error: None,
         }
     }
@@ -102,6 +106,7 @@ impl Rx {
         self.staging = Staging::default();
         self.state = RxState::Header;
         self.direct = false;
+        self.awaiting_data = 0;
     }
 }
 
@@ -124,6 +129,23 @@ impl Engine {
             }
         }
         rx.staging.spare()
+    }
+
+    /// Whether the next bytes from `peer` start a frame that may well be
+    /// the DATA header of a rendezvous this rank has answered, with nothing
+    /// staged: a transport that reads only the header then (the first
+    /// [`frame::HEADER_LEN`](super::frame::HEADER_LEN) bytes of
+    /// [`recv_target`](Self::recv_target)) lets the whole payload go
+    /// straight into the user's buffer, where a full read would stage up to
+    /// a staging buffer's worth of it and copy it again (measured over
+    /// TCP, 8 ranks on 2 cores, allgather of 1 MiB blocks: memmove 10% of
+    /// all time, Open MPI's 5%).
+    pub fn awaits_data_header(&self, peer: Rank) -> bool {
+        self.peers.get(peer.index()).is_some_and(|p| {
+            p.rx.awaiting_data > 0
+                && p.rx.state == RxState::Header
+                && p.rx.staging.start == p.rx.staging.end
+        })
     }
 
     /// Reports that `n` bytes from `peer` landed in the last
@@ -541,6 +563,8 @@ impl Engine {
             });
         }
         recv.state = RecvState::Receiving { peer, status };
+        let rx = &mut self.peers[peer.index()].rx;
+        rx.awaiting_data = rx.awaiting_data.saturating_sub(1);
         if status.len == 0 {
             self.data_done(id);
         } else {

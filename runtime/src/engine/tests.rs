@@ -359,6 +359,54 @@ fn invalid_ranks_fail_the_operation() {
 }
 
 #[test]
+fn a_receiver_that_answered_cts_knows_a_data_header_may_come_next() {
+    let mut w = World::new(2, small_config(), 11);
+    let v = recv(&mut w.engines[1], from(0), tag(0), 5000);
+    assert!(
+        !w.engines[1].awaits_data_header(r(0)),
+        "nothing answered yet"
+    );
+    send(
+        &mut w.engines[0],
+        1,
+        0,
+        payload(1, 5000),
+        SendMode::Standard,
+    );
+    // Once its CTS is out, the receiver waits for the DATA header...
+    while !w.engines[1].awaits_data_header(r(0)) {
+        assert!(w.step(), "the receiver never answered the RTS");
+    }
+    // ...until that header has come: then the payload is read directly.
+    while !matches!(w.engines[1].peers[0].rx.state, rx::RxState::Data { .. }) {
+        assert!(w.step(), "DATA never started");
+    }
+    assert!(!w.engines[1].awaits_data_header(r(0)));
+    w.drive(10_000);
+    assert_eq!(
+        done(&mut w.engines[1], v),
+        (ok(0, 0, 5000), payload(1, 5000))
+    );
+    assert!(!w.engines[1].awaits_data_header(r(0)), "nothing awaited");
+    // The same for the other way round, and no count is left over.
+    let v = recv(&mut w.engines[0], from(1), tag(1), 3000);
+    send(
+        &mut w.engines[1],
+        0,
+        1,
+        payload(2, 3000),
+        SendMode::Standard,
+    );
+    w.drive(10_000);
+    assert_eq!(
+        done(&mut w.engines[0], v),
+        (ok(1, 1, 3000), payload(2, 3000))
+    );
+    assert_eq!(w.engines[0].peers[1].rx.awaiting_data, 0);
+    assert_eq!(w.engines[1].peers[0].rx.awaiting_data, 0);
+}
+
+#[test]
 fn large_payloads_are_read_straight_into_the_user_buffer() {
     let mut w = World::new(2, small_config(), 10);
     let v = recv(&mut w.engines[1], from(0), tag(0), 5000);

@@ -386,7 +386,16 @@ impl Tcp {
             return;
         };
         loop {
+            // A DATA header that may come next is read alone, so that its
+            // payload lands straight in the user's buffer.
+            let header_only = engine.awaits_data_header(peer);
             let target = engine.recv_target(peer);
+            let target = if header_only {
+                let len = target.len().min(crate::engine::frame::HEADER_LEN);
+                &mut target[..len]
+            } else {
+                target
+            };
             let wanted = target.len();
             match stream.read(target) {
                 Ok(0) => {
