@@ -717,7 +717,8 @@ fn allgather_goes_linear_with_large_blocks_on_three_or_four_ranks() {
     const KIB: usize = 1024;
     let allgather = |p, bytes| select(Collective::Allgather, p, bytes, 0, true, false);
     assert_eq!(allgather(4, 256 * KIB), Algorithm::Linear);
-    assert_eq!(allgather(4, 4096 * KIB), Algorithm::Linear);
+    assert_eq!(allgather(4, 2048 * KIB), Algorithm::Linear);
+    assert_eq!(allgather(4, 4096 * KIB), Algorithm::Ring);
     assert_eq!(allgather(4, 64 * KIB), Algorithm::RecursiveDoubling);
     assert_eq!(allgather(3, 1536 * KIB), Algorithm::Linear);
     assert_eq!(allgather(3, 3072 * KIB), Algorithm::Ring);
