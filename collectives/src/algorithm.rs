@@ -166,8 +166,9 @@ pub enum Algorithm {
     /// Binomial tree (bcast, scatter, gather, reduce; barrier: fan in and
     /// out along it).
     Binomial,
-    /// Root sends to (or receives from) every rank directly (barrier: rank
-    /// 0 hears from and releases every rank).
+    /// Root sends to (or receives from) every rank directly; allgather and
+    /// alltoall: every rank sends to every other in one round (barrier:
+    /// rank 0 hears from and releases every rank).
     Linear,
     /// Binomial scatter, then ring allgather (van de Geijn bcast).
     ScatterAllgather,
