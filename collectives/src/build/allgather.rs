@@ -1,7 +1,8 @@
 //! Allgather(v): every rank ends with every rank's block.
 
+use super::with_every_other;
 use crate::algorithm::Algorithm;
-use crate::schedule::{Region, Schedule, Transfer, packed, pof2_below, span};
+use crate::schedule::{Region, Schedule, packed, pof2_below, span};
 
 /// Allgather of `counts[r]` elements from each rank `r` (its whole input)
 /// into every output (blocks back to back, in rank order). Uniform
@@ -30,27 +31,13 @@ pub fn allgather(algorithm: Algorithm, rank: u32, size: u32, counts: &[usize]) -
         }
         Algorithm::Linear => {
             s.copy(Region::input(0, own.1), out.sub(own.0, own.1));
-            if size > 1 {
-                let others = || (1..size).map(|step| (rank + step) % size);
-                let sends = others()
-                    .map(|peer| Transfer {
-                        peer,
-                        tag: 0,
-                        region: Region::input(0, own.1),
-                    })
-                    .collect();
-                let recvs = others()
-                    .map(|peer| Transfer {
-                        peer,
-                        tag: 0,
-                        region: span(out, &blocks, peer as usize, peer as usize + 1),
-                    })
-                    .collect();
-                s.exchange(sends, recvs);
-                if size <= 4 {
-                    s.expected();
-                }
-            }
+            with_every_other(
+                &mut s,
+                rank,
+                size,
+                |_| Region::input(0, own.1),
+                |peer| span(out, &blocks, peer as usize, peer as usize + 1),
+            );
         }
         _ => {
             s.copy(Region::input(0, own.1), out.sub(own.0, own.1));

@@ -1,5 +1,6 @@
 //! All-to-all personalized exchange.
 
+use super::with_every_other;
 use crate::algorithm::Algorithm;
 use crate::schedule::{Region, Schedule, Transfer, packed};
 
@@ -57,22 +58,14 @@ pub fn alltoallv(
                 vec![incoming(source, step as i32)],
             );
         }
-    } else if size > 1 {
-        let others = || (1..size).map(|step| (rank + step) % size);
-        s.exchange(
-            others().map(|peer| outgoing(peer, 0)).collect(),
-            others().map(|peer| incoming(peer, 0)).collect(),
+    } else {
+        with_every_other(
+            &mut s,
+            rank,
+            size,
+            |peer| outgoing(peer, 0).region,
+            |peer| incoming(peer, 0).region,
         );
-        // Every receive is posted in the first round, so the sends are
-        // expected; but with every rank sending to every other at once,
-        // eager megabytes pile up. Measured over TCP (2026-11-26, bound,
-        // medians of 7 alternating runs, µs, 128 KiB / 512 KiB / 1 MiB
-        // blocks, not expected → expected): 4 ranks 276 → 215, 868 → 796,
-        // 2 515 → 2 448; 8 ranks 1 288 → 991, 4 742 → 5 091, 15 181 →
-        // 16 237.
-        if size <= 4 {
-            s.expected();
-        }
     }
     s
 }

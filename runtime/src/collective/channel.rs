@@ -94,7 +94,7 @@ impl CollChannel<'_> {
                 } else {
                     SendData::Spread(view)
                 };
-                // A rooted collective's receivers wait for its messages.
+                // Its receiver posted the receive as it entered the call.
                 let mode = if send.expected {
                     SendMode::Expected
                 } else {
