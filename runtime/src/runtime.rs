@@ -380,6 +380,7 @@ impl Runtime {
         let mut started: Option<Instant> = None;
         let mut polls: u32 = 0;
         let mut spinning = true;
+        let mut moved = false;
         loop {
             if spinning && polls % 64 == 63 {
                 let since = *started.get_or_insert_with(Instant::now);
@@ -395,7 +396,9 @@ impl Runtime {
                 }
                 if spinning {
                     let state = &mut *state;
-                    if self.poll_shm(state) && !self.tuning.oversubscribed {
+                    let moved_before = state.tcp.bytes_moved();
+                    let shm_progress = self.poll_shm(state);
+                    if shm_progress && !self.tuning.oversubscribed {
                         // A dedicated core spins for its budget since the
                         // last progress, not since the wait began: a
                         // stream of large messages keeps its sender
@@ -423,6 +426,20 @@ impl Runtime {
                             self.progress_once(state, Some(Duration::ZERO));
                         }
                     }
+                    // Bytes moved on TCP: a message is streaming through a
+                    // socket, so poll again at once instead of yielding the
+                    // core (and the spin budget restarts). Yielding after
+                    // every read cost a context switch per chunk, and the
+                    // budget ran out mid-message, sleeping between chunks:
+                    // 4 ranks bound, allgather of 1 MiB blocks over TCP,
+                    // 309 -> 50 context switches per call, 2 119 -> 1 604 us.
+                    // Treating shared-memory progress the same way changed
+                    // nothing beyond the noise (4 ranks bound, +-5%), so it
+                    // keeps its rules.
+                    moved = state.tcp.bytes_moved() != moved_before;
+                    if moved {
+                        started = None;
+                    }
                 } else {
                     // Raise the sleeping flag, then look once more: what the
                     // rings do not carry (the collective boards) is only
@@ -442,7 +459,9 @@ impl Runtime {
                 }
             }
             polls = polls.wrapping_add(1);
-            if self.tuning.oversubscribed {
+            if moved {
+                moved = false;
+            } else if self.tuning.oversubscribed {
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();

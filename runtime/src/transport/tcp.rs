@@ -122,6 +122,9 @@ pub(crate) struct Tcp {
     up_links: Vec<Rank>,
     /// Bytes read since the last direct pass began.
     bytes_read: usize,
+    /// Bytes read or written on any link since the rank started: the wait
+    /// loop compares it across a poll to tell progress from idling.
+    bytes_moved: u64,
     /// Spinning polls left that use the poller because bulk data flows.
     bulk_polls: u32,
     /// Peers this rank reaches through another transport.
@@ -189,6 +192,7 @@ impl Tcp {
             pending_events: Vec::new(),
             up_links: Vec::new(),
             bytes_read: 0,
+            bytes_moved: 0,
             bulk_polls: 0,
             elsewhere: vec![false; size],
             foreign: Vec::new(),
@@ -237,6 +241,12 @@ impl Tcp {
     /// Whether frames flow on the link to `peer`.
     pub(crate) fn is_up(&self, peer: Rank) -> bool {
         matches!(self.links.get(peer.index()), Some(Link::Up { .. }))
+    }
+
+    /// Bytes read or written on any link so far: a wait loop that sees it
+    /// change across a poll made progress.
+    pub(crate) fn bytes_moved(&self) -> u64 {
+        self.bytes_moved
     }
 
     /// Spinning fast path: reads every established link directly, skipping
@@ -364,6 +374,7 @@ impl Tcp {
             match written {
                 Ok(0) => break self.fail(engine, peer, None),
                 Ok(n) => {
+                    self.bytes_moved += n as u64;
                     engine.transmitted(peer, n);
                     if n < offered {
                         // The socket buffer is full: wait for the writable edge.
@@ -409,6 +420,7 @@ impl Tcp {
                 }
                 Ok(n) => {
                     self.bytes_read += n;
+                    self.bytes_moved += n as u64;
                     if let Err(error) = engine.received(peer, n) {
                         return self.fail(engine, peer, Some(error));
                     }
