@@ -84,6 +84,7 @@
 //! * [`Engine::unexpected_bytes`] exposes the buffered-bytes bound that flow
 //!   control guarantees, for tests and diagnostics.
 
+mod arrival;
 mod error;
 mod flow;
 pub mod frame;
@@ -95,6 +96,8 @@ mod request;
 mod rx;
 mod tx;
 
+#[cfg(test)]
+mod arrival_tests;
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]
@@ -431,6 +434,8 @@ pub struct Engine {
     requests: Requests,
     posted: PostedQueue<RequestId>,
     unexpected: UnexpectedQueue<Message>,
+    /// Large unexpected eager payloads (see `arrival.rs`).
+    arrivals: arrival::Arrivals,
     peers: Vec<Peer>,
     /// Peers with bytes to transmit.
     dirty: PeerSet,
@@ -496,6 +501,7 @@ impl Engine {
             requests: Requests::default(),
             posted: PostedQueue::default(),
             unexpected: UnexpectedQueue::default(),
+            arrivals: arrival::Arrivals::default(),
             peers,
             dirty: PeerSet::new(size as usize),
             gone: 0,

@@ -29,6 +29,12 @@ pub(super) enum Body {
     /// Here (an eager frame or a small self-send); `ack` is the sender's id
     /// when a synchronous send waits for an ACK.
     Eager { payload: Payload, ack: Option<u64> },
+    /// A large eager payload that came unexpected, whole or still arriving,
+    /// held as an arrival (`arrival.rs`); `ack` as for `Eager`.
+    Arriving {
+        arrival: super::arrival::ArrivalId,
+        ack: Option<u64>,
+    },
     /// At the sender, announced by an RTS with this send id.
     Rts { send_id: u64 },
     /// At `addr` in the sender's memory, announced by a PULL.
@@ -47,10 +53,20 @@ impl Message {
         }
     }
 
+    /// Payload bytes this rank holds for the message until it is matched.
+    fn buffered_bytes(&self) -> usize {
+        match &self.body {
+            Body::Eager { payload, .. } => payload.len(),
+            Body::Arriving { .. } => self.len,
+            Body::Rts { .. } | Body::Pull { .. } | Body::Local { .. } => 0,
+        }
+    }
+
     /// The credit this message holds until matched.
     fn cost(&self) -> usize {
         match &self.body {
             Body::Eager { payload, .. } => FRAME_COST + payload.len(),
+            Body::Arriving { .. } => FRAME_COST + self.len,
             Body::Rts { .. } | Body::Pull { .. } => FRAME_COST,
             Body::Local { .. } => 0,
         }
@@ -196,10 +212,8 @@ impl Engine {
         }
     }
 
-    fn buffer_unexpected(&mut self, msg: Message) {
-        if let Body::Eager { payload, .. } = &msg.body {
-            self.peers[msg.source.index()].unexpected_bytes += payload.len();
-        }
+    pub(super) fn buffer_unexpected(&mut self, msg: Message) {
+        self.peers[msg.source.index()].unexpected_bytes += msg.buffered_bytes();
         self.unexpected.push(msg.context, msg.source, msg.tag, msg);
     }
 
@@ -211,9 +225,7 @@ impl Engine {
         tag: TagMatch,
     ) -> Option<Message> {
         let (_, _, msg) = self.unexpected.take(context, source, tag)?;
-        if let Body::Eager { payload, .. } = &msg.body {
-            self.peers[msg.source.index()].unexpected_bytes -= payload.len();
-        }
+        self.peers[msg.source.index()].unexpected_bytes -= msg.buffered_bytes();
         self.return_credit(msg.source, msg.cost());
         Some(msg)
     }
@@ -241,6 +253,12 @@ impl Engine {
                     self.queue_ack(msg.source, send_id);
                 }
                 self.deliver_bytes(id, status, &payload);
+            }
+            Body::Arriving { arrival, ack } => {
+                if let Some(send_id) = ack {
+                    self.queue_ack(msg.source, send_id);
+                }
+                self.deliver_arrival(arrival, status, id);
             }
             Body::Local { send } => {
                 let buf = self.requests.send_mut(send).and_then(|s| s.buf.take());

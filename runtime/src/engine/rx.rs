@@ -9,15 +9,17 @@
 //! [`Engine::recv_target`] hands out the rest of the user's buffer instead,
 //! so those bytes go socket → user buffer with no copy; it never hands out
 //! more than the payload's remainder, so the next frame's bytes cannot land
-//! there.
+//! there. A large eager payload whose header finds no posted receive is
+//! read the same way into an arrival (`arrival.rs`).
 
+use super::arrival::ArrivalId;
 use super::flow::FRAME_COST;
 use super::frame::{
     FLAG_DISCARD, FLAG_SYNC, HEADER_LEN, Header, Kind, PULL_BODY_LEN, SHORT_EAGER, SHORT_HEADER_LEN,
 };
 use super::protocol::{Body, Message};
 use super::request::{RecvState, SendState};
-use super::{Engine, ProtocolError, RequestId};
+use super::{Engine, OpError, ProtocolError, RequestId, Status};
 use crate::Rank;
 
 /// Free bytes the staging buffer offers to each read.
@@ -60,6 +62,9 @@ pub(super) enum RxState {
         offset: usize,
         len: usize,
     },
+    /// The rest of a large EAGER payload that no receive matched when its
+    /// header came: it goes into the arrival's buffer (`arrival.rs`).
+    Arriving { arrival: ArrivalId },
     /// `left` more bytes of an EAGER payload to drop (its receive was too
     /// short and has failed with `Truncated`).
     Skip { left: usize },
@@ -118,8 +123,11 @@ impl Engine {
     pub fn recv_target(&mut self, peer: Rank) -> &mut [u8] {
         let rx = &mut self.peers[peer.index()].rx;
         rx.direct = false;
-        if let RxState::Data { req, offset, len } = rx.state {
-            if rx.staging.start == rx.staging.end && len - offset > self.config.direct_read_min {
+        let nothing_staged = rx.staging.start == rx.staging.end;
+        match rx.state {
+            RxState::Data { req, offset, len }
+                if nothing_staged && len - offset > self.config.direct_read_min =>
+            {
                 if let Some(recv) = self.requests.recv_mut(req) {
                     if let Some(rest) = recv.buf.bytes_mut().get_mut(offset..len) {
                         rx.direct = true;
@@ -127,6 +135,15 @@ impl Engine {
                     }
                 }
             }
+            RxState::Arriving { arrival } if nothing_staged => {
+                if let Some(a) = self.arrivals.get_mut(arrival) {
+                    if a.len - a.filled > self.config.direct_read_min {
+                        rx.direct = true;
+                        return &mut a.buf[a.filled..a.len];
+                    }
+                }
+            }
+            _ => {}
         }
         rx.staging.spare()
     }
@@ -163,8 +180,24 @@ impl Engine {
         }
         p.traffic = true;
         if std::mem::take(&mut p.rx.direct) {
+            if let RxState::Arriving { arrival } = p.rx.state {
+                let a = self
+                    .arrivals
+                    .get_mut(arrival)
+                    .expect("a direct target is only handed out for a live arrival");
+                assert!(
+                    n <= a.len - a.filled,
+                    "received {n} bytes into a {}-byte target",
+                    a.len - a.filled
+                );
+                a.filled += n;
+                if a.is_whole() {
+                    p.rx.state = RxState::Header;
+                }
+                return Ok(());
+            }
             let RxState::Data { req, offset, len } = &mut p.rx.state else {
-                unreachable!("a direct target is only handed out for DATA")
+                unreachable!("a direct target is only handed out for DATA or an arrival")
             };
             assert!(
                 n <= *len - *offset,
@@ -233,6 +266,23 @@ impl Engine {
                     self.peers[peer.index()].rx.state = RxState::Header;
                     self.data_done(req);
                 }
+                RxState::Arriving { arrival } => {
+                    if avail == 0 {
+                        return Ok(start);
+                    }
+                    let a = self
+                        .arrivals
+                        .get_mut(arrival)
+                        .expect("an arrival lives while its bytes come");
+                    let k = avail.min(a.len - a.filled);
+                    a.buf[a.filled..a.filled + k].copy_from_slice(&bytes[start..start + k]);
+                    a.filled += k;
+                    start += k;
+                    if !a.is_whole() {
+                        return Ok(start);
+                    }
+                    self.peers[peer.index()].rx.state = RxState::Header;
+                }
                 RxState::Skip { left } => {
                     if avail == 0 {
                         return Ok(start);
@@ -266,7 +316,9 @@ impl Engine {
                         let end = start + header_len + header.arg as usize;
                         if end > bytes.len() {
                             let here = &bytes[start + header_len..];
-                            if self.eager_into_posted(peer, &header, here)? {
+                            if self.eager_into_posted(peer, &header, here)?
+                                || self.eager_into_arrival(peer, &header, here)?
+                            {
                                 start = bytes.len();
                                 continue;
                             }
@@ -442,6 +494,79 @@ impl Engine {
             len,
         };
         Ok(true)
+    }
+
+    /// An EAGER header whose payload has not all come, after
+    /// [`eager_into_posted`](Self::eager_into_posted) found no receive for
+    /// it: if the rest is large, the message is queued as unexpected now and
+    /// the rest is read into an arrival (`arrival.rs`); true if so.
+    fn eager_into_arrival(
+        &mut self,
+        peer: Rank,
+        h: &Header,
+        here: &[u8],
+    ) -> Result<bool, ProtocolError> {
+        let len = h.arg as usize;
+        if len - here.len() <= self.config.direct_read_min {
+            return Ok(false);
+        }
+        self.charge(peer, FRAME_COST + len)?;
+        let arrival = self.arrivals.start(peer, len, here);
+        self.peers[peer.index()].rx.state = RxState::Arriving { arrival };
+        let ack = (h.flags & FLAG_SYNC != 0).then_some(h.id);
+        self.buffer_unexpected(Message {
+            source: peer,
+            tag: h.tag,
+            context: h.context,
+            len,
+            body: Body::Arriving { arrival, ack },
+        });
+        Ok(true)
+    }
+
+    /// Delivers a matched arrival to receive `id`: at once if it is whole;
+    /// if it is still arriving, the bytes so far are copied and the rest
+    /// goes straight to the receive's buffer, as DATA would.
+    pub(super) fn deliver_arrival(&mut self, arrival: ArrivalId, status: Status, id: RequestId) {
+        let Some(a) = self.arrivals.take(arrival) else {
+            unreachable!("an arrival lives until its message is matched")
+        };
+        if a.is_whole() {
+            self.deliver_bytes(id, status, &a.buf[..a.len]);
+            return self.arrivals.recycle(a.buf);
+        }
+        let peer = a.peer;
+        if self.peers[peer.index()].rx.state != (RxState::Arriving { arrival }) {
+            // The link was lost before the payload was whole.
+            let error = self.peers[peer.index()]
+                .gone
+                .clone()
+                .unwrap_or(OpError::PeerFailed { rank: peer });
+            self.recv_done(id, Err(error));
+            return self.arrivals.recycle(a.buf);
+        }
+        let Some(req) = self.requests.recv_mut(id) else {
+            self.peers[peer.index()].rx.state = RxState::Skip {
+                left: a.len - a.filled,
+            };
+            return self.arrivals.recycle(a.buf);
+        };
+        let buffer_len = req.buf.bytes_mut().len();
+        if buffer_len < a.len {
+            self.peers[peer.index()].rx.state = RxState::Skip {
+                left: a.len - a.filled,
+            };
+            self.recv_done(id, Err(super::protocol::truncated(status, buffer_len)));
+            return self.arrivals.recycle(a.buf);
+        }
+        req.buf.bytes_mut()[..a.filled].copy_from_slice(&a.buf[..a.filled]);
+        req.state = RecvState::Receiving { peer, status };
+        self.peers[peer.index()].rx.state = RxState::Data {
+            req: id,
+            offset: a.filled,
+            len: a.len,
+        };
+        self.arrivals.recycle(a.buf);
     }
 
     /// Any frame but EAGER, header consumed.

@@ -53,6 +53,10 @@ pub(super) struct Coverage {
     mrecvs: usize,
     /// Sends offered for pulling (PULL queued when posted).
     pulls: usize,
+    /// Large unexpected eager payloads matched once whole.
+    arrivals_whole: usize,
+    /// Large unexpected eager payloads matched while still arriving.
+    arrivals_taken_over: usize,
 }
 
 impl World {
@@ -392,6 +396,10 @@ fn run_program(seed: u64, n: usize, count: usize) -> Coverage {
         world.check_unexpected_bound();
     }
     world.coverage.truncations = check_oracle(seed, &mut world, &msgs, &send_reqs, &recv_reqs);
+    for engine in &world.engines {
+        world.coverage.arrivals_whole += engine.arrivals.matched.0;
+        world.coverage.arrivals_taken_over += engine.arrivals.matched.1;
+    }
     world.coverage
 }
 
@@ -554,6 +562,8 @@ fn fixed_seeds_match_the_oracle_and_cover_every_path() {
         total.truncations += c.truncations;
         total.mrecvs += c.mrecvs;
         total.pulls += c.pulls;
+        total.arrivals_whole += c.arrivals_whole;
+        total.arrivals_taken_over += c.arrivals_taken_over;
     }
     eprintln!("{total:?}");
     let Coverage {
@@ -564,10 +574,13 @@ fn fixed_seeds_match_the_oracle_and_cover_every_path() {
         truncations,
         mrecvs,
         pulls,
+        arrivals_whole,
+        arrivals_taken_over,
     } = total;
     assert!(
         direct_reads > 0 && in_place_reads > 0 && credit_waits > 0 && rts_fallbacks > 0,
         "{total:?}"
     );
     assert!(truncations > 0 && mrecvs > 0 && pulls > 0, "{total:?}");
+    assert!(arrivals_whole > 0 && arrivals_taken_over > 0, "{total:?}");
 }
