@@ -341,6 +341,16 @@ pub fn select(
 /// now every piece is received in place and combined as it arrives, the
 /// first child's pieces straight into the result (82.2 / 175 µs; Open
 /// MPI: 86 / 232). Pieces of 16, 32 and 64 KiB then tie at 2 ranks.
+///
+/// Pieces grew from 32 to 48 KiB once a wait that moves TCP bytes stopped
+/// yielding the core (2026-11-26, TCP, ranks bound, medians of alternating
+/// runs in both orders, µs, 128 KiB / 512 KiB / 1 MiB, 32 → 48 KiB):
+/// 4 ranks 56.3 → 52.9, 235 → 218, 519 → 480 (10 runs each); 8 ranks
+/// 131 → 117, 408 → 389, a tie at 1 MiB (816 / 830); 2 ranks 29.8 → 27.6,
+/// 84.9 → 83.0, 169 → 165. 60 KiB tied with 48; 64 KiB and more lost
+/// badly (4 ranks, 1 MiB: 477 → 712 with 64 KiB, 897 with 128 KiB): a
+/// piece with its header no longer fits the 64 KiB eager limit and goes
+/// by rendezvous.
 pub fn reduce_segment(
     p: u32,
     count: usize,
@@ -358,4 +368,4 @@ pub fn reduce_segment(
 /// Size from which a reduce runs as a pipeline of pieces.
 pub const REDUCE_PIPELINE_FROM: usize = 128 << 10;
 /// Bytes per piece of a pipelined reduce.
-pub const REDUCE_PIECE: usize = 32 << 10;
+pub const REDUCE_PIECE: usize = 48 << 10;

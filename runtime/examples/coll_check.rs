@@ -103,9 +103,8 @@ fn fold(f: fn([u64; 2], [u64; 2]) -> [u64; 2], ranks: u32, count: usize) -> Vec<
 
 fn reduce(world: &Comm) -> Result<(), String> {
     let (rank, size) = (world.rank(), world.size());
-    // 16-byte elements: pieces of 32 KiB are 2048 of them, and vectors of
-    // 128 KiB (8192) and more go in pieces; 40 000 (640 KB) go whole at 2
-    // ranks and in pieces at more.
+    // 16-byte elements: over TCP, vectors of 128 KiB (8192) and more go in
+    // pieces of 48 KiB (3072 of them), the last one short.
     for count in [8191usize, 8192, 2 * 8192 + 1, 40_000] {
         let mine: Vec<[u64; 2]> = (0..count).map(|i| operand(rank, i)).collect();
         for root in 0..size {

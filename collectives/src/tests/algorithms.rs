@@ -327,11 +327,11 @@ fn a_pipelined_reduce_passes_each_piece_up_while_the_next_arrives() {
     let leaf = build::reduce(3, 4, 0, 12, true, 4);
     let sends: Vec<usize> = leaf.steps.iter().map(|step| step.sends.len()).collect();
     assert_eq!(sends, [3]);
-    assert_eq!(crate::reduce_segment(4, 1 << 20, 4, || false), 8192);
+    assert_eq!(crate::reduce_segment(4, 1 << 20, 4, || false), 12288);
     assert_eq!(crate::reduce_segment(4, 1 << 20, 4, || true), 0);
     assert_eq!(crate::reduce_segment(4, 1024, 4, || unreachable!()), 0);
-    assert_eq!(crate::reduce_segment(2, 128 << 10, 4, || false), 8192);
-    assert_eq!(crate::reduce_segment(2, 1 << 20, 4, || false), 8192);
+    assert_eq!(crate::reduce_segment(2, 128 << 10, 4, || false), 12288);
+    assert_eq!(crate::reduce_segment(2, 1 << 20, 4, || false), 12288);
 }
 
 #[test]
