@@ -67,6 +67,7 @@ use mpr_collectives::{Algorithm, Collective, Schedule};
 use crate::Rank;
 use crate::comm::{Comm, CommInner};
 use crate::error::{Argument, Error};
+use crate::vector_op::Vectorized;
 use board::{BoardOutcome, Spread};
 use cache::ScheduleKey;
 use channel::CollChannel;
@@ -496,6 +497,7 @@ impl Comm {
         op: impl Op<T>,
         root: impl Into<Rank>,
     ) -> Result<(), Error> {
+        let op = Vectorized(op);
         let inner = &*self.inner;
         let root = inner.root(root.into())?;
         let (rank, size) = (inner.rank.0, inner.group.size());
@@ -560,6 +562,7 @@ impl Comm {
         recv: &mut [T],
         op: impl Op<T>,
     ) -> Result<(), Error> {
+        let op = Vectorized(op);
         let inner = &*self.inner;
         let commutative = op.is_commutative();
         if let Some(result) = self.allreduce_on_boards(Some(send), recv, &op) {
@@ -575,6 +578,7 @@ impl Comm {
     /// [`Comm::allreduce`] with `buf` as both operand and result
     /// (`MPI_IN_PLACE`).
     pub fn allreduce_in_place<T: Pod>(&self, buf: &mut [T], op: impl Op<T>) -> Result<(), Error> {
+        let op = Vectorized(op);
         if let Some(result) = self.allreduce_on_boards(None, buf, &op) {
             return result;
         }
@@ -801,12 +805,14 @@ impl Comm {
     /// });
     /// ```
     pub fn scan<T: Pod>(&self, send: &[T], recv: &mut [T], op: impl Op<T>) -> Result<(), Error> {
+        let op = Vectorized(op);
         self.prefix(send, recv, &op, false)
     }
 
     /// Exclusive prefix reduction (`MPI_Exscan`): rank `r > 0`'s `recv` is
     /// `send₀ ∘ … ∘ send_{r-1}`; rank 0's `recv` is left as it was.
     pub fn exscan<T: Pod>(&self, send: &[T], recv: &mut [T], op: impl Op<T>) -> Result<(), Error> {
+        let op = Vectorized(op);
         self.prefix(send, recv, &op, true)
     }
 
@@ -856,6 +862,7 @@ impl Comm {
         recv: &mut [T],
         op: impl Op<T>,
     ) -> Result<(), Error> {
+        let op = Vectorized(op);
         let inner = &*self.inner;
         let (rank, size) = (inner.rank.0, inner.group.size());
         let commutative = op.is_commutative();

@@ -189,6 +189,7 @@ mod transport;
 mod tuning;
 mod types;
 mod universe;
+mod vector_op;
 
 pub use bytemuck;
 pub use comm::{ANY_SOURCE, ANY_TAG, Comm, PROC_NULL, Source, Status, TagMatch};
