@@ -482,6 +482,25 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
             format!("a straddling reduce: {result:?}")
         })?;
         good(5)?;
+        // The same to rank 0, whose operand is on the board while rank 1's
+        // goes by messages (with two ranks, rank 1 does not wait for the
+        // root then): the root fails.
+        let mut out = vec![[0, 0]; if rank == 0 { count } else { 0 }];
+        let result = world.reduce(&mine, &mut out, affine, 0);
+        check(rank != 0 || result.is_err(), || {
+            format!("a straddling reduce to rank 0: {result:?}")
+        })?;
+        good(5)?;
+        // Nothing of it is left to match a reduce by messages.
+        let count = 4 * limit + 1;
+        let mine: Vec<[u64; 2]> = (0..count).map(|i| operand(rank, i)).collect();
+        let mut out = vec![[0, 0]; if rank == 0 { count } else { 0 }];
+        world
+            .reduce(&mine, &mut out, affine, 0)
+            .map_err(|e| format!("the reduce after a straddling one: {e}"))?;
+        check(rank != 0 || out == fold(affine, size, count), || {
+            "the reduce after a straddling one is wrong".into()
+        })?;
         // Rank 1's allgather block is above the limit, the others' below.
         let block = if rank == 1 { limit + 1 } else { 1 };
         let send = vec![[2u64, 2]; block];

@@ -519,11 +519,7 @@ impl Comm {
                 Ok(())
             }
         };
-        // Two ranks reduce by messages as fast (`collective/reduce.rs`).
-        let boards = inner
-            .boards(Collective::Reduce)
-            .filter(|boards| boards.len() > 2);
-        if let Some(boards) = boards {
+        if let Some(boards) = inner.boards(Collective::Reduce) {
             let max = inner.rt.tuning().shm_board_max;
             let outcome = inner.board_reduce(boards, send, recv, &op, root, check(), max);
             if let Some(result) = inner.after_boards::<T>(outcome, schedule) {

@@ -1,6 +1,5 @@
 //! Reduce on the collective boards (`board.rs`) of a communicator on one
-//! host, from three ranks on (with two, messages are as fast; measured
-//! beside [`CommInner::board_reduce`]).
+//! host (measurements beside [`CommInner::board_reduce`]).
 //!
 //! The root publishes first, and the others follow it, as in a bcast:
 //!
@@ -11,6 +10,13 @@
 //!   message schedule at once. A rank whose length differs plays the
 //!   root's schedule poisoned, so the ranks that wait on it fail instead
 //!   of hanging.
+//!
+//! With two ranks, the one that is not the root does not wait for the
+//! root when its own operand is above the limit: it publishes its length
+//! and runs the message schedule at once. A root whose operand is on the
+//! board reads that length and plays that rank's schedule poisoned
+//! (`root_of_two_follows`); a root above the limit runs the same schedule,
+//! whose receives fail if the lengths disagree.
 //!
 //! Larger operands do not copy directly between the processes: measured
 //! 2026-11-26 (medians of 5 alternating runs, µs, messages against every
@@ -35,11 +41,15 @@ impl CommInner {
     /// own check of its receive buffer (others pass `Ok`); `max` the board
     /// limit.
     ///
-    /// Used from three ranks on: with two, measured 2026-11-26 (medians of
-    /// 5 alternating runs, µs, 4 B / 512 B / 1 KiB), 0.33 / 0.57 / 0.90
-    /// on the boards against 0.30 / 0.59 / 0.88 by messages; with four,
-    /// 0.68 / 1.10 / 1.37 against 1.37 / 1.61 / 1.79, and 4.22 against
-    /// 7.14 at 8 KiB.
+    /// Measured 2026-11-26 (medians of alternating runs, µs, 4 B / 512 B /
+    /// 1 KiB, by messages against on the boards): with four ranks 1.37 /
+    /// 1.61 / 1.79 against 0.68 / 1.10 / 1.37, and 7.14 against 4.22 at
+    /// 8 KiB; with two (6 runs, after the reducing loop was vectorized)
+    /// 0.45 / 0.79 / 0.98 against 0.36 / 0.43 / 0.62. Above the limit two
+    /// ranks pay for the board's bookkeeping: 2 KiB 1.01 against 1.17,
+    /// 64 KiB 5.23 against 5.39, 1 MiB 80.4 against 81.6. (An earlier
+    /// measurement with two ranks, 0.30 / 0.59 / 0.88 by messages against
+    /// 0.33 / 0.57 / 0.90, had kept them off the boards.)
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn board_reduce<T: Pod>(
         &self,
@@ -57,7 +67,16 @@ impl CommInner {
         if let Err(error) = self.board_wait(0..boards.len(), |_| boards.may_publish(k)) {
             return self.board_failed(boards, k, error);
         }
+        let two = boards.len() == 2;
         if boards.me() != root {
+            if two && bytes > max {
+                // This operand goes by messages whatever the root says: the
+                // leaf leaves at once, and the root follows it (see
+                // `root_of_two_follows`).
+                boards.publish(k, &[], Mode::Messages.encode(bytes));
+                boards.done(k);
+                return BoardOutcome::Messages;
+            }
             return self.reduce_leaf(boards, k, send, root);
         }
         let mode = if bytes <= max {
@@ -66,6 +85,70 @@ impl CommInner {
             Mode::Messages
         };
         boards.publish(k, &[], mode.encode(bytes));
+        if two && mode == Mode::Board {
+            match self.root_of_two_follows::<T>(boards, k, bytes, max, root_valid) {
+                Ok(root_valid) => {
+                    return self.reduce_root(boards, k, mode, root_valid, send, recv, op);
+                }
+                Err(outcome) => return outcome,
+            }
+        }
+        self.reduce_root(boards, k, mode, root_valid, send, recv, op)
+    }
+
+    /// The root of a reduce call `k` of two ranks that publishes its
+    /// operand on the board: the other rank leaves at once when its own
+    /// operand is above the board limit `max` (it runs the message schedule
+    /// of its own length), so the root waits for its publication and, if it
+    /// did, plays that schedule poisoned. `Ok` hands `root_valid` back when
+    /// the other rank follows the root instead. (A root above the limit
+    /// goes by messages without waiting: a rank that follows it plays its
+    /// schedule, and one that left runs the same schedule, where lengths
+    /// that disagree fail the receives.)
+    fn root_of_two_follows<T>(
+        &self,
+        boards: &Boards,
+        k: u64,
+        bytes: usize,
+        max: usize,
+        root_valid: Result<(), Error>,
+    ) -> Result<Result<(), Error>, BoardOutcome> {
+        let other = 1 - boards.me();
+        if let Err(error) = self.board_wait(other..other + 1, |rank| boards.arrived(rank, k)) {
+            return Err(self.board_failed(boards, k, error));
+        }
+        let Some((len, Mode::Messages)) = Mode::decode(boards.length(other, k)) else {
+            return Ok(root_valid);
+        };
+        if len <= max {
+            // It followed our publication.
+            return Ok(root_valid);
+        }
+        boards.done(k);
+        let count = len / size_of::<T>().max(1);
+        let mismatch = Error::CountMismatch {
+            rank: Rank(other as u32),
+            expected: bytes,
+            actual: len,
+        };
+        Err(BoardOutcome::Reject {
+            count,
+            error: root_valid.err().unwrap_or(mismatch),
+        })
+    }
+
+    /// The root of reduce call `k` once it has published `mode`.
+    #[allow(clippy::too_many_arguments)]
+    fn reduce_root<T: Pod>(
+        &self,
+        boards: &Boards,
+        k: u64,
+        mode: Mode,
+        root_valid: Result<(), Error>,
+        send: &[T],
+        recv: &mut [T],
+        op: &dyn Op<T>,
+    ) -> BoardOutcome {
         match (mode, root_valid) {
             // The others publish their operands and complete.
             (Mode::Board, Err(error)) => self.board_failed(boards, k, error),
