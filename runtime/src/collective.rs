@@ -520,7 +520,7 @@ impl Comm {
             }
         };
         if let Some(boards) = inner.boards(Collective::Reduce) {
-            let max = inner.rt.tuning().shm_board_max;
+            let max = inner.rt.tuning().shm_board_reduce_max;
             let outcome = inner.board_reduce(boards, send, recv, &op, root, check(), max);
             if let Some(result) = inner.after_boards::<T>(outcome, schedule) {
                 return result;

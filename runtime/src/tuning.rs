@@ -69,6 +69,8 @@ pub(crate) struct Tuning {
     pub(crate) shm_board_alltoall_max: usize,
     /// The same for a gather's block (as for alltoall).
     pub(crate) shm_board_gather_max: usize,
+    /// The same for a reduce's operand (as for alltoall).
+    pub(crate) shm_board_reduce_max: usize,
     /// The same for an allgather's block (as for alltoall).
     pub(crate) shm_board_allgather_max: usize,
     /// Operands above the board limits that a board collective copies
@@ -194,6 +196,11 @@ impl Tuning {
             shm_board_gather_max: board_limit(
                 "MPR_SHM_BOARD_MAX",
                 DEFAULT_SHM_BOARD_GATHER_MAX_PAIR,
+                DEFAULT_SHM_BOARD_MAX,
+            ),
+            shm_board_reduce_max: board_limit(
+                "MPR_SHM_BOARD_MAX",
+                DEFAULT_SHM_BOARD_REDUCE_MAX_PAIR,
                 DEFAULT_SHM_BOARD_MAX,
             ),
             shm_board_allgather_max: board_limit(
@@ -414,6 +421,12 @@ const DEFAULT_SHM_BOARD_ALLGATHER_MAX_PAIR: usize = 1 << 10;
 /// on the board 0.88 / 0.97 / 1.59, by messages after the root's verdict
 /// 1.29 / 1.47, directly 1.14 / 1.16 / 1.23.
 const DEFAULT_SHM_BOARD_GATHER_MAX_PAIR: usize = 4 << 10;
+/// Default board limit of a reduce's operand when the host runs two ranks
+/// or fewer. Measured 2026-11-26 (medians of 8 alternating runs, µs,
+/// 2 KiB / 4 KiB, f32 sums): by messages (with the 1 KiB limit) 1.20 /
+/// 1.38, with a 2 KiB limit 0.88 / 1.38, with 4 KiB 0.87 / 1.29; 8 KiB
+/// goes by messages at 1.89 with either.
+const DEFAULT_SHM_BOARD_REDUCE_MAX_PAIR: usize = 4 << 10;
 /// Default board limit when the host runs two ranks or fewer (see above):
 /// at 1 KiB boards and messages tie (0.93 against 0.98 µs).
 const DEFAULT_SHM_BOARD_MAX_PAIR: usize = 1024;
@@ -602,6 +615,7 @@ mod tests {
             (1 << 10, 4 << 10, 8 << 10)
         );
         assert_eq!(pair.shm_board_gather_max, 4 << 10);
+        assert_eq!(pair.shm_board_reduce_max, 4 << 10);
         assert_eq!(pair.shm_board_allgather_max, 1 << 10);
         let four = Tuning::from_lookup(none, true, 4);
         assert_eq!(
@@ -613,6 +627,7 @@ mod tests {
             (64 << 10, 32 << 10, 64 << 10)
         );
         assert_eq!(four.shm_board_gather_max, 64 << 10);
+        assert_eq!(four.shm_board_reduce_max, 64 << 10);
         assert_eq!(four.shm_board_allgather_max, 64 << 10);
         let huge = |name: &str| (name == "MPR_SHM_BOARD_MAX").then(|| "1m".to_owned());
         let capped = Tuning::from_lookup(huge, true, 2);

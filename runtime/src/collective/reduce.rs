@@ -46,8 +46,9 @@ impl CommInner {
     /// 1.61 / 1.79 against 0.68 / 1.10 / 1.37, and 7.14 against 4.22 at
     /// 8 KiB; with two (6 runs, after the reducing loop was vectorized)
     /// 0.45 / 0.79 / 0.98 against 0.36 / 0.43 / 0.62. Above the limit two
-    /// ranks pay for the board's bookkeeping: 2 KiB 1.01 against 1.17,
-    /// 64 KiB 5.23 against 5.39, 1 MiB 80.4 against 81.6. (An earlier
+    /// ranks pay for the board's bookkeeping (with a 1 KiB limit: 2 KiB
+    /// 1.01 against 1.17, 64 KiB 5.23 against 5.39, 1 MiB 80.4 against
+    /// 81.6), so their reduce limit is 4 KiB (`tuning.rs`). (An earlier
     /// measurement with two ranks, 0.30 / 0.59 / 0.88 by messages against
     /// 0.33 / 0.57 / 0.90, had kept them off the boards.)
     #[allow(clippy::too_many_arguments)]
