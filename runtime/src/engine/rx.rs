@@ -316,9 +316,15 @@ impl Engine {
                         let end = start + header_len + header.arg as usize;
                         if end > bytes.len() {
                             let here = &bytes[start + header_len..];
-                            if self.eager_into_posted(peer, &header, here)?
-                                || self.eager_into_arrival(peer, &header, here)?
-                            {
+                            // A large rest is read where it belongs: into a
+                            // posted receive, or else into an arrival; a
+                            // short one waits in staging for the whole frame.
+                            let large_rest =
+                                header.arg as usize - here.len() > self.config.direct_read_min;
+                            if large_rest {
+                                if !self.eager_into_posted(peer, &header, here)? {
+                                    self.eager_into_arrival(peer, &header, here)?;
+                                }
                                 start = bytes.len();
                                 continue;
                             }
@@ -443,11 +449,11 @@ impl Engine {
         Ok(())
     }
 
-    /// An EAGER header whose payload has not all come (`here` is what has):
-    /// if the rest is large and a posted receive matches, the frame is
+    /// An EAGER header whose payload has not all come (`here` is what has)
+    /// and whose rest is large: if a posted receive matches, the frame is
     /// matched now and the rest lands straight in the user's buffer (read
     /// from the socket, or pulled by single copy), as DATA would; true if
-    /// so. Otherwise the frame waits to be whole in staging.
+    /// so.
     fn eager_into_posted(
         &mut self,
         peer: Rank,
@@ -455,9 +461,6 @@ impl Engine {
         here: &[u8],
     ) -> Result<bool, ProtocolError> {
         let len = h.arg as usize;
-        if len - here.len() <= self.config.direct_read_min {
-            return Ok(false);
-        }
         let Some(recv) = self.posted.take_match(h.context, peer, h.tag) else {
             return Ok(false);
         };
@@ -496,20 +499,17 @@ impl Engine {
         Ok(true)
     }
 
-    /// An EAGER header whose payload has not all come, after
+    /// An EAGER header whose large rest has not come, after
     /// [`eager_into_posted`](Self::eager_into_posted) found no receive for
-    /// it: if the rest is large, the message is queued as unexpected now and
-    /// the rest is read into an arrival (`arrival.rs`); true if so.
+    /// it: the message is queued as unexpected now and the rest is read
+    /// into an arrival (`arrival.rs`).
     fn eager_into_arrival(
         &mut self,
         peer: Rank,
         h: &Header,
         here: &[u8],
-    ) -> Result<bool, ProtocolError> {
+    ) -> Result<(), ProtocolError> {
         let len = h.arg as usize;
-        if len - here.len() <= self.config.direct_read_min {
-            return Ok(false);
-        }
         self.charge(peer, FRAME_COST + len)?;
         let arrival = self.arrivals.start(peer, len, here);
         self.peers[peer.index()].rx.state = RxState::Arriving { arrival };
@@ -521,7 +521,7 @@ impl Engine {
             len,
             body: Body::Arriving { arrival, ack },
         });
-        Ok(true)
+        Ok(())
     }
 
     /// Delivers a matched arrival to receive `id`: at once if it is whole;
