@@ -86,15 +86,31 @@ impl CommInner {
             Mode::Messages
         };
         boards.publish(k, &[], mode.encode(bytes));
-        if two && mode == Mode::Board {
+        let root_valid = if two && mode == Mode::Board {
             match self.root_of_two_follows::<T>(boards, k, bytes, max, root_valid) {
-                Ok(root_valid) => {
-                    return self.reduce_root(boards, k, mode, root_valid, send, recv, op);
-                }
+                Ok(root_valid) => root_valid,
                 Err(outcome) => return outcome,
             }
+        } else {
+            root_valid
+        };
+        match (mode, root_valid) {
+            // The others publish their operands and complete.
+            (Mode::Board, Err(error)) => self.board_failed(boards, k, error),
+            (Mode::Board, Ok(())) => {
+                BoardOutcome::Done(self.reduce_root_collect(boards, k, send, recv, op))
+            }
+            (_, root_valid) => {
+                boards.done(k);
+                match root_valid {
+                    Ok(()) => BoardOutcome::Messages,
+                    Err(error) => BoardOutcome::Reject {
+                        count: send.len(),
+                        error,
+                    },
+                }
+            }
         }
-        self.reduce_root(boards, k, mode, root_valid, send, recv, op)
     }
 
     /// The root of a reduce call `k` of two ranks that publishes its
@@ -136,37 +152,6 @@ impl CommInner {
             count,
             error: root_valid.err().unwrap_or(mismatch),
         })
-    }
-
-    /// The root of reduce call `k` once it has published `mode`.
-    #[allow(clippy::too_many_arguments)]
-    fn reduce_root<T: Pod>(
-        &self,
-        boards: &Boards,
-        k: u64,
-        mode: Mode,
-        root_valid: Result<(), Error>,
-        send: &[T],
-        recv: &mut [T],
-        op: &dyn Op<T>,
-    ) -> BoardOutcome {
-        match (mode, root_valid) {
-            // The others publish their operands and complete.
-            (Mode::Board, Err(error)) => self.board_failed(boards, k, error),
-            (Mode::Board, Ok(())) => {
-                BoardOutcome::Done(self.reduce_root_collect(boards, k, send, recv, op))
-            }
-            (_, root_valid) => {
-                boards.done(k);
-                match root_valid {
-                    Ok(()) => BoardOutcome::Messages,
-                    Err(error) => BoardOutcome::Reject {
-                        count: send.len(),
-                        error,
-                    },
-                }
-            }
-        }
     }
 
     /// A reduce call `k` off the root: follow the root's publication.
