@@ -343,6 +343,10 @@ impl CommInner {
             };
         }
         let own = bytes.len();
+        if own > max && super::direct::PUSH_RANKS.contains(&boards.len()) {
+            // The root may write into the rank that shares its core.
+            boards.note_cpu();
+        }
         let mismatch = |len: usize| Error::CountMismatch {
             rank: Rank(root as u32),
             expected: own,
@@ -356,9 +360,7 @@ impl CommInner {
             return self.board_failed(boards, k, mismatch(len));
         }
         if mode == Mode::Direct {
-            let size = boards.len();
-            let pushed = super::direct::pushed_rank(root, size);
-            if super::direct::PUSH_RANKS.contains(&size) && boards.me() == pushed {
+            if super::direct::pushed_rank(boards, root, k) == Some(boards.me()) {
                 return BoardOutcome::Done(self.direct_bcast_pushed(boards, k, root, bytes));
             }
             return BoardOutcome::Done(self.direct_bcast_leaf(boards, k, (root, 0), bytes));

@@ -7,8 +7,9 @@
 //! of its buffers there. Its peers then copy what they need straight from
 //! (or into) its memory, each in its own time:
 //!
-//! - broadcast: every rank copies the root's buffer; the root leaves once
-//!   all are done;
+//! - broadcast: every rank copies the root's buffer, except one that the
+//!   root writes into itself at 3 and 4 ranks (the rank sharing its core,
+//!   see [`choose_pushed`]); the root leaves once all are done;
 //! - gather: every rank writes its block into the root's receive buffer,
 //!   then publishes its length; the root leaves once all have;
 //! - all-to-all: every rank copies block `me` of every rank's send buffer;
@@ -34,7 +35,7 @@ use super::board::{BoardOutcome, Mode, Spread};
 use crate::comm::CommInner;
 use crate::engine::ProtocolError;
 use crate::error::Error;
-use crate::transport::shm::board::{Boards, POISONED};
+use crate::transport::shm::board::{Boards, POISONED, current_cpu};
 use crate::{Rank, engine};
 
 /// The bytes a rank publishes for the addresses of its buffers (at most
@@ -68,24 +69,46 @@ fn memory_error(rank: usize, errno: i32) -> Error {
 
 /// The rank a direct bcast's root writes into itself when [`PUSH_RANKS`]
 /// hold the communicator (the others copy from the root): the root would
-/// otherwise only wait while ranks take turns to copy.
+/// otherwise only wait while ranks take turns to copy. The root publishes
+/// its choice beside its buffer's address, so every rank knows it.
 ///
-/// Rank `root + 2`: where ranks outnumber cores they run round robin on
-/// them (bound, or as they were forked), so with two cores that rank
-/// shares the root's core and could not copy while the root runs anyway,
-/// and the ranks of the other core copy meanwhile. With 3 ranks it is
-/// `root - 1`, the choice before. Measured 2026-11-26, 4 ranks, medians
-/// of 5 alternating runs, µs, pushing `root - 1` against `root + 2`, 64 /
-/// 128 / 256 / 512 KiB / 1 MiB: unbound 9.82 / 18.2 / 40.0 / 67.2 / 147
+/// The root picks a rank that last said it runs on the root's CPU
+/// ([`Boards::note_cpu`]): where ranks outnumber cores, that rank could
+/// not copy while the root runs anyway, and the ranks of the other cores
+/// copy meanwhile. With none there, it picks `root + 2`, the rank that
+/// shares the root's core when ranks run round robin on two cores (bound,
+/// or as they were forked). Measured 2026-11-26, 4 ranks, medians of 5
+/// alternating runs, µs, pushing `root - 1` against `root + 2`, 64 / 128
+/// / 256 / 512 KiB / 1 MiB: unbound 9.82 / 18.2 / 40.0 / 67.2 / 147
 /// against 5.91 / 9.05 / 15.6 / 28.6 / 77.7; bound round robin 10.2 /
-/// 21.8 / 42.4 / 71.9 / 142 against 4.60 / 7.16 / 11.9 / 24.8 / 77.3. It
-/// depends on the root and size alone, so every rank agrees on it.
-pub(crate) fn pushed_rank(root: usize, size: usize) -> usize {
-    (root + 2) % size
+/// 21.8 / 42.4 / 71.9 / 142 against 4.60 / 7.16 / 11.9 / 24.8 / 77.3.
+/// Unbound, the kernel pairs the root with any of the three, and the
+/// fixed `root + 2` was right in about one run of three. Measured
+/// 2026-11-26, 4 ranks unbound, medians of 8 alternating runs, µs, fixed
+/// `root + 2` against the rank on the root's CPU: 9.34 / 18.0 / 34.9 /
+/// 75.3 / 143 against 6.82 / 10.3 / 16.9 / 33.8 / 97.3; bound 6.17 / 10.7
+/// / 18.3 / 35.6 / 96.2 against 6.17 / 9.75 / 17.0 / 34.0 / 96.0.
+fn choose_pushed(boards: &Boards, root: usize) -> usize {
+    let size = boards.len();
+    let here = Some(current_cpu());
+    std::iter::once(2)
+        .chain((1..size).filter(|&step| step != 2))
+        .map(|step| (root + step) % size)
+        .find(|&rank| boards.cpu(rank) == here)
+        .unwrap_or((root + 2) % size)
+}
+
+/// The rank the root of direct bcast call `k` said it writes into
+/// ([`choose_pushed`]), if any: read once its publication has arrived.
+pub(crate) fn pushed_rank(boards: &Boards, root: usize, k: u64) -> Option<usize> {
+    let pushed = published_address(boards, root, k, 1);
+    usize::try_from(pushed)
+        .ok()
+        .filter(|&rank| rank < boards.len())
 }
 
 /// Communicator sizes whose direct bcast root writes into one rank itself
-/// ([`pushed_rank`]). Measured 2026-11-26 (medians of 7-11 alternating
+/// ([`choose_pushed`]). Measured 2026-11-26 (medians of 7-11 alternating
 /// runs, µs, every rank pulling against the root writing one, 64 / 128 /
 /// 256 / 512 KiB / 1 MiB): 3 ranks 10.1 / 21.8 / 44.8 / 86.2 / 176 against
 /// 4.87 / 7.49 / 11.2 / 24.6 / 83.3; 4 ranks 6.12 / 13.3 / 31.6 / 70.8
@@ -143,8 +166,8 @@ impl CommInner {
 
     /// Bcast (or scatter) call `k` from this rank, the root, directly
     /// from `bytes`: publish its address, write `bytes` into the buffer of
-    /// the rank [`pushed_rank`] names if `push` (a bcast), and leave once
-    /// every rank has copied it.
+    /// the rank [`choose_pushed`] names if `push` (a bcast), and leave
+    /// once every rank has copied it.
     pub(crate) fn direct_bcast_root(
         &self,
         boards: &Boards,
@@ -153,14 +176,13 @@ impl CommInner {
         push: bool,
     ) -> Result<(), Error> {
         let me = boards.me();
-        boards.publish(
-            k,
-            &addresses(&[bytes.as_ptr()]),
-            Mode::Direct.encode(bytes.len()),
-        );
+        let target = push.then(|| choose_pushed(boards, me));
+        let mut published = addresses(&[bytes.as_ptr()]);
+        published.extend_from_slice(&target.map_or(u64::MAX, |rank| rank as u64).to_le_bytes());
+        boards.publish(k, &published, Mode::Direct.encode(bytes.len()));
         let mut pushed = Ok(());
-        if push {
-            pushed = self.direct_bcast_push(boards, k, bytes);
+        if let Some(target) = target {
+            pushed = self.direct_bcast_push(boards, k, target, bytes);
             boards.stage(k, pushed.is_err());
         }
         let result = self.board_settle(0..boards.len(), |rank| {
@@ -170,11 +192,16 @@ impl CommInner {
         pushed.and(result).map_err(|error| self.error(error))
     }
 
-    /// The root's write of bcast call `k` into the buffer of the rank
-    /// [`pushed_rank`] names, once it has exposed it; nothing if that rank
-    /// failed first (it reports its own error).
-    fn direct_bcast_push(&self, boards: &Boards, k: u64, bytes: &[u8]) -> Result<(), Error> {
-        let target = pushed_rank(boards.me(), boards.len());
+    /// The root's write of bcast call `k` into the buffer of `target`,
+    /// once it has exposed it; nothing if that rank failed first (it
+    /// reports its own error).
+    fn direct_bcast_push(
+        &self,
+        boards: &Boards,
+        k: u64,
+        target: usize,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
         let exposed = |rank: usize| boards.arrived(rank, k) || boards.is_done(rank, k);
         self.board_wait(target..target + 1, exposed)?;
         let length = Mode::Direct.encode(bytes.len());
@@ -188,7 +215,7 @@ impl CommInner {
     }
 
     /// Bcast call `k` on the rank the root writes into (see
-    /// [`pushed_rank`]): expose `bytes` and wait until the root has
+    /// [`choose_pushed`]): expose `bytes` and wait until the root has
     /// written them.
     pub(crate) fn direct_bcast_pushed(
         &self,

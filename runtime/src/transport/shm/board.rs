@@ -57,6 +57,9 @@ const LENGTH: usize = 2;
 const RELEASED: usize = 4;
 /// A direct call's midpoint (an allreduce's reduced slice is ready).
 const STAGE: usize = 5;
+/// The CPU the owner last said it ran on, plus one (0: never said; see
+/// [`Boards::note_cpu`]).
+const CPU: usize = 6;
 
 /// Set in a [`STAGE`] value when the owner failed its part of the call.
 const STAGE_FAILED: u64 = 1 << 63;
@@ -75,6 +78,12 @@ pub(crate) const IN_MEMORY: u64 = 1 << 61;
 
 /// Largest payload a board buffer holds.
 pub(crate) const CAPACITY: usize = BOARD_BYTES;
+
+/// The CPU the calling thread runs on now (a hint: it may move at any
+/// time).
+pub(crate) fn current_cpu() -> usize {
+    rustix::thread::sched_getcpu()
+}
 
 /// The boards of one communicator's ranks, as one rank sees them (see
 /// [`HostBoards::view`]).
@@ -465,6 +474,26 @@ impl Boards {
         let done = self.counter(rank, DONE).load(Ordering::Acquire);
         self.saw_done(rank, done);
         done >= k
+    }
+
+    /// Records on this rank's board the CPU it runs on now, for a peer
+    /// that wants to know which ranks share its core
+    /// ([`cpu`](Self::cpu)). Stores only a change, so a peer's cached
+    /// copy of the line stays valid while the rank stays put.
+    pub(crate) fn note_cpu(&self) {
+        let cpu = current_cpu() as u64 + 1;
+        let counter = self.counter(self.me, CPU);
+        if counter.load(Ordering::Relaxed) != cpu {
+            counter.store(cpu, Ordering::Relaxed);
+        }
+    }
+
+    /// The CPU `rank` last recorded with [`note_cpu`](Self::note_cpu), if
+    /// it ever did. A hint: the rank may have moved since.
+    #[inline]
+    pub(crate) fn cpu(&self, rank: usize) -> Option<usize> {
+        let cpu = self.counter(rank, CPU).load(Ordering::Relaxed);
+        cpu.checked_sub(1).map(|cpu| cpu as usize)
     }
 
     /// Says this rank has read everything it needs of call `k`.
