@@ -121,6 +121,13 @@ impl Engine {
     /// Report what was read with [`received`](Self::received). Panics if
     /// `peer` is not in the world.
     pub fn recv_target(&mut self, peer: Rank) -> &mut [u8] {
+        self.recv_target_at_most(peer, usize::MAX)
+    }
+
+    /// [`recv_target`](Self::recv_target), with a payload read straight
+    /// into its buffer offered at most `direct_max` bytes at a time (the
+    /// staging buffer is offered whole).
+    pub fn recv_target_at_most(&mut self, peer: Rank, direct_max: usize) -> &mut [u8] {
         let rx = &mut self.peers[peer.index()].rx;
         rx.direct = false;
         let nothing_staged = rx.staging.start == rx.staging.end;
@@ -129,7 +136,8 @@ impl Engine {
                 if nothing_staged && len - offset > self.config.direct_read_min =>
             {
                 if let Some(recv) = self.requests.recv_mut(req) {
-                    if let Some(rest) = recv.buf.bytes_mut().get_mut(offset..len) {
+                    let end = len.min(offset.saturating_add(direct_max));
+                    if let Some(rest) = recv.buf.bytes_mut().get_mut(offset..end) {
                         rx.direct = true;
                         return rest;
                     }
@@ -139,7 +147,8 @@ impl Engine {
                 if let Some(a) = self.arrivals.get_mut(arrival) {
                     if a.len - a.filled > self.config.direct_read_min {
                         rx.direct = true;
-                        return &mut a.buf[a.filled..a.len];
+                        let end = a.len.min(a.filled.saturating_add(direct_max));
+                        return &mut a.buf[a.filled..end];
                     }
                 }
             }
