@@ -119,7 +119,13 @@ impl World {
             self.note_credit_waits();
             return bytes.len();
         }
-        let target = to.recv_target(ra);
+        // Sometimes as a transport that reads payloads in capped pieces.
+        let direct_max = if self.rng.random_bool(0.25) {
+            self.rng.random_range(1..=4096)
+        } else {
+            usize::MAX
+        };
+        let target = to.recv_target_at_most(ra, direct_max);
         let direct = target.len() < super::rx::STAGING_SPARE; // staging always offers more
         let mut n = 0;
         for s in &slices {

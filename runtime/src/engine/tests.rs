@@ -433,6 +433,45 @@ fn large_payloads_are_read_straight_into_the_user_buffer() {
     );
 }
 
+#[test]
+fn payload_reads_straight_into_the_user_buffer_honour_their_cap() {
+    let mut w = World::new(2, small_config(), 11);
+    let v = recv(&mut w.engines[1], from(0), tag(0), 5000);
+    send(
+        &mut w.engines[0],
+        1,
+        0,
+        payload(3, 5000),
+        SendMode::Standard,
+    );
+    while !matches!(w.engines[1].peers[0].rx.state, rx::RxState::Data { .. }) {
+        assert!(w.step(), "DATA never started");
+    }
+    // Read the payload 1000 bytes at a time, as a capped transport does.
+    let mut reads = 0;
+    while matches!(w.engines[1].peers[0].rx.state, rx::RxState::Data { .. }) {
+        let queued = queued_bytes(&w.engines[0], 1);
+        let (a, b) = w.engines.split_at_mut(1);
+        let target = b[0].recv_target_at_most(r(0), 1000);
+        assert!(
+            !target.is_empty() && target.len() <= 1000,
+            "{}",
+            target.len()
+        );
+        let n = target.len().min(queued.len());
+        target[..n].copy_from_slice(&queued[..n]);
+        b[0].received(r(0), n).expect("valid bytes");
+        a[0].transmitted(r(1), n);
+        reads += 1;
+    }
+    assert!(reads >= 4, "5000 bytes in reads of at most 1000: {reads}");
+    w.drive(10_000);
+    assert_eq!(
+        done(&mut w.engines[1], v),
+        (ok(0, 0, 5000), payload(3, 5000))
+    );
+}
+
 /// The bytes `e` has queued for `peer`.
 pub(super) fn queued_bytes(e: &Engine, peer: u32) -> Vec<u8> {
     let mut slices = Slices::new();
