@@ -48,7 +48,11 @@ where
     tuning.errors = ErrorMode::Return;
     let listeners: Vec<Listening> = (0..n)
         .map(|_| {
-            Listening::bind(IpAddr::V4(Ipv4Addr::LOCALHOST)).expect("bind a loopback listener")
+            Listening::bind(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                tuning.tcp_congestion.clone(),
+            )
+            .expect("bind a loopback listener")
         })
         .collect();
     let addrs: Vec<Vec<std::net::SocketAddr>> = listeners

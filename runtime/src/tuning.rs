@@ -30,6 +30,8 @@ pub(crate) struct Tuning {
     pub(crate) tcp_eager_limit_lone: usize,
     /// `SO_SNDBUF`/`SO_RCVBUF`.
     pub(crate) socket_buffer: Option<usize>,
+    /// Congestion control of data sockets.
+    pub(crate) tcp_congestion: crate::transport::tcp_socket::Congestion,
     /// Error policy.
     pub(crate) errors: ErrorMode,
     /// Run a progress thread.
@@ -154,6 +156,9 @@ impl Tuning {
                 Some(size) => Some(size),
                 None => Some(4 << 20),
             },
+            tcp_congestion: lookup("MPR_TCP_CONGESTION")
+                .map(|value| crate::transport::tcp_socket::Congestion::parse(&value))
+                .unwrap_or_default(),
             errors,
             async_progress: matches!(
                 lookup("MPR_ASYNC_PROGRESS").as_deref(),

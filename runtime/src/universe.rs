@@ -112,7 +112,8 @@ pub fn init() -> Result<Universe, InitError> {
     }
     let registered = Registered::connect(&job.bootstrap, job.rank, job.secret.as_bytes())?;
     let plane = addresses::data_plane().map_err(InitError::Transport)?;
-    let listening = Listening::bind(plane.bind).map_err(InitError::Transport)?;
+    let listening =
+        Listening::bind(plane.bind, tuning.tcp_congestion.clone()).map_err(InitError::Transport)?;
     let port = listening.addr().map_err(InitError::Transport)?.port();
     let rank = Rank(job.rank);
     let prepared = prepare_shared_memory(&tuning, rank, job.local_rank, job.local_size, job.node);
@@ -224,8 +225,11 @@ pub(crate) fn host_name() -> String {
 impl Universe {
     fn singleton() -> Result<Universe, InitError> {
         let tuning = Tuning::from_env(false, 1);
-        let listening =
-            Listening::bind(IpAddr::V4(Ipv4Addr::LOCALHOST)).map_err(InitError::Transport)?;
+        let listening = Listening::bind(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            tuning.tcp_congestion.clone(),
+        )
+        .map_err(InitError::Transport)?;
         let addr = listening.addr().map_err(InitError::Transport)?;
         let config = TcpConfig {
             socket_buffer: tuning.socket_buffer,

@@ -12,3 +12,4 @@
 
 pub(crate) mod shm;
 pub(crate) mod tcp;
+pub(crate) mod tcp_socket;

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::tcp_socket::{Congestion, connect, listen};
 use crate::Rank;
 use crate::engine::frame::{HEADER_LEN, Header, Kind};
 use crate::engine::{Engine, ProtocolError};
@@ -67,7 +68,7 @@ const MAX_WRITE: usize = 512 << 10;
 const MAX_DIRECT_READ: usize = 64 << 10;
 
 /// Socket tunables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TcpConfig {
     /// `SO_SNDBUF`/`SO_RCVBUF` in bytes; `None` keeps the kernel's autotuning.
     pub(crate) socket_buffer: Option<usize>,
@@ -121,6 +122,8 @@ pub(crate) struct Tcp {
     rank: Rank,
     secret: Vec<u8>,
     config: TcpConfig,
+    /// The congestion control of the sockets this rank dials.
+    congestion: Congestion,
     poll: Poll,
     waker: Arc<Waker>,
     listener: TcpListener,
@@ -159,14 +162,19 @@ impl std::fmt::Debug for Tcp {
 #[derive(Debug)]
 pub(crate) struct Listening {
     listener: std::net::TcpListener,
+    congestion: Congestion,
 }
 
 impl Listening {
-    /// Binds the data-plane listener on `ip`, port 0.
-    pub(crate) fn bind(ip: std::net::IpAddr) -> io::Result<Listening> {
-        let listener = listen(SocketAddr::new(ip, 0))?;
+    /// Binds the data-plane listener on `ip`, port 0; the connections it
+    /// accepts and those the transport dials use `congestion`.
+    pub(crate) fn bind(ip: std::net::IpAddr, congestion: Congestion) -> io::Result<Listening> {
+        let listener = listen(SocketAddr::new(ip, 0), &congestion)?;
         listener.set_nonblocking(true)?;
-        Ok(Listening { listener })
+        Ok(Listening {
+            listener,
+            congestion,
+        })
     }
 
     /// The address peers dial.
@@ -186,6 +194,7 @@ impl Tcp {
     ) -> io::Result<Tcp> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let congestion = listening.congestion;
         let mut listener = TcpListener::from_std(listening.listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -194,6 +203,7 @@ impl Tcp {
             rank,
             secret,
             config,
+            congestion,
             poll,
             waker,
             listener,
@@ -492,7 +502,7 @@ impl Tcp {
         else {
             return self.fail(engine, peer, None);
         };
-        let stream = match TcpStream::connect(addr) {
+        let stream = match connect(addr, &self.congestion) {
             Ok(stream) => stream,
             Err(_) => return self.fail(engine, peer, None),
         };
@@ -751,23 +761,6 @@ fn pump_handshake(shake: &mut Handshake) -> Pump {
             Err(_) => return Pump::Broken,
         }
     }
-}
-
-/// Pending connections the kernel queues for `accept` (std's default of 128
-/// drops SYNs when many peers, or a burst of strangers, dial at once).
-pub(crate) const LISTEN_BACKLOG: i32 = 1024;
-
-/// A listening TCP socket on `addr` with a deep accept queue.
-pub(crate) fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
 }
 
 /// Writes a few bytes on a fresh socket, whose buffer is empty.
