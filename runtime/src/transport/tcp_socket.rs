@@ -59,16 +59,16 @@ impl Congestion {
     /// every name keeps its default.
     pub(crate) fn apply(&self, socket: &socket2::Socket) {
         if let Congestion::FirstOf(names) = self {
-            let _ = names
+            let _set = names
                 .iter()
-                .find(|name| rustix::net::sockopt::set_tcp_congestion(socket, name).is_ok());
+                .any(|name| rustix::net::sockopt::set_tcp_congestion(socket, name).is_ok());
         }
     }
 }
 
 /// Pending connections the kernel queues for `accept` (std's default of 128
 /// drops SYNs when many peers, or a burst of strangers, dial at once).
-pub(crate) const LISTEN_BACKLOG: i32 = 1024;
+const LISTEN_BACKLOG: i32 = 1024;
 
 /// A listening TCP socket on `addr` with a deep accept queue, whose
 /// connections use `congestion`.
