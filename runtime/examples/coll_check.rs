@@ -218,7 +218,9 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
             })?;
         }
     }
-    // All-to-all of blocks whose whole send buffer is around the limit.
+    // All-to-all of blocks whose whole send buffer is around the limit,
+    // then twice a buffer of more than 1 MiB: direct exchanges that large
+    // copy in reverse order every other call.
     let per_rank = limit / size as usize;
     for block in [
         0usize,
@@ -229,6 +231,8 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
         per_rank + 1,
         2 * per_rank + 5,
         20_001,
+        40_001,
+        40_001,
     ] {
         let send: Vec<[u64; 2]> = (0..block * size as usize)
             .map(|i| [u64::from(rank), i as u64])
@@ -246,8 +250,19 @@ fn board(world: &Comm, straddle: bool) -> Result<(), String> {
             format!("alltoall of {block}-element blocks")
         })?;
     }
-    // Allgather of blocks around the limit.
-    for block in [0usize, 1, 3, limit - 1, limit, limit + 1, 20_001] {
+    // Allgather of blocks around the limit, then twice of more than 1 MiB
+    // in all (as for all-to-all).
+    for block in [
+        0usize,
+        1,
+        3,
+        limit - 1,
+        limit,
+        limit + 1,
+        20_001,
+        40_001,
+        40_001,
+    ] {
         let send: Vec<[u64; 2]> = (0..block).map(|i| [u64::from(rank), i as u64]).collect();
         let mut recv = vec![[9, 9]; block * size as usize];
         world

@@ -152,6 +152,9 @@ pub(crate) struct CommInner {
     shares_memory: std::sync::OnceLock<bool>,
     /// Calls made on the collective boards (`collective/board.rs`).
     pub(crate) board_calls: std::sync::atomic::AtomicU64,
+    /// Large direct exchanges made (`collective/direct.rs`): every other
+    /// one copies in reverse order.
+    pub(crate) direct_exchanges: std::sync::atomic::AtomicU64,
     /// The boards of a communicator made from the world, if it has a
     /// board of its own (`collective/board_number.rs`); the world's are
     /// the runtime's.
@@ -186,6 +189,7 @@ impl CommInner {
             schedules: Default::default(),
             shares_memory: Default::default(),
             board_calls: Default::default(),
+            direct_exchanges: Default::default(),
             boards: None,
         }
     }
@@ -256,6 +260,7 @@ impl Comm {
                 schedules: Default::default(),
                 shares_memory: Default::default(),
                 board_calls: Default::default(),
+                direct_exchanges: Default::default(),
                 boards: None,
             }),
         }
