@@ -156,6 +156,18 @@ thread_local! {
     static SCRATCH: std::cell::Cell<Vec<u128>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+/// Runs `f` on `len` elements of the thread's collective scratch (the
+/// pool [`execute`] keeps between calls), whose contents are whatever was
+/// there: for callers outside a schedule that would otherwise allocate
+/// (and fault in) a large buffer on every call.
+pub fn with_scratch<T: Pod, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    let mut pool = SCRATCH.take();
+    let mut fresh = Vec::new();
+    let result = f(scratch_from(&mut pool, &mut fresh, len));
+    SCRATCH.set(pool);
+    result
+}
+
 /// Largest scratch kept between calls, in bytes.
 const MAX_POOLED_SCRATCH: usize = 64 << 20;
 

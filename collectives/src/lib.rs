@@ -46,6 +46,6 @@ pub use build::{
     allgather, allreduce, allreduce_from_input, alltoall, alltoallv, barrier, bcast, exscan,
     gather, gatherv, reduce, reduce_scatter, scan, scatter, scatterv,
 };
-pub use exec::{Channel, Incoming, Outgoing, execute, execute_poisoned};
+pub use exec::{Channel, Incoming, Outgoing, execute, execute_poisoned, with_scratch};
 pub use op::{Loc, Op};
 pub use schedule::{Buf, Local, Region, Schedule, Step, Transfer};

@@ -36,7 +36,8 @@
 //! gather, reduce, allreduce, allgather and alltoall run on shared-memory
 //! *boards* (`MPR_SHM_BOARD_MAX`, see `collective/board.rs`): each rank
 //! publishes its operand in its own segment and reads the others'. Larger
-//! operands of the same collectives publish the addresses of their buffers
+//! operands of the same collectives (of reduce, on ranks bound to cores)
+//! publish the addresses of their buffers
 //! there instead, and ranks copy straight between the processes
 //! (`MPR_SHM_DIRECT_MIN`, see `collective/direct.rs`). There, ranks
 //! disagreeing on counts fail together even across the board limit.

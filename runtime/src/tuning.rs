@@ -286,7 +286,11 @@ pub(crate) struct DirectRanges {
     scatter: Option<(usize, usize)>,
     gather: Option<(usize, usize)>,
     allreduce: Option<(usize, usize)>,
+    /// Only where ranks are bound to cores (see [`Self::after_binding`]).
+    reduce: Option<(usize, usize)>,
     alltoall: Option<(usize, usize)>,
+    /// Whether `reduce` holds its default, which an unbound rank drops.
+    reduce_if_bound: bool,
 }
 
 impl DirectRanges {
@@ -299,7 +303,9 @@ impl DirectRanges {
             scatter: range,
             gather: range,
             allreduce: range,
+            reduce: range,
             alltoall: range,
+            reduce_if_bound: false,
         };
         match set {
             Some(0) => all(None),
@@ -307,8 +313,19 @@ impl DirectRanges {
             None if local_size <= 2 => PAIR_DIRECT,
             None => DirectRanges {
                 scatter: Some((DEFAULT_SHM_DIRECT_MIN, DEFAULT_SHM_DIRECT_SCATTER_MAX)),
+                reduce: Some((DEFAULT_SHM_DIRECT_REDUCE_MIN, usize::MAX)),
+                reduce_if_bound: true,
                 ..all(Some((DEFAULT_SHM_DIRECT_MIN, usize::MAX)))
             },
+        }
+    }
+
+    /// Drops the default direct reduce of a rank that is not `bound` to a
+    /// core (see [`DEFAULT_SHM_DIRECT_REDUCE_MIN`]); `MPR_SHM_DIRECT_MIN`
+    /// set keeps what it says.
+    pub(crate) fn after_binding(&mut self, bound: bool) {
+        if self.reduce_if_bound && !bound {
+            self.reduce = None;
         }
     }
 
@@ -320,6 +337,7 @@ impl DirectRanges {
             Collective::Scatter => self.scatter,
             Collective::Gather => self.gather,
             Collective::Allreduce => self.allreduce,
+            Collective::Reduce => self.reduce,
             // An allgather moves its blocks as an all-to-all does.
             Collective::Alltoall | Collective::Allgather => self.alltoall,
             _ => None,
@@ -334,6 +352,7 @@ impl DirectRanges {
             self.scatter,
             self.gather,
             self.allreduce,
+            self.reduce,
             self.alltoall,
         ]
         .iter()
@@ -365,8 +384,34 @@ const PAIR_DIRECT: DirectRanges = DirectRanges {
     scatter: Some((8 << 10, 128 << 10)),
     gather: Some((8 << 10, usize::MAX)),
     allreduce: None,
+    // Messages win at every size (see `DEFAULT_SHM_DIRECT_REDUCE_MIN`).
+    reduce: None,
     alltoall: Some((8 << 10, usize::MAX)),
+    reduce_if_bound: false,
 };
+
+/// Default smallest reduce operand copied directly from three ranks on,
+/// where the ranks are bound to cores (`mprun --bind-to core`, or by
+/// default when each has a core of its own); unbound ranks, and two ranks,
+/// reduce by messages. Measured 2026-11-26 (medians of 6-10 alternating
+/// runs, µs, messages against direct, pieces of 64 KiB claimed in turn;
+/// 128 KiB / 256 KiB / 512 KiB / 1 MiB):
+///
+/// | ranks | messages | direct |
+/// |---|---|---|
+/// | 4 bound | 27.1 / 55.7 / 168 / 462 | 25.4 / 57.0 / 128 / 294 |
+/// | 4 unbound | 32.2 / 50.8 / 107 / 284 | 27.5 / 61.1 / 131 / 297 |
+/// | 8 bound | 70.7 / 177 / 376 / 900 | 60.2 / 133 / 300 / 583 |
+/// | 8 unbound | 66.3 / 134 / 279 / 546 | 60.2 / 132 / 307 / 609 |
+/// | 2 | 9.67 / 18.8 / 38.3 / 85.5 | 11.8 / 20.9 / 37.4 / 97.0 |
+///
+/// (The 2-rank direct figures are of one slice per rank.) By messages a
+/// reduce climbs a binomial tree, and bound ranks that share a core with
+/// an inner node of the tree wait for its work; directly, whichever ranks
+/// hold a core claim the pieces, and every operand is read where it lies.
+/// Unbound, the scheduler's uneven splits make the direct call wait for
+/// its slowest rank to be scheduled again at the end.
+const DEFAULT_SHM_DIRECT_REDUCE_MIN: usize = 512 << 10;
 
 /// Default largest scatter (the root's whole send buffer) copied directly
 /// from three ranks on; larger ones go by messages, whose pulls copy as

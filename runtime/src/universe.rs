@@ -92,13 +92,16 @@ pub fn init() -> Result<Universe, InitError> {
     };
     // Before binding: oversubscription is judged by the CPUs the job has,
     // not by the one this rank is about to be bound to.
-    let tuning = Tuning::from_env(true, job.local_size);
+    let mut tuning = Tuning::from_env(true, job.local_size);
     // Before any thread starts, so that every thread inherits the binding.
     let bound = binding::bind(
         BindTo::parse(std::env::var("MPR_BIND_TO").ok().as_deref()),
         job.local_rank,
         job.local_size,
     );
+    tuning
+        .shm_direct
+        .after_binding(!matches!(bound, binding::Bound::Unbound(_)));
     if matches!(
         std::env::var("MPR_REPORT_BINDINGS").as_deref(),
         Ok("1" | "true" | "yes")

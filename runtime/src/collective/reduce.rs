@@ -6,7 +6,14 @@
 //! - an operand up to the board limit: each rank publishes its operand,
 //!   and the root reads every one and combines them in rank order, so any
 //!   op, commutative or not, gives the message schedule's result;
-//! - a larger one: every rank whose length agrees with the root's runs the
+//! - a larger one, from three ranks on, where the direct range allows it
+//!   (ranks bound to cores, `MPR_SHM_DIRECT_MIN`): the root publishes the
+//!   addresses of its operand and result, every rank whose length agrees
+//!   the address of its operand, and once all have published and agree,
+//!   they reduce pieces of the operand straight between the processes
+//!   ([`CommInner::direct_reduce`]); a rank whose length differs
+//!   publishes it, and every rank fails the call;
+//! - otherwise, every rank whose length agrees with the root's runs the
 //!   message schedule at once. A rank whose length differs plays the
 //!   root's schedule poisoned, so the ranks that wait on it fail instead
 //!   of hanging.
@@ -16,20 +23,22 @@
 //! and runs the message schedule at once. A root whose operand is on the
 //! board reads that length and plays that rank's schedule poisoned
 //! (`root_of_two_follows`); a root above the limit runs the same schedule,
-//! whose receives fail if the lengths disagree.
+//! whose receives fail if the lengths disagree. Two ranks never reduce
+//! directly: their leaf could not tell a root that had (messages win
+//! there anyway, see `DEFAULT_SHM_DIRECT_REDUCE_MIN` in `tuning.rs`).
 //!
-//! Larger operands do not copy directly between the processes: measured
-//! 2026-11-26 (medians of 5 alternating runs, µs, messages against every
-//! rank reducing one slice of every operand and writing it into the
-//! root's result), 4 ranks 128 KiB / 256 KiB / 512 KiB 23.6 / 41.8 / 96.3
-//! against 29.9 / 47.1 / 110, 8 ranks 48.6 / 123 / 331 against 71.7 / 133
-//! / 313: the message schedule streams pieces up its tree, while the
-//! slices keep every rank until the slowest is done.
+//! Each rank reducing one fixed slice of every operand lost to messages
+//! (2026-11-26, medians of 5 alternating runs, µs, 4 ranks 128 KiB /
+//! 256 KiB / 512 KiB 23.6 / 41.8 / 96.3 by messages against 29.9 / 47.1 /
+//! 110): the slowest rank to be scheduled held everyone up. Pieces claimed
+//! in turn let the ranks that hold a core do the work.
 
 use bytemuck::Pod;
+use mpr_collectives::Collective;
 use mpr_collectives::op::Op;
 
 use super::board::{BoardOutcome, Mode};
+use super::direct::addresses;
 use crate::Rank;
 use crate::comm::CommInner;
 use crate::error::Error;
@@ -78,13 +87,26 @@ impl CommInner {
                 boards.done(k);
                 return BoardOutcome::Messages;
             }
-            return self.reduce_leaf(boards, k, send, root);
+            return self.reduce_leaf(boards, k, send, op, root);
         }
         let mode = if bytes <= max {
             Mode::Board
+        } else if !two
+            && root_valid.is_ok()
+            && self.board_mode(boards, Collective::Reduce, bytes, max) == Mode::Direct
+        {
+            Mode::Direct
         } else {
             Mode::Messages
         };
+        if mode == Mode::Direct {
+            let published = addresses(&[send.as_ptr().cast(), recv.as_ptr().cast()]);
+            boards.publish(k, &published, mode.encode(bytes));
+            return self.reduce_direct_agreed(boards, k, bytes).map_or_else(
+                |outcome| outcome,
+                |()| BoardOutcome::Done(self.direct_reduce(boards, k, root, send, recv, op)),
+            );
+        }
         boards.publish(k, &[], mode.encode(bytes));
         let root_valid = if two && mode == Mode::Board {
             match self.root_of_two_follows::<T>(boards, k, bytes, max, root_valid) {
@@ -160,6 +182,7 @@ impl CommInner {
         boards: &Boards,
         k: u64,
         send: &[T],
+        op: &dyn Op<T>,
         root: usize,
     ) -> BoardOutcome {
         let bytes = size_of_val(send);
@@ -179,7 +202,18 @@ impl CommInner {
                 boards.done(k);
                 BoardOutcome::Done(Ok(()))
             }
-            // The root reads our length and fails too.
+            Mode::Direct if expected == bytes => {
+                let published = addresses(&[send.as_ptr().cast()]);
+                boards.publish(k, &published, mode.encode(bytes));
+                match self.reduce_direct_agreed(boards, k, bytes) {
+                    Ok(()) => {
+                        BoardOutcome::Done(self.direct_reduce(boards, k, root, send, &mut [], op))
+                    }
+                    Err(outcome) => outcome,
+                }
+            }
+            // The root (and, directly, every rank) reads our length and
+            // fails too.
             Mode::Board | Mode::Direct => {
                 boards.publish(k, &[], Mode::Messages.encode(bytes));
                 self.board_failed(boards, k, mismatch(expected))
@@ -196,6 +230,31 @@ impl CommInner {
                     }
                 }
             }
+        }
+    }
+
+    /// Whether every rank published an operand of `bytes` bytes to reduce
+    /// directly in call `k` (from three ranks on; a rank whose count
+    /// disagrees publishes it to move by messages, and fails), which every
+    /// rank decides alike once all have published: a rank copies nothing
+    /// before, and fails the call if any disagrees.
+    fn reduce_direct_agreed(
+        &self,
+        boards: &Boards,
+        k: u64,
+        bytes: usize,
+    ) -> Result<(), BoardOutcome> {
+        let size = boards.len();
+        if let Err(error) = self.board_wait(0..size, |rank| boards.arrived(rank, k)) {
+            return Err(self.board_failed(boards, k, error));
+        }
+        let disagree = (0..size).find_map(|rank| match Mode::decode(boards.length(rank, k)) {
+            Some((len, Mode::Direct)) if len == bytes => None,
+            published => Some(super::gather::publication_error(published, rank, bytes)),
+        });
+        match disagree {
+            Some(error) => Err(self.board_failed(boards, k, error)),
+            None => Ok(()),
         }
     }
 

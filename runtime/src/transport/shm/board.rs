@@ -60,6 +60,16 @@ const STAGE: usize = 5;
 /// The CPU the owner last said it ran on, plus one (0: never said; see
 /// [`Boards::note_cpu`]).
 const CPU: usize = 6;
+/// The pieces of a shared piece of work that ranks have claimed, and
+/// finished, in the owner's call (see [`Boards::claim`]).
+const CLAIMED: usize = 7;
+const FINISHED: usize = 8;
+
+/// Bits of a [`CLAIMED`] or [`FINISHED`] value that count pieces; the
+/// call's number fills the others, so a new call starts from zero.
+const PIECE_BITS: u32 = 16;
+/// Most pieces a shared piece of work is cut into.
+pub(crate) const MAX_PIECES: usize = (1 << PIECE_BITS) - 1;
 
 /// Set in a [`STAGE`] value when the owner failed its part of the call.
 const STAGE_FAILED: u64 = 1 << 63;
@@ -434,6 +444,58 @@ impl Boards {
         (call >= k).then_some(call == k && value & STAGE_FAILED != 0)
     }
 
+    /// Claims the next of the `pieces` (at most [`MAX_PIECES`]) of the
+    /// work that `owner`'s call `k` shares among the ranks: each piece
+    /// goes to exactly one caller, in order; `None` once all are claimed.
+    pub(crate) fn claim(&self, owner: usize, k: u64, pieces: usize) -> Option<usize> {
+        let counter = self.counter(owner, CLAIMED);
+        let mut value = counter.load(Ordering::Relaxed);
+        loop {
+            let next = pieces_of(value, k);
+            if next >= pieces {
+                return None;
+            }
+            let claimed = (k << PIECE_BITS) | (next as u64 + 1);
+            match counter.compare_exchange_weak(value, claimed, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(next),
+                Err(now) => value = now,
+            }
+        }
+    }
+
+    /// Says this rank has finished a piece it claimed of `owner`'s call
+    /// `k` (everything it wrote for it is in place); wakes the waiting
+    /// ranks with the last of `pieces`.
+    pub(crate) fn finish(&self, owner: usize, k: u64, pieces: usize) {
+        let counter = self.counter(owner, FINISHED);
+        let mut value = counter.load(Ordering::Relaxed);
+        loop {
+            // Below `pieces` (a rank finishes only pieces of call `k` it
+            // claimed); the bound only keeps a misuse from overflowing.
+            let before = pieces_of(value, k).min(MAX_PIECES - 1);
+            let finished = (k << PIECE_BITS) | (before as u64 + 1);
+            match counter.compare_exchange_weak(
+                value,
+                finished,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) if finished & MAX_PIECES as u64 == pieces as u64 => {
+                    return self.wake_sleepers();
+                }
+                Ok(_) => return,
+                Err(now) => value = now,
+            }
+        }
+    }
+
+    /// How many pieces of `owner`'s call `k` are finished.
+    #[inline]
+    pub(crate) fn finished(&self, owner: usize, k: u64) -> usize {
+        pieces_of(self.counter(owner, FINISHED).load(Ordering::Acquire), k)
+    }
+
     /// Says this rank has copied everything it needs of `owner`'s buffers
     /// in direct call `k` (with more ranks than per-peer counters, only
     /// [`done`](Self::done) says it).
@@ -504,6 +566,17 @@ impl Boards {
     }
 }
 
+/// The pieces a [`CLAIMED`] or [`FINISHED`] value counts for call `k`:
+/// none if it counts an earlier call's, all (`usize::MAX`) if a later
+/// one's (call `k` is over).
+fn pieces_of(value: u64, k: u64) -> usize {
+    match (value >> PIECE_BITS).cmp(&k) {
+        std::cmp::Ordering::Less => 0,
+        std::cmp::Ordering::Equal => (value & MAX_PIECES as u64) as usize,
+        std::cmp::Ordering::Greater => usize::MAX,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::doorbell::Ringer;
@@ -552,6 +625,31 @@ mod tests {
         // The done counter itself still answers.
         one.done(7);
         assert!(zero.is_done(1, 7) && !zero.is_done(1, 8));
+    }
+
+    #[test]
+    fn pieces_go_once_each_in_order_and_a_new_call_starts_afresh() {
+        let (zero, one) = pair();
+        // Both ranks claim pieces of call 3 on rank 0's board.
+        assert_eq!(zero.claim(0, 3, 3), Some(0));
+        assert_eq!(one.claim(0, 3, 3), Some(1));
+        assert_eq!(zero.claim(0, 3, 3), Some(2));
+        assert_eq!(one.claim(0, 3, 3), None);
+        assert_eq!(zero.finished(0, 3), 0);
+        one.finish(0, 3, 3);
+        zero.finish(0, 3, 3);
+        assert_eq!(one.finished(0, 3), 2);
+        zero.finish(0, 3, 3);
+        assert_eq!(one.finished(0, 3), 3);
+        // Rank 1's board counts apart; the next call counts from zero, and
+        // a rank still looking at call 3 finds it over.
+        assert_eq!(zero.claim(1, 3, 3), Some(0));
+        assert_eq!(one.claim(0, 5, 2), Some(0));
+        assert_eq!(zero.finished(0, 5), 0);
+        one.finish(0, 5, 2);
+        assert_eq!(zero.finished(0, 5), 1);
+        assert_eq!(zero.claim(0, 3, 3), None);
+        assert_eq!(zero.finished(0, 3), usize::MAX);
     }
 
     #[test]
