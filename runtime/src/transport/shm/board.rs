@@ -52,8 +52,16 @@ use super::segment::{BOARD_BYTES, BOARD_PEERS, Mapping};
 /// Counter indexes in a board's counter page.
 const ARRIVED: usize = 0;
 const DONE: usize = 1;
-const LENGTH: usize = 2;
-/// (`LENGTH + 1` is the second buffer's length.)
+/// The lengths of the two buffers (calls of even and odd numbers) share
+/// the line of [`ARRIVED`], as words 1 and 2: a peer that sees a call
+/// arrive has its length in the same transfer, one cache miss instead of
+/// two. Measured 2026-11-26, medians of 10 alternating runs of two builds,
+/// µs, lengths on lines of their own against beside the arrival: 2 ranks,
+/// alltoall of 4 / 32 / 128 B 0.46 / 0.48 / 0.49 against 0.44 / 0.44 /
+/// 0.45, allreduce of 4 / 256 B 0.48 / 0.58 against 0.43 / 0.52, gather
+/// and bcast alike; 4 ranks bound (8 runs), allreduce of 4 B-1 KiB
+/// 0.95-0.99 of the time, alltoall within ±3%.
+const LENGTH_WORD: usize = 1;
 const RELEASED: usize = 4;
 /// A direct call's midpoint (an allreduce's reduced slice is ready).
 const STAGE: usize = 5;
@@ -324,7 +332,7 @@ impl Boards {
         // peer is done with call k - 2, the last reader of this buffer, and
         // none reads call k before the release store below.
         unsafe { own.board_write(self.number, buffer, data) };
-        own.board_counter(self.number, LENGTH + buffer)
+        own.board_counter_word(self.number, ARRIVED, LENGTH_WORD + buffer)
             .store(len, Ordering::Relaxed);
         own.board_counter(self.number, ARRIVED)
             .store(k, Ordering::Release);
@@ -401,7 +409,8 @@ impl Boards {
     /// [`arrived`](Self::arrived) said so.
     #[inline]
     pub(crate) fn length(&self, rank: usize, k: u64) -> u64 {
-        self.counter(rank, LENGTH + (k % 2) as usize)
+        self.boards[rank]
+            .board_counter_word(self.number, ARRIVED, LENGTH_WORD + (k % 2) as usize)
             .load(Ordering::Relaxed)
     }
 

@@ -196,8 +196,21 @@ impl Mapping {
         board: usize,
         index: usize,
     ) -> &std::sync::atomic::AtomicU64 {
-        assert!(index < BOARD_PEER_COUNTERS / 64);
-        let offset = Self::board_offset(board) + index * 64;
+        self.board_counter_word(board, index, 0)
+    }
+
+    /// Word `word` (of 8) of the cache line of counter `index` of board
+    /// `board`: values read together with that counter share its line, so
+    /// that a peer takes them in one transfer.
+    #[inline]
+    pub(crate) fn board_counter_word(
+        &self,
+        board: usize,
+        index: usize,
+        word: usize,
+    ) -> &std::sync::atomic::AtomicU64 {
+        assert!(index < BOARD_PEER_COUNTERS / 64 && word < 8);
+        let offset = Self::board_offset(board) + index * 64 + word * 8;
         // SAFETY: in bounds of the board's counter page, 64-aligned, and
         // only ever accessed atomically.
         unsafe { &*self.base.as_ptr().add(offset).cast() }
