@@ -57,6 +57,14 @@ const BOARD_COUNTERS: usize = HEADER_BYTES;
 const BOARD_DATA: usize = 4096;
 /// Bytes of one board: its counter page and its two buffers.
 const BOARD_STRIDE: usize = BOARD_DATA + 2 * BOARD_BYTES;
+/// Largest payload a board buffer may keep in the first cache line of the
+/// board's counter page instead ([`Mapping::board_write_inline`]).
+pub(crate) const BOARD_INLINE_BYTES: usize = 16;
+/// Offset in the counter page of buffer 0's inline payload (buffer 1's
+/// follows), after the line's first three words (`board.rs` keeps its
+/// arrival counter and the two lengths there).
+const BOARD_INLINE: usize = 24;
+const _: () = assert!(BOARD_INLINE + 2 * BOARD_INLINE_BYTES <= 64);
 /// Offset of the per-peer counters in the counter page (before it: one
 /// counter per cache line).
 const BOARD_PEER_COUNTERS: usize = 1024;
@@ -247,6 +255,52 @@ impl Mapping {
         // reads or writes these bytes meanwhile.
         unsafe {
             std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.as_ptr().add(offset), src.len());
+        }
+    }
+
+    /// Copies `src` (at most [`BOARD_INLINE_BYTES`]) into the inline
+    /// place of buffer `buffer` (0 or 1) of board `board`, in the counter
+    /// page's first line.
+    ///
+    /// # Safety
+    ///
+    /// As for [`board_write`](Self::board_write).
+    pub(crate) unsafe fn board_write_inline(&self, board: usize, buffer: usize, src: &[u8]) {
+        assert!(buffer < 2 && src.len() <= BOARD_INLINE_BYTES);
+        let offset = Self::board_offset(board) + BOARD_INLINE + buffer * BOARD_INLINE_BYTES;
+        // SAFETY: in bounds (asserted, and the inline places end inside the
+        // counter page's first line); the caller guarantees that nobody
+        // reads or writes these bytes meanwhile (the line's other bytes
+        // are counters, only accessed atomically).
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.as_ptr().add(offset), src.len());
+        }
+    }
+
+    /// Copies `dst.len()` bytes from `offset` of the inline place of
+    /// buffer `buffer` of board `board` out.
+    ///
+    /// # Safety
+    ///
+    /// As for [`board_read`](Self::board_read).
+    pub(crate) unsafe fn board_read_inline(
+        &self,
+        board: usize,
+        buffer: usize,
+        offset: usize,
+        dst: &mut [u8],
+    ) {
+        assert!(buffer < 2 && offset <= BOARD_INLINE_BYTES);
+        assert!(dst.len() <= BOARD_INLINE_BYTES - offset);
+        let start = Self::board_offset(board) + BOARD_INLINE + buffer * BOARD_INLINE_BYTES + offset;
+        // SAFETY: in bounds (asserted); the caller guarantees that nobody
+        // writes these bytes meanwhile.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.base.as_ptr().add(start),
+                dst.as_mut_ptr(),
+                dst.len(),
+            );
         }
     }
 
