@@ -133,7 +133,11 @@ pub(crate) const PUSH_RANKS: std::ops::RangeInclusive<usize> = 3..=4;
 /// against 50.9 / 151 (the rank's own 1 MiB copy took 70 µs after the
 /// peer's and half that after its own). 4 and 8 ranks on 2 cores (4-6
 /// runs), 128 KiB-1 MiB blocks: 0.89-1.02 of the time, no worse than
-/// the noise. A 2 MiB cache per core here.
+/// the noise at first; in later tables and a 6-run A/B the 8-rank
+/// alltoall of 1 MiB blocks was 3-10% slower alternating (5 019 against
+/// 5 353 µs bound). Where ranks share a core, the others' calls evict
+/// what this rank's call left in the cache, so only a host with a core
+/// per rank alternates. A 2 MiB cache per core here.
 const ALTERNATE_FROM: usize = 1 << 20;
 
 /// Bytes of a piece of a direct reduce's operand (see
@@ -336,8 +340,9 @@ impl CommInner {
     /// block `me`; allgather: the whole) of each rank's send buffer as soon
     /// as that rank has published the same length to move directly
     /// (starting with its own, then the next rank, so that the ranks spread
-    /// over the buffers; every other call of [`ALTERNATE_FROM`] bytes or
-    /// more goes the other way round and copies its own last), and decide
+    /// over the buffers; on a host with a core per rank, every other call
+    /// of [`ALTERNATE_FROM`] bytes or more goes the other way round and
+    /// copies its own last), and decide
     /// the call once every rank has published, as for any symmetric call
     /// ([`board_decide`](CommInner::board_decide)): copies made before a
     /// call falls back to messages are overwritten there, and are
@@ -364,6 +369,7 @@ impl CommInner {
         let length = Mode::Direct.encode(send.len());
         boards.publish(k, &addresses(&[send.as_ptr()]), length);
         let reversed = recv.len() >= ALTERNATE_FROM
+            && !self.rt.tuning().oversubscribed
             && self.direct_exchanges.fetch_add(1, Ordering::Relaxed) % 2 == 1;
         let own = (me * block..(me + 1) * block, taken..taken + block);
         if !reversed {
